@@ -1,0 +1,3 @@
+"""Crust: builds pre-baked virtual appliances from kickstarts and Ansible roles."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from crust.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""Apply Ansible roles to a tree through the chroot connection (community.general.chroot)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crust.runner import check_tools, find_tool, run, sandboxed
+
+
+def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]) -> Path:
+    inventory = {
+        "all": {
+            "hosts": {
+                "tree": {
+                    "ansible_host": str(tree),
+                    "ansible_connection": "community.general.chroot",
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                }
+            }
+        }
+    }
+    (workdir / "inventory.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
+    (workdir / "vars.json").write_text(json.dumps(dict(variables), indent=2, sort_keys=True), encoding="utf-8")
+    play = [{"name": "Configure the appliance tree", "hosts": "tree", "gather_facts": True, "roles": list(roles)}]
+    playbook = workdir / "playbook.yml"
+    playbook.write_text(yaml.safe_dump(play, sort_keys=False), encoding="utf-8")
+    return playbook
+
+
+def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any], roles_dir: Path, workdir: Path) -> None:
+    """Run the roles against tree; /proc, /sys, /dev and /run are mounted in the tree for it."""
+    if not roles:
+        return
+    playbook = write_playbook(workdir, tree, roles, variables)
+    check_tools(["ansible-playbook"])
+    ansible_playbook = str(find_tool("ansible-playbook"))
+    env = {
+        "ANSIBLE_ROLES_PATH": str(roles_dir),
+        "ANSIBLE_HOME": str(workdir / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+        "ANSIBLE_REMOTE_TMP": "/tmp/.ansible-crust",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
+        "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "0",
+        "ANSIBLE_PIPELINING": "1",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+    }
+    run(
+        sandboxed(
+            [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.json'}", str(playbook)],
+            root=tree,
+        ),
+        env=env,
+        cwd=workdir,
+    )

@@ -1,0 +1,202 @@
+"""Command line: ./build.py VERB [options]. Bad input exits 2 with one line; --debug shows tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from crust.errors import CrustError, UserError
+from crust.spec import list_appliance_names, load_appliance, appliance_path, settings_reference
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}", hint=f"see {self.prog} --help")
+
+
+def add_names(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="*", metavar="NAME", help="appliance names (files in appliances/)")
+    p.add_argument("--all", action="store_true", help="every appliance in appliances/")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="build.py",
+        description="Crust builds virtual appliances: appliance TOML + kickstart template + Ansible roles -> bootable disk images.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--store", type=Path, default=Path(os.environ.get("CRUST_STORE", PROJECT_ROOT / ".crust")),
+                        help="step store directory (default: .crust, or $CRUST_STORE)")
+    parser.add_argument("--output", type=Path, default=Path(os.environ.get("CRUST_OUTPUT", PROJECT_ROOT / "build")),
+                        help="artifact directory (default: build, or $CRUST_OUTPUT)")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
+    sub.required = True
+
+    p = sub.add_parser("list", help="list appliances with their descriptions", description="List every appliance in appliances/ with its description.")
+    p.add_argument("--settings", action="store_true", help="print the reference of appliance file keys instead")
+
+    p = sub.add_parser("render", help="print an appliance's rendered kickstart", description="Render the appliance's Jinja kickstart template and print it.")
+    p.add_argument("name", metavar="NAME")
+
+    p = sub.add_parser("validate", help="check appliance files, templates, kickstarts and role variables",
+                       description="Check the appliance file, render its kickstart, parse it with pykickstart (pinned syntax, warnings are errors) and apply Crust's policy checks. No side effects.")
+    add_names(p)
+
+    p = sub.add_parser("plan", help="show which steps are up to date and why the others will run",
+                       description="Compute every step's id from its inputs and show, without building, which steps are up to date and why the others would run.")
+    add_names(p)
+    p.add_argument("--refresh", action="store_true", help="re-read the mirror state now instead of using the cached one")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("build", help="build appliances (only the steps whose inputs changed)",
+                       description="Build appliance images: base tree (mmdebstrap), configured tree (kickstart + Ansible), sealed, assembled into raw and qcow2 with a manifest. Steps already in the store are reused.")
+    add_names(p)
+    p.add_argument("--refresh", action="store_true", help="re-read the mirror state now (a new mirror state rebuilds the base)")
+
+    p = sub.add_parser("status", help="show the store and the last build of each appliance", description="Show the store size and each appliance's last build.")
+    return parser
+
+
+def names_from(args: argparse.Namespace) -> list[str]:
+    if args.all:
+        if args.names:
+            raise UserError("give appliance names or --all, not both", hint="drop the names or --all")
+        return list_appliance_names(PROJECT_ROOT)
+    if not args.names:
+        raise UserError("no appliance given", hint="name one (./build.py list shows them) or use --all")
+    return list(dict.fromkeys(args.names))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.settings:
+        print(settings_reference())
+        return 0
+    names = list_appliance_names(PROJECT_ROOT)
+    width = max((len(n) for n in names), default=4)
+    for name in names:
+        spec = load_appliance(appliance_path(PROJECT_ROOT, name), PROJECT_ROOT)
+        print(f"{name:{width}}  {spec.version:8}  {spec.distribution:10}  {spec.description}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from crust.distro import load_distribution
+    from crust.render import render
+
+    spec = load_appliance(appliance_path(PROJECT_ROOT, args.name), PROJECT_ROOT)
+    distro = load_distribution(PROJECT_ROOT, spec.distribution)
+    sys.stdout.write(render(spec, distro, PROJECT_ROOT).text)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from crust.plan import validate_appliance
+
+    for name in names_from(args):
+        spec, distro, rendered, ks = validate_appliance(PROJECT_ROOT, name)
+        print(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'})")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from crust.plan import explain_change, plan_appliance
+    from crust.store import Store
+
+    store = Store(args.store)
+    rows = []
+    for name in names_from(args):
+        plan = plan_appliance(PROJECT_ROOT, name, store.root / "state", args.refresh)
+        last = store.last_build(name)
+        previous = {s["kind"] + (s["name"] if s["kind"] == "convert" else ""): s for s in (last or {}).get("steps", [])}
+        for step in plan.steps:
+            present = store.get(step.kind, step.id) is not None
+            old = previous.get(step.kind + (step.name if step.kind == "convert" else ""))
+            why = "" if present else explain_change(step, old)
+            rows.append({"appliance": name, "step": step.kind, "name": step.name, "id": step.id,
+                         "state": "up to date" if present else "will run", "why": why})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        why = f"  because: {row['why']}" if row["why"] else ""
+        print(f"{row['appliance']:12} {row['step']:8} {row['name']:18} {row['id'][:12]}  {row['state']}{why}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from crust.pipeline import Progress, build_appliance, missing_steps, preflight
+    from crust.plan import plan_appliance
+    from crust.store import Store
+
+    names = names_from(args)
+    store = Store(args.store)
+    plans = [plan_appliance(PROJECT_ROOT, n, store.root / "state", args.refresh) for n in names]
+    preflight(plans, store, missing_steps(plans, store))
+    store.remove_stale_tmp()
+    progress = Progress()
+    for plan in plans:
+        manifest = build_appliance(plan, store, args.output, PROJECT_ROOT / "roles", progress)
+        for artifact in manifest["artifacts"]:
+            print(artifact["path"])
+        print(str(args.output / plan.spec.name / "manifest.json"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from crust.store import Store
+
+    store = Store(args.store)
+    total = 0
+    for path in store.root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.lstat().st_blocks * 512
+    print(f"store: {store.root} ({total / 1024**3:.2f} GiB on disk)")
+    for name in list_appliance_names(PROJECT_ROOT):
+        last = store.last_build(name)
+        when = f"last built {last['finished']} (build id {last['build_id']})" if last else "never built"
+        print(f"  {name:12} {when}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "render": cmd_render, "validate": cmd_validate, "plan": cmd_plan, "build": cmd_build, "status": cmd_status}
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.verb](args)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        if exc.file and exc.file.startswith(f"{PROJECT_ROOT}/"):
+            exc.file = exc.file[len(f"{PROJECT_ROOT}/") :]
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except CrustError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("interrupted: partial outputs removed", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,82 @@
+"""Error types. A UserError is bad input: one line, a hint, exit status 2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class CrustError(Exception):
+    """Base of every error Crust reports without a traceback."""
+
+    exit_status = 1
+
+
+class UserError(CrustError):
+    """Bad input or an unmet precondition: the user can fix it."""
+
+    exit_status = 2
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: Path | str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        text = f"{where}{self.problem}"
+        if self.hint:
+            text += f" (fix: {self.hint})"
+        return " ".join(text.split("\n"))
+
+
+class CommandError(CrustError):
+    """An external command failed during a build step."""
+
+    def __init__(self, argv: Sequence[str], status: int, tail: str, log: Path | None) -> None:
+        self.argv = list(argv)
+        self.status = status
+        self.tail = tail
+        self.log = log
+        where = f"; full log: {log}" if log else ""
+        last = telling_line(tail)
+        super().__init__(f"{command_name(self.argv)} exited with status {status}: {last}{where}")
+
+
+class StepFailed(CrustError):
+    """A build step failed; carries the step and its log."""
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """The program that matters in argv, looking through sandbox wrappers (unshare ... --)."""
+    name = argv[0] if argv else "?"
+    if name.rsplit("/", 1)[-1] == "unshare" and "--" in argv:
+        rest = list(argv[len(argv) - list(reversed(argv)).index("--") :])
+        if rest:
+            name = rest[0]
+            if name == "chroot" and len(rest) > 2:
+                name = rest[2]
+    return name.rsplit("/", 1)[-1]
+
+
+def telling_line(tail: str) -> str:
+    """The line of a command's output that best says what went wrong."""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    if not lines:
+        return "no output"
+    for line in reversed(lines):
+        low = line.lower()
+        if low.startswith(("e: ", "error", "[error]", "fatal", "msg:")) or " error: " in low:
+            return line
+    return lines[-1]

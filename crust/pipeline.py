@@ -1,0 +1,271 @@
+"""Run build plans: each missing step is built into the store, then artifacts are published.
+
+Published artifacts (build/NAME/NAME.raw, NAME.qcow2, manifest.json) are hard links to the
+store's entries (a copy across file systems), written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from crust import __version__, ansible, configure
+from crust.assemble import assemble, convert
+from crust.base import build_base
+from crust.configure import installed_packages
+from crust.digest import digest_file
+from crust.errors import CommandError, StepFailed, UserError
+from crust.plan import AppliancePlan, Step
+from crust.runner import check_tools, logging_to, run
+from crust.seal import seal
+from crust.store import Entry, Store, write_atomic
+
+STEP_TOOLS = {
+    "base": ["mmdebstrap", "unshare", "mount"],
+    "tree": ["unshare", "mount", "chroot", "systemctl", "useradd", "dpkg-query", "ansible-playbook", "cp"],
+    "image": ["sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "dd", "unshare"],
+    "convert": ["qemu-img"],
+}
+GIB = 1024**3
+
+
+class Progress:
+    """One line per step event; safe to call from several threads."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def say(self, step: Step, text: str) -> None:
+        with self.lock:
+            print(f"[{step.name}] {step.kind:8} {text}", file=self.stream, flush=True)
+
+
+@dataclass(frozen=True)
+class Built:
+    entry: Entry
+    cached: bool
+
+
+def preflight(plans: list[AppliancePlan], store: Store, needed: list[Step]) -> None:
+    """Errors before work: root, tools, disk space."""
+    if not needed:
+        return
+    if os.geteuid() != 0:
+        raise UserError("building images needs root (mmdebstrap, chroot, file ownership in the tree)", hint="run with sudo")
+    tools = sorted({t for s in needed for t in STEP_TOOLS[s.kind]})
+    if any(p.distro.uki == "objcopy" for p in plans):
+        tools.append("objcopy")
+    check_tools(tools)
+    free = shutil.disk_usage(store.root).free
+    need = 0
+    for step in needed:
+        if step.kind == "base":
+            need += 2 * GIB
+        elif step.kind == "tree":
+            need += 3 * GIB
+        else:
+            plan = next(p for p in plans if step.name.split(".")[0] == p.spec.name)
+            need += plan.layout.root_size_mib * 1024 * 1024 // 2
+    if free < need:
+        raise UserError(
+            f"not enough disk space in {store.root}: {free / GIB:.1f} GiB free, this build needs about {need / GIB:.1f} GiB",
+            hint="free some space (./build.py clean) or use --store on a bigger disk",
+        )
+
+
+def missing_steps(plans: list[AppliancePlan], store: Store) -> list[Step]:
+    seen: dict[str, Step] = {}
+    for plan in plans:
+        for step in plan.steps:
+            if step.key not in seen and store.get(step.kind, step.id) is None:
+                seen[step.key] = step
+    return list(seen.values())
+
+
+def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], progress: Progress) -> Built:
+    """The step's store entry: reused when present, else built (under the step's lock)."""
+    entry = store.get(step.kind, step.id)
+    if entry is not None:
+        progress.say(step, f"up to date ({step.id[:12]})")
+        return Built(entry, True)
+    with store.lock(step.id):
+        entry = store.get(step.kind, step.id)
+        if entry is not None:
+            progress.say(step, f"built by another run ({step.id[:12]})")
+            return Built(entry, True)
+        log_path = store.log_path(step.kind, step.id)
+        progress.say(step, f"running (log: {log_path})")
+        started = time.monotonic()
+        with open(log_path, "w", encoding="utf-8") as log, logging_to(log), store.building(step.kind, step.id) as tmp:
+            try:
+                outputs = action(tmp)
+            except CommandError as exc:
+                progress.say(step, f"FAILED after {time.monotonic() - started:.1f}s")
+                raise StepFailed(f"{step.kind} step of {step.name} failed: {exc}") from exc
+            duration = time.monotonic() - started
+            meta = {
+                "kind": step.kind,
+                "name": step.name,
+                "id": step.id,
+                "inputs": dict(step.inputs),
+                "explain": dict(step.explain),
+                "duration_s": round(duration, 2),
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "crust_version": __version__,
+                "outputs": outputs,
+            }
+            entry = store.commit(step.kind, step.id, tmp, meta)
+        progress.say(step, f"built in {duration:.1f}s")
+        return Built(entry, False)
+
+
+def file_facts(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"sha256": digest_file(path), "size": st.st_size, "allocated": st.st_blocks * 512}
+
+
+def make_base(plan: AppliancePlan) -> Callable[[Path], dict[str, Any]]:
+    def action(tmp: Path) -> dict[str, Any]:
+        build_base(plan.distro, tmp, tmp / "tree")
+        return {"packages": installed_packages(tmp / "tree")}
+
+    return action
+
+
+def make_tree(plan: AppliancePlan, base: Entry, roles_dir: Path) -> Callable[[Path], dict[str, Any]]:
+    ks = plan.ks
+
+    def action(tmp: Path) -> dict[str, Any]:
+        tree = tmp / "tree"
+        work = tmp / "work"
+        work.mkdir()
+        run(["cp", "-a", "--reflink=auto", str(base.path / "tree"), str(tree)])
+        configure.guard_services(tree)
+        configure.use_host_resolver(tree)
+        configure.write_repos(tree, ks.repos, plan.distro.keyring)
+        extra = plan.distro.grow_packages if ks.root_grow else ()
+        configure.install_packages(tree, ks, extra)
+        configure.set_timezone(tree, ks.timezone)
+        configure.set_lang(tree, ks.lang)
+        configure.generate_locales(tree, ks.lang)
+        configure.set_keyboard(tree, ks.keymap)
+        configure.configure_network(tree, ks.network)
+        configure.set_root_password(tree, ks.root_password_hash)
+        configure.create_users(tree, ks.users)
+        configure.install_ssh_keys(tree, ks.sshkeys)
+        configure.write_fstab(tree, plan.layout.root_uuid, ks.root_grow)
+        if ks.root_grow:
+            configure.write_grow_config(tree)
+        configure.write_kernel_cmdline(tree, plan.layout.cmdline)
+        ansible.apply_roles(tree, plan.roles, plan.variables, roles_dir, work)
+        configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
+        configure.run_scripts(tree, ks.scripts, work)
+        seal(tree, ks)
+        shutil.rmtree(work)
+        return {"packages": installed_packages(tree), "kernel": sorted(p.name for p in (tree / "boot").glob("vmlinuz-*"))}
+
+    return action
+
+
+def make_image(plan: AppliancePlan, tree: Entry) -> Callable[[Path], dict[str, Any]]:
+    def action(tmp: Path) -> dict[str, Any]:
+        disk = tmp / "disk.raw"
+        assemble(tree.path / "tree", plan.layout, tmp, disk, plan.image.id)
+        os.chmod(disk, 0o444)
+        return {"disk.raw": file_facts(disk)}
+
+    return action
+
+
+def make_convert(plan: AppliancePlan, image: Entry, fmt: str) -> Callable[[Path], dict[str, Any]]:
+    def action(tmp: Path) -> dict[str, Any]:
+        out = tmp / f"disk.{fmt}"
+        convert(image.path / "disk.raw", fmt, out, plan.spec.image.compress)
+        os.chmod(out, 0o444)
+        return {f"disk.{fmt}": file_facts(out)}
+
+    return action
+
+
+def publish(src: Path, dest: Path) -> None:
+    """Hard-link (or copy, across file systems) src to dest by atomic rename."""
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        run(["cp", "--sparse=always", "--reflink=auto", str(src), str(tmp)])
+    os.replace(tmp, dest)
+
+
+def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: Path, progress: Progress) -> dict[str, Any]:
+    started = time.monotonic()
+    built: dict[str, Built] = {}
+    built["base"] = ensure(store, plan.base, make_base(plan), progress)
+    built["tree"] = ensure(store, plan.tree, make_tree(plan, built["base"].entry, roles_dir), progress)
+    built["image"] = ensure(store, plan.image, make_image(plan, built["tree"].entry), progress)
+    artifacts_from: dict[str, tuple[Entry, str]] = {"raw": (built["image"].entry, "disk.raw")}
+    for step in plan.converts:
+        fmt = step.inputs["format"]
+        built[step.key] = ensure(store, step, make_convert(plan, built["image"].entry, fmt), progress)
+        artifacts_from[fmt] = (built[step.key].entry, f"disk.{fmt}")
+    out_dir = output / plan.spec.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = []
+    for fmt, (entry, filename) in artifacts_from.items():
+        dest = out_dir / f"{plan.spec.name}.{fmt}"
+        publish(entry.path / filename, dest)
+        facts = entry.meta["outputs"][filename]
+        artifacts.append({"format": fmt, "path": str(dest), **facts})
+    manifest = make_manifest(plan, built, artifacts, store)
+    write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+    store.record_build(plan.spec.name, {
+        "appliance": plan.spec.name,
+        "build_id": plan.build_id,
+        "steps": [{"kind": s.kind, "name": s.name, "id": s.id, "inputs": dict(s.inputs), "explain": dict(s.explain)} for s in plan.steps],
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - started, 2),
+    })
+    return manifest
+
+
+def make_manifest(plan: AppliancePlan, built: dict[str, Built], artifacts: list[dict[str, Any]], store: Store) -> dict[str, Any]:
+    tree_meta = built["tree"].entry.meta
+    steps = []
+    for step in plan.steps:
+        key = step.kind if step.kind in ("base", "tree", "image") else step.key
+        meta = built[key].entry.meta
+        steps.append({
+            "kind": step.kind,
+            "name": step.name,
+            "id": step.id,
+            "reused": built[key].cached,
+            "duration_s": meta["duration_s"],
+            "built": meta["created"],
+            "log": str(store.log_path(step.kind, step.id)),
+        })
+    return {
+        "appliance": plan.spec.name,
+        "version": plan.spec.version,
+        "description": plan.spec.description,
+        "distribution": plan.distro.name,
+        "build_id": plan.build_id,
+        "crust_version": __version__,
+        "inputs": {step.kind if step.kind != "convert" else step.name: dict(step.inputs) for step in plan.steps},
+        "steps": steps,
+        "kernel": tree_meta["outputs"].get("kernel"),
+        "kernel_cmdline": plan.layout.cmdline,
+        "packages": tree_meta["outputs"]["packages"],
+        "artifacts": artifacts,
+    }

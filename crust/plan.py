@@ -1,0 +1,192 @@
+"""Build plans: the steps of each appliance, each with an id that is a hash of its inputs.
+
+    base(distribution) -> tree(appliance) -> image(appliance) -> convert(appliance, format)
+
+Computing a plan has no side effects beyond reading files (and, at most once per TTL, the
+mirror's InRelease files): `build.py plan` shows it, `build.py build` runs what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from crust import __version__
+from crust.assemble import Layout, derived_uuid
+from crust.digest import digest_file, digest_json, digest_text, step_id
+from crust.distro import Distribution, load_distribution
+from crust.errors import UserError
+from crust.kickstart import KickstartConfig, KickstartProblem, load, problem_to_error
+from crust.mirror import mirror_state
+from crust.render import Rendered, render
+from crust.roles import check_vars, path_inputs, role_closure, role_files
+from crust.spec import ApplianceSpec, appliance_path, load_appliance
+
+PACKAGE_DIR = Path(__file__).parent
+# The modules whose code shapes each step's output: editing them changes the step's id.
+STEP_CODE: Mapping[str, tuple[str, ...]] = {
+    "base": ("base.py",),
+    "tree": ("configure.py", "seal.py", "ansible.py", "tree.py", "sandbox.py"),
+    "image": ("assemble.py",),
+    "convert": ("assemble.py",),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    name: str  # what it builds: "debian-13", "wsgi", "wsgi.qcow2"
+    id: str
+    inputs: Mapping[str, str]  # hashed into the id
+    explain: Mapping[str, str] = field(default_factory=dict)  # not hashed: names what changed
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}-{self.id}"
+
+
+@dataclass(frozen=True)
+class AppliancePlan:
+    spec: ApplianceSpec
+    distro: Distribution
+    rendered: Rendered
+    ks: KickstartConfig
+    layout: Layout
+    variables: Mapping[str, Any]
+    roles: tuple[str, ...]
+    base: Step
+    tree: Step
+    image: Step
+    converts: tuple[Step, ...]
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return (self.base, self.tree, self.image, *self.converts)
+
+    @property
+    def build_id(self) -> str:
+        return self.tree.id[:12]
+
+
+def code_digest(kind: str) -> str:
+    return digest_json({"version": __version__, **{n: digest_file(PACKAGE_DIR / n) for n in STEP_CODE[kind]}})
+
+
+def validate_appliance(root: Path, name: str) -> tuple[ApplianceSpec, Distribution, Rendered, KickstartConfig]:
+    """Everything `validate` checks, with no side effect: spec, templates, kickstart, role vars."""
+    spec = load_appliance(appliance_path(root, name), root)
+    distro = load_distribution(root, spec.distribution)
+    rendered = render(spec, distro, root)
+    try:
+        ks = load(rendered.text, allow_plaintext=spec.allow_plaintext_passwords)
+    except KickstartProblem as problem:
+        raise problem_to_error(problem, rendered.template, rendered.text, list(rendered.sources)) from None
+    check_vars(root / "roles", spec.roles, spec.vars, spec.source)
+    return spec, distro, rendered, ks
+
+
+def base_step(distro: Distribution, state_dir: Path, refresh: bool) -> Step:
+    mirror = mirror_state(distro, state_dir, refresh)
+    keyring = Path(distro.keyring)
+    inputs = {
+        "sources": digest_text(distro.deb822()),
+        "packages": digest_json(sorted(distro.base_packages)),
+        "keyring": digest_file(keyring) if keyring.is_file() else "missing",
+        "code": code_digest("base"),
+    }
+    inputs.update({f"mirror:{suite}": value for suite, value in mirror.items()})
+    explain = {"packages": " ".join(sorted(distro.base_packages))}
+    return Step("base", distro.name, step_id("base", inputs), MappingProxyType(inputs), MappingProxyType(explain))
+
+
+def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False) -> AppliancePlan:
+    spec, distro, rendered, ks = validate_appliance(root, name)
+    roles_dir = root / "roles"
+    options = check_vars(roles_dir, spec.roles, spec.vars, spec.source)
+    base = base_step(distro, state_dir, refresh)
+    roles = role_closure(roles_dir, spec.roles)
+    inputs = {
+        "base": base.id,
+        "kickstart": digest_text(rendered.text),
+        "vars": digest_json(dict(spec.vars)),
+        "roles": digest_json(list(spec.roles)),
+        "plaintext-passwords": str(spec.allow_plaintext_passwords),
+        "code": code_digest("tree"),
+    }
+    for role in roles:
+        for path in role_files(roles_dir, role):
+            inputs[f"role:{path.relative_to(roles_dir)}"] = digest_file(path)
+    for path in path_inputs(options, spec.vars):
+        inputs[f"file:{path}"] = digest_file(path)
+    explain = {f"template:{p.relative_to(root)}": digest_file(p) for p in rendered.sources}
+    explain.update({f"var:{k}": digest_json(v) for k, v in spec.vars.items()})
+    tree = Step("tree", spec.name, step_id("tree", inputs), MappingProxyType(inputs), MappingProxyType(explain))
+
+    root_uuid = derived_uuid(tree.id, "root-fs")
+    cmdline = " ".join(
+        [f"root=UUID={root_uuid}", "rw", *[w for w in ks.kernel_append if not w.startswith("console=")],
+         *[w for w in ks.kernel_append if w.startswith("console=")], "console=tty0", "console=ttyS0,115200"]
+    )
+    layout = Layout(ks.esp_size_mib, ks.root_size_mib, root_uuid, cmdline, distro.uki)
+    image_inputs = {"tree": tree.id, "layout": digest_json(layout.__dict__), "code": code_digest("image")}
+    image = Step("image", spec.name, step_id("image", image_inputs), MappingProxyType(image_inputs),
+                 MappingProxyType({"layout": json.dumps(layout.__dict__, sort_keys=True)}))
+    converts = []
+    for fmt in spec.image.formats:
+        if fmt == "raw":
+            continue
+        conv_inputs = {"image": image.id, "format": fmt, "compress": str(spec.image.compress), "code": code_digest("convert")}
+        converts.append(Step("convert", f"{spec.name}.{fmt}", step_id("convert", conv_inputs), MappingProxyType(conv_inputs)))
+    variables = {
+        **dict(spec.vars),
+        "crust_appliance": spec.name,
+        "crust_version": spec.version,
+        "crust_description": spec.description,
+        "crust_distribution": distro.name,
+        "crust_build_id": tree.id[:12],
+    }
+    return AppliancePlan(spec, distro, rendered, ks, layout, MappingProxyType(variables), roles, base, tree, image, tuple(converts))
+
+
+def explain_change(step: Step, previous: Mapping[str, Any] | None) -> str:
+    """Why a step will run: the inputs that differ from the last build of the same step kind."""
+    if previous is None:
+        return "never built"
+    old_inputs: Mapping[str, str] = previous.get("inputs", {})
+    old_explain: Mapping[str, str] = previous.get("explain", {})
+    changed = []
+    for key in sorted(set(step.inputs) | set(old_inputs)):
+        if step.inputs.get(key) == old_inputs.get(key):
+            continue
+        if key == "kickstart":
+            templates = [k.split(":", 1)[1] for k in sorted(set(step.explain) | set(old_explain))
+                         if k.startswith("template:") and step.explain.get(k) != old_explain.get(k)]
+            changed.append("rendered kickstart" + (f" ({', '.join(templates)})" if templates else ""))
+        elif key == "vars":
+            names = [k.split(":", 1)[1] for k in sorted(set(step.explain) | set(old_explain))
+                     if k.startswith("var:") and step.explain.get(k) != old_explain.get(k)]
+            changed.append("variables" + (f" ({', '.join(names)})" if names else ""))
+        elif key in ("base", "tree", "image"):
+            changed.append(f"{key} step")
+        elif key.startswith(("role:", "file:")):
+            kind, path = key.split(":", 1)
+            state = "added" if key not in old_inputs else "removed" if key not in step.inputs else "changed"
+            changed.append(f"{'role file' if kind == 'role' else 'file'} {path} {state}")
+        elif key.startswith("mirror:"):
+            changed.append(f"mirror state ({key.split(':', 1)[1]})")
+        elif key == "code":
+            changed.append("Crust's code for this step")
+        else:
+            changed.append(key)
+    return ", ".join(changed) or "inputs changed"
+
+
+def require_known(root: Path, names: list[str]) -> None:
+    for name in names:
+        appliance_path(root, name)
+    if not names:
+        raise UserError("no appliance named", hint="give NAME... or --all")

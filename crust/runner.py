@@ -1,0 +1,208 @@
+"""The one way Crust runs external commands, plus tool checks and the build sandbox.
+
+Every command is an argv list (never a shell string). The exact command is logged to the
+current step log, its output is streamed there, and a failure raises CommandError carrying the
+command, its exit status and the tail of its output.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import contextvars
+import ctypes
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from crust.errors import CommandError, UserError
+
+# Debian package that provides each external tool Crust calls.
+TOOL_PACKAGES: Mapping[str, str] = {
+    "mmdebstrap": "mmdebstrap",
+    "unshare": "util-linux",
+    "mount": "mount",
+    "chroot": "coreutils",
+    "dd": "coreutils",
+    "sfdisk": "fdisk",
+    "mkfs.ext4": "e2fsprogs",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "mmd": "mtools",
+    "objcopy": "binutils",
+    "qemu-img": "qemu-utils",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "ansible-playbook": "the ansible Python package (pip install -r requirements.txt)",
+}
+
+PR_SET_PDEATHSIG = 1
+
+_current_log: contextvars.ContextVar[IO[str] | None] = contextvars.ContextVar("crust_log", default=None)
+
+
+def find_tool(name: str) -> str | None:
+    """Path of a tool: the venv's bin first (for ansible-playbook), then PATH and sbin."""
+    venv_bin = Path(sys.executable).parent / name
+    if venv_bin.exists():
+        return str(venv_bin)
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+def check_tools(names: Sequence[str]) -> None:
+    """Fail before any work when a tool is missing, naming the package that provides it."""
+    missing = [n for n in names if find_tool(n) is None]
+    if missing:
+        pkgs = sorted({TOOL_PACKAGES.get(n, n) for n in missing})
+        raise UserError(
+            f"missing tool{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
+            hint=f"install {', '.join(pkgs)} (or run ./setup.sh)",
+        )
+
+
+@contextlib.contextmanager
+def logging_to(log: IO[str]) -> Iterator[None]:
+    """Send the output of every run() in this context (and thread) to log."""
+    token = _current_log.set(log)
+    try:
+        yield
+    finally:
+        _current_log.reset(token)
+
+
+def log_line(text: str) -> None:
+    log = _current_log.get()
+    if log is not None:
+        log.write(text.rstrip("\n") + "\n")
+        log.flush()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when Crust dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    status: int
+    stdout: str
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    check: bool = True,
+    capture: bool = False,
+    input_text: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> Result:
+    """Run argv, log it, stream its output to the step log; raise CommandError on failure.
+
+    With capture=True stdout is returned (stderr still goes to the log). The child runs in
+    its own session and dies with Crust; on Ctrl-C its whole process group is stopped.
+    """
+    args = [os.fspath(a) for a in argv]
+    if any(a == "" for a in args[:1]):
+        raise ValueError("empty command")
+    exe = find_tool(args[0]) if "/" not in args[0] else args[0]
+    if exe is None:
+        check_tools([args[0]])
+        raise AssertionError("unreachable")
+    log = _current_log.get()
+    log_line(f"$ {shlex.join(args)}")
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("LC_ALL", "C.UTF-8")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [exe, *args[1:]],
+        stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+        env=full_env,
+        cwd=cwd,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    out_chunks: list[str] = []
+    try:
+        if capture:
+            out, err = proc.communicate(input_text, timeout=timeout)
+            out_chunks.append(out)
+            for line in err.splitlines():
+                tail.append(line)
+                if log is not None:
+                    log.write(line + "\n")
+        else:
+            if input_text is not None and proc.stdin is not None:
+                proc.stdin.write(input_text)
+                proc.stdin.close()
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                tail.append(line.rstrip("\n"))
+                if log is not None:
+                    log.write(line)
+            proc.wait(timeout=timeout)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    finally:
+        if log is not None:
+            log.flush()
+    status = proc.returncode
+    log_line(f"# exit {status} after {time.monotonic() - started:.1f}s")
+    if check and status != 0:
+        log_path = Path(log.name) if log is not None and isinstance(getattr(log, "name", None), str) else None
+        raise CommandError(args, status, "\n".join(tail), log_path)
+    return Result(tuple(args), status, "".join(out_chunks))
+
+
+def stop_process_group(proc: subprocess.Popen[str], grace: float = 10.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def sandboxed(
+    argv: Sequence[str | os.PathLike[str]],
+    root: Path | None = None,
+    chroot: bool = False,
+    binds: Sequence[tuple[Path, str]] = (),
+) -> list[str]:
+    """Wrap argv to run in private mount and PID namespaces.
+
+    Whatever the command mounts, and every process it starts, disappears with it, even when
+    Crust is killed with SIGKILL. With root, /proc, /sys, /dev and /run are mounted into that
+    tree first, then each (host dir, path in tree) of binds; with chroot, the command runs
+    inside the tree.
+    """
+    wrapped = ["unshare", "--fork", "--pid", "--kill-child", "--mount", "--propagation", "private", "--"]
+    if root is None:
+        return wrapped + [os.fspath(a) for a in argv]
+    helper = [sys.executable, str(Path(__file__).with_name("sandbox.py")), os.fspath(root)]
+    if chroot:
+        helper.append("--chroot")
+    helper += [f"--bind={src}:{dst}" for src, dst in binds]
+    return wrapped + helper + ["--"] + [os.fspath(a) for a in argv]

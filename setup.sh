@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Crust's setup, for a fresh Debian 12 machine, run as root. Idempotent: a second run only
+# checks. Installs the apt tools, creates .venv with the pinned Python dependencies, and
+# starts libvirt (there is no systemd as PID 1 on build machines and CI).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "error: setup.sh must run as root (fix: sudo ./setup.sh)" >&2
+    exit 2
+fi
+
+APT_PACKAGES=(
+    mmdebstrap debian-archive-keyring     # base trees
+    fdisk dosfstools mtools e2fsprogs     # GPT, ESP, ext4 root, without loop devices
+    binutils zstd util-linux mount        # objcopy UKIs (Debian 12 trees), namespaces
+    qemu-system-x86 qemu-utils ovmf       # boot and convert images
+    libvirt-daemon-system libvirt-clients # smoke tests under libvirt
+    libvirt-dev pkg-config gcc            # to build libvirt-python
+    python3-venv curl openssl
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.crust-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing the pinned Python dependencies"
+    .venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+fi
+
+# libvirt: the qemu user must be able to open /dev/kvm, or libvirt re-probes qemu's
+# capabilities (~70 s) before every domain start (see docs in README, "Smoke tests").
+if [ -e /dev/kvm ]; then
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+if ! pgrep -x virtlogd >/dev/null; then virtlogd -d; fi
+if ! pgrep -x libvirtd >/dev/null; then libvirtd -d; fi
+for _ in $(seq 1 50); do
+    virsh -c qemu:///system version >/dev/null 2>&1 && break
+    sleep 0.2
+done
+virsh -c qemu:///system version >/dev/null || { echo "error: libvirtd did not answer on qemu:///system" >&2; exit 1; }
+echo "setup: ready"
