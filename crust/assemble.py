@@ -82,8 +82,14 @@ def build_uki(tree: Path, layout: Layout, out: Path) -> None:
         # at /mnt in the sandbox's private mount namespace (invisible outside it).
         run(
             sandboxed(
-                ["ukify", "build", f"--linux=/boot/{kernel.name}", f"--initrd=/boot/{initrd.name}",
-                 f"--cmdline={layout.cmdline}", "--output=/mnt/uki.efi"],
+                [
+                    "ukify",
+                    "build",
+                    f"--linux=/boot/{kernel.name}",
+                    f"--initrd=/boot/{initrd.name}",
+                    f"--cmdline={layout.cmdline}",
+                    "--output=/mnt/uki.efi",
+                ],
                 root=tree,
                 chroot=True,
                 binds=[(out.parent, "/mnt")],
@@ -101,11 +107,24 @@ def build_uki(tree: Path, layout: Layout, out: Path) -> None:
     run(
         [
             "objcopy",
-            "--add-section", f".osrel={osrel}", "--change-section-vma", ".osrel=0x20000",
-            "--add-section", f".cmdline={cmdline}", "--change-section-vma", ".cmdline=0x30000",
-            "--add-section", f".linux={kernel}", "--change-section-vma", ".linux=0x2000000",
-            "--add-section", f".initrd={initrd}", "--change-section-vma", ".initrd=0x3000000",
-            str(stub), str(out),
+            "--add-section",
+            f".osrel={osrel}",
+            "--change-section-vma",
+            ".osrel=0x20000",
+            "--add-section",
+            f".cmdline={cmdline}",
+            "--change-section-vma",
+            ".cmdline=0x30000",
+            "--add-section",
+            f".linux={kernel}",
+            "--change-section-vma",
+            ".linux=0x2000000",
+            "--add-section",
+            f".initrd={initrd}",
+            "--change-section-vma",
+            ".initrd=0x3000000",
+            str(stub),
+            str(out),
         ]
     )
 
@@ -131,8 +150,8 @@ def partition(disk: Path, layout: Layout, disk_guid: str, esp_guid: str, root_gu
         "label: gpt\n"
         f"label-id: {disk_guid}\n"
         "unit: sectors\n"
-        f"start={sectors}, size={layout.esp_size_mib * sectors}, type={ESP_TYPE}, uuid={esp_guid}, name=\"esp\"\n"
-        f"start={layout.root_offset // 512}, size={layout.root_size_mib * sectors}, type={ROOT_TYPE_X86_64}, uuid={root_guid}, name=\"root\"\n"
+        f'start={sectors}, size={layout.esp_size_mib * sectors}, type={ESP_TYPE}, uuid={esp_guid}, name="esp"\n'
+        f'start={layout.root_offset // 512}, size={layout.root_size_mib * sectors}, type={ROOT_TYPE_X86_64}, uuid={root_guid}, name="root"\n'
     )
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)], input_text=script)
 
@@ -146,9 +165,19 @@ def make_root_fs(tree: Path, disk: Path, layout: Layout) -> None:
         )
     run(
         [
-            "mkfs.ext4", "-q", "-F", "-L", "root", "-U", layout.root_uuid,
-            "-E", f"offset={layout.root_offset},root_owner=0:0,hash_seed={layout.root_uuid}",
-            "-d", str(tree), str(disk), f"{layout.root_size_mib}M",
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "root",
+            "-U",
+            layout.root_uuid,
+            "-E",
+            f"offset={layout.root_offset},root_owner=0:0,hash_seed={layout.root_uuid}",
+            "-d",
+            str(tree),
+            str(disk),
+            f"{layout.root_size_mib}M",
         ],
         env={"E2FSPROGS_FAKE_TIME": "1700000000"},
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from crust.errors import CrustError, UserError
-from crust.spec import list_appliance_names, load_appliance, appliance_path, settings_reference
+from crust.spec import appliance_path, list_appliance_names, load_appliance, settings_reference
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,35 +36,58 @@ def build_parser() -> argparse.ArgumentParser:
         description="Crust builds virtual appliances: appliance TOML + kickstart template + Ansible roles -> bootable disk images.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("--store", type=Path, default=Path(os.environ.get("CRUST_STORE", PROJECT_ROOT / ".crust")),
-                        help="step store directory (default: .crust, or $CRUST_STORE)")
-    parser.add_argument("--output", type=Path, default=Path(os.environ.get("CRUST_OUTPUT", PROJECT_ROOT / "build")),
-                        help="artifact directory (default: build, or $CRUST_OUTPUT)")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=Path(os.environ.get("CRUST_STORE", PROJECT_ROOT / ".crust")),
+        help="step store directory (default: .crust, or $CRUST_STORE)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(os.environ.get("CRUST_OUTPUT", PROJECT_ROOT / "build")),
+        help="artifact directory (default: build, or $CRUST_OUTPUT)",
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     sub.required = True
 
-    p = sub.add_parser("list", help="list appliances with their descriptions", description="List every appliance in appliances/ with its description.")
+    p = sub.add_parser(
+        "list", help="list appliances with their descriptions", description="List every appliance in appliances/ with its description."
+    )
     p.add_argument("--settings", action="store_true", help="print the reference of appliance file keys instead")
 
-    p = sub.add_parser("render", help="print an appliance's rendered kickstart", description="Render the appliance's Jinja kickstart template and print it.")
+    p = sub.add_parser(
+        "render", help="print an appliance's rendered kickstart", description="Render the appliance's Jinja kickstart template and print it."
+    )
     p.add_argument("name", metavar="NAME")
 
-    p = sub.add_parser("validate", help="check appliance files, templates, kickstarts and role variables",
-                       description="Check the appliance file, render its kickstart, parse it with pykickstart (pinned syntax, warnings are errors) and apply Crust's policy checks. No side effects.")
+    p = sub.add_parser(
+        "validate",
+        help="check appliance files, templates, kickstarts and role variables",
+        description="Check the appliance file, render its kickstart, parse it with pykickstart (pinned syntax, warnings are errors) and apply Crust's policy checks. No side effects.",
+    )
     add_names(p)
 
-    p = sub.add_parser("plan", help="show which steps are up to date and why the others will run",
-                       description="Compute every step's id from its inputs and show, without building, which steps are up to date and why the others would run.")
+    p = sub.add_parser(
+        "plan",
+        help="show which steps are up to date and why the others will run",
+        description="Compute every step's id from its inputs and show, without building, which steps are up to date and why the others would run.",
+    )
     add_names(p)
     p.add_argument("--refresh", action="store_true", help="re-read the mirror state now instead of using the cached one")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("build", help="build appliances (only the steps whose inputs changed)",
-                       description="Build appliance images: base tree (mmdebstrap), configured tree (kickstart + Ansible), sealed, assembled into raw and qcow2 with a manifest. Steps already in the store are reused.")
+    p = sub.add_parser(
+        "build",
+        help="build appliances (only the steps whose inputs changed)",
+        description="Build appliance images: base tree (mmdebstrap), configured tree (kickstart + Ansible), sealed, assembled into raw and qcow2 with a manifest. Steps already in the store are reused.",
+    )
     add_names(p)
     p.add_argument("--refresh", action="store_true", help="re-read the mirror state now (a new mirror state rebuilds the base)")
 
-    p = sub.add_parser("status", help="show the store and the last build of each appliance", description="Show the store size and each appliance's last build.")
+    p = sub.add_parser(
+        "status", help="show the store and the last build of each appliance", description="Show the store size and each appliance's last build."
+    )
     return parser
 
 
@@ -104,7 +127,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from crust.plan import validate_appliance
 
     for name in names_from(args):
-        spec, distro, rendered, ks = validate_appliance(PROJECT_ROOT, name)
+        spec, distro, _rendered, ks = validate_appliance(PROJECT_ROOT, name)
         print(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'})")
     return 0
 
@@ -123,8 +146,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
             present = store.get(step.kind, step.id) is not None
             old = previous.get(step.kind + (step.name if step.kind == "convert" else ""))
             why = "" if present else explain_change(step, old)
-            rows.append({"appliance": name, "step": step.kind, "name": step.name, "id": step.id,
-                         "state": "up to date" if present else "will run", "why": why})
+            rows.append(
+                {"appliance": name, "step": step.kind, "name": step.name, "id": step.id, "state": "up to date" if present else "will run", "why": why}
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -79,7 +79,7 @@ def installed_packages(tree: Path) -> dict[str, str]:
     ).stdout
     packages = {}
     for line in out.splitlines():
-        status, name, version = (line.split("\t") + ["", "", ""])[:3]
+        status, name, version = ([*line.split("\t"), "", "", ""])[:3]
         if status.startswith("ii"):
             packages[name] = version
     return packages

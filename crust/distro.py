@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from crust.errors import UserError
-from crust.spec import Invalid, Setting, parse_str, parse_str_list, REQUIRED
+from crust.spec import REQUIRED, Invalid, Setting, parse_str, parse_str_list
 from crust.tomlfile import find_line, load_toml
 
 UKI_METHODS = ("ukify", "objcopy")
@@ -29,7 +29,7 @@ def parse_uki(value: Any) -> str:
 
 DISTRO_SETTINGS: tuple[Setting, ...] = (
     Setting("name", parse_str, REQUIRED, "Distribution name; matches the file name."),
-    Setting("description", parse_str, REQUIRED, "Human name, e.g. \"Debian 13 (trixie)\"."),
+    Setting("description", parse_str, REQUIRED, 'Human name, e.g. "Debian 13 (trixie)".'),
     Setting("suite", parse_str, REQUIRED, "Main suite passed to mmdebstrap."),
     Setting("keyring", parse_str, "/usr/share/keyrings/debian-archive-keyring.gpg", "Keyring that signs the suites."),
     Setting("uki", parse_uki, "ukify", "How the UKI is built: ukify (inside the tree) or objcopy (host)."),
@@ -67,11 +67,7 @@ class Distribution:
         stanzas = []
         for src in self.sources:
             stanzas.append(
-                "Types: deb\n"
-                f"URIs: {src.uri}\n"
-                f"Suites: {' '.join(src.suites)}\n"
-                f"Components: {' '.join(src.components)}\n"
-                f"Signed-By: {self.keyring}\n"
+                f"Types: deb\nURIs: {src.uri}\nSuites: {' '.join(src.suites)}\nComponents: {' '.join(src.components)}\nSigned-By: {self.keyring}\n"
             )
         return "\n".join(stanzas)
 
@@ -105,12 +101,17 @@ def load_distribution(project_root: Path, name: str, mirrors: dict[str, str] | N
 
     values = _apply(DISTRO_SETTINGS, data, "", path, text)
     if values["name"] != name:
-        raise UserError(f"name {values['name']!r} does not match the file name", file=path, line=find_line(text, "name"), hint=f"set name = \"{name}\"")
+        raise UserError(f"name {values['name']!r} does not match the file name", file=path, line=find_line(text, "name"), hint=f'set name = "{name}"')
     mirrors = host_mirrors() if mirrors is None else mirrors
     sources = []
     raw_sources = values["sources"]
     if not isinstance(raw_sources, list) or not raw_sources:
-        raise UserError("sources must be a non-empty array of tables", file=path, line=find_line(text, "sources"), hint="add [[sources]] tables with uri, suites, components")
+        raise UserError(
+            "sources must be a non-empty array of tables",
+            file=path,
+            line=find_line(text, "sources"),
+            hint="add [[sources]] tables with uri, suites, components",
+        )
     for i, raw in enumerate(raw_sources):
         table = (
             Setting("uri", parse_str, REQUIRED, "Archive URI; replaced by the host's mirror for the same archive."),

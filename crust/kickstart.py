@@ -112,12 +112,12 @@ class KickstartConfig:
     scripts: tuple[Script, ...]
 
 
-class _LineTrackingParser(KickstartParser):
+class _LineTrackingParser(KickstartParser):  # type: ignore[misc]
     """Remembers the line being handled, so that warnings can name it."""
 
     current_line = 0
 
-    def handleCommand(self, lineno: int, args: list[str]) -> Any:  # noqa: N802 (pykickstart's name)
+    def handleCommand(self, lineno: int, args: list[str]) -> Any:
         self.current_line = lineno
         return super().handleCommand(lineno, args)
 
@@ -233,7 +233,9 @@ def _check_repos(handler: Any) -> tuple[Repo, ...]:
         if getattr(repo, "noverifyssl", False):
             raise KickstartProblem(repo.lineno, "repo --noverifyssl is refused: apt sources must be verified", "remove it")
         if not repo.baseurl or not re.match(r"^https?://\S+$", repo.baseurl):
-            raise KickstartProblem(repo.lineno, f"repo {repo.name!r} needs --baseurl=http(s)://...", "give the archive URI, e.g. --baseurl={{ distro.mirror }}")
+            raise KickstartProblem(
+                repo.lineno, f"repo {repo.name!r} needs --baseurl=http(s)://...", "give the archive URI, e.g. --baseurl={{ distro.mirror }}"
+            )
         suite, _, comps = repo.name.partition(":")
         repos.append(
             Repo(
@@ -273,7 +275,11 @@ def _check_rootpw(handler: Any, allow: bool) -> str:
     if rp.isCrypted:
         return _check_hash(rp.password, "rootpw", rp.lineno)
     if not allow:
-        raise KickstartProblem(rp.lineno, "rootpw: a plain-text password is refused", "use --iscrypted with a hash, or --lock; or set security.allow_plaintext_passwords = true")
+        raise KickstartProblem(
+            rp.lineno,
+            "rootpw: a plain-text password is refused",
+            "use --iscrypted with a hash, or --lock; or set security.allow_plaintext_passwords = true",
+        )
     return _hash_plaintext(rp.password)
 
 
@@ -285,7 +291,11 @@ def _check_users(handler: Any, allow: bool) -> tuple[User, ...]:
             if u.isCrypted:
                 password = _check_hash(u.password, f"user {u.name}", u.lineno)
             elif not allow:
-                raise KickstartProblem(u.lineno, f"user {u.name}: a plain-text password is refused", "use --iscrypted with a hash, or --lock; or set security.allow_plaintext_passwords = true")
+                raise KickstartProblem(
+                    u.lineno,
+                    f"user {u.name}: a plain-text password is refused",
+                    "use --iscrypted with a hash, or --lock; or set security.allow_plaintext_passwords = true",
+                )
             else:
                 password = _hash_plaintext(u.password)
         if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", u.name):
@@ -393,7 +403,9 @@ def _check_parts(handler: Any) -> dict[str, Any]:
     esp = [p for p in parts if p.mountpoint == "/boot/efi"]
     for p in parts:
         if p.mountpoint not in ("/", "/boot/efi"):
-            raise KickstartProblem(p.lineno, f"partition {p.mountpoint!r} cannot be honoured", "Crust builds an ESP (/boot/efi) and one root partition (/)")
+            raise KickstartProblem(
+                p.lineno, f"partition {p.mountpoint!r} cannot be honoured", "Crust builds an ESP (/boot/efi) and one root partition (/)"
+            )
     if not root:
         raise KickstartProblem(None, "no root partition", "add `part / --fstype=ext4 --size=MIB`")
     r = root[0]

@@ -120,7 +120,7 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
                 "inputs": dict(step.inputs),
                 "explain": dict(step.explain),
                 "duration_s": round(duration, 2),
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "crust_version": __version__,
                 "outputs": outputs,
             }
@@ -230,13 +230,16 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: 
         artifacts.append({"format": fmt, "path": str(dest), **facts})
     manifest = make_manifest(plan, built, artifacts, store)
     write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
-    store.record_build(plan.spec.name, {
-        "appliance": plan.spec.name,
-        "build_id": plan.build_id,
-        "steps": [{"kind": s.kind, "name": s.name, "id": s.id, "inputs": dict(s.inputs), "explain": dict(s.explain)} for s in plan.steps],
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "duration_s": round(time.monotonic() - started, 2),
-    })
+    store.record_build(
+        plan.spec.name,
+        {
+            "appliance": plan.spec.name,
+            "build_id": plan.build_id,
+            "steps": [{"kind": s.kind, "name": s.name, "id": s.id, "inputs": dict(s.inputs), "explain": dict(s.explain)} for s in plan.steps],
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "duration_s": round(time.monotonic() - started, 2),
+        },
+    )
     return manifest
 
 
@@ -246,15 +249,17 @@ def make_manifest(plan: AppliancePlan, built: dict[str, Built], artifacts: list[
     for step in plan.steps:
         key = step.kind if step.kind in ("base", "tree", "image") else step.key
         meta = built[key].entry.meta
-        steps.append({
-            "kind": step.kind,
-            "name": step.name,
-            "id": step.id,
-            "reused": built[key].cached,
-            "duration_s": meta["duration_s"],
-            "built": meta["created"],
-            "log": str(store.log_path(step.kind, step.id)),
-        })
+        steps.append(
+            {
+                "kind": step.kind,
+                "name": step.name,
+                "id": step.id,
+                "reused": built[key].cached,
+                "duration_s": meta["duration_s"],
+                "built": meta["created"],
+                "log": str(store.log_path(step.kind, step.id)),
+            }
+        )
     return {
         "appliance": plan.spec.name,
         "version": plan.spec.version,

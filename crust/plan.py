@@ -128,13 +128,24 @@ def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False
 
     root_uuid = derived_uuid(tree.id, "root-fs")
     cmdline = " ".join(
-        [f"root=UUID={root_uuid}", "rw", *[w for w in ks.kernel_append if not w.startswith("console=")],
-         *[w for w in ks.kernel_append if w.startswith("console=")], "console=tty0", "console=ttyS0,115200"]
+        [
+            f"root=UUID={root_uuid}",
+            "rw",
+            *[w for w in ks.kernel_append if not w.startswith("console=")],
+            *[w for w in ks.kernel_append if w.startswith("console=")],
+            "console=tty0",
+            "console=ttyS0,115200",
+        ]
     )
     layout = Layout(ks.esp_size_mib, ks.root_size_mib, root_uuid, cmdline, distro.uki)
     image_inputs = {"tree": tree.id, "layout": digest_json(layout.__dict__), "code": code_digest("image")}
-    image = Step("image", spec.name, step_id("image", image_inputs), MappingProxyType(image_inputs),
-                 MappingProxyType({"layout": json.dumps(layout.__dict__, sort_keys=True)}))
+    image = Step(
+        "image",
+        spec.name,
+        step_id("image", image_inputs),
+        MappingProxyType(image_inputs),
+        MappingProxyType({"layout": json.dumps(layout.__dict__, sort_keys=True)}),
+    )
     converts = []
     for fmt in spec.image.formats:
         if fmt == "raw":
@@ -163,12 +174,18 @@ def explain_change(step: Step, previous: Mapping[str, Any] | None) -> str:
         if step.inputs.get(key) == old_inputs.get(key):
             continue
         if key == "kickstart":
-            templates = [k.split(":", 1)[1] for k in sorted(set(step.explain) | set(old_explain))
-                         if k.startswith("template:") and step.explain.get(k) != old_explain.get(k)]
+            templates = [
+                k.split(":", 1)[1]
+                for k in sorted(set(step.explain) | set(old_explain))
+                if k.startswith("template:") and step.explain.get(k) != old_explain.get(k)
+            ]
             changed.append("rendered kickstart" + (f" ({', '.join(templates)})" if templates else ""))
         elif key == "vars":
-            names = [k.split(":", 1)[1] for k in sorted(set(step.explain) | set(old_explain))
-                     if k.startswith("var:") and step.explain.get(k) != old_explain.get(k)]
+            names = [
+                k.split(":", 1)[1]
+                for k in sorted(set(step.explain) | set(old_explain))
+                if k.startswith("var:") and step.explain.get(k) != old_explain.get(k)
+            ]
             changed.append("variables" + (f" ({', '.join(names)})" if names else ""))
         elif key in ("base", "tree", "image"):
             changed.append(f"{key} step")

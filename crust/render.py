@@ -140,15 +140,24 @@ def render(spec: ApplianceSpec, distro: Distribution, project_root: Path) -> Ren
     try:
         out = env.get_template(name).render(wrap(context))
     except jinja2.TemplateSyntaxError as exc:
-        raise UserError(f"template syntax error: {exc.message}", file=exc.filename or spec.kickstart, line=exc.lineno, hint="fix the Jinja syntax") from None
+        raise UserError(
+            f"template syntax error: {exc.message}", file=exc.filename or spec.kickstart, line=exc.lineno, hint="fix the Jinja syntax"
+        ) from None
     except jinja2.TemplateNotFound as exc:
         raise UserError(f"template {exc.name!r} not found in kickstarts/", file=spec.kickstart, hint="check the extends/include name") from None
     except jinja2.UndefinedError as exc:
         file, line = _template_line(exc.__traceback__)
-        raise UserError(f"undefined template value: {exc.message}", file=file or spec.kickstart, line=line, hint="define it in the appliance's [vars] or fix the name") from None
+        raise UserError(
+            f"undefined template value: {exc.message}",
+            file=file or spec.kickstart,
+            line=line,
+            hint="define it in the appliance's [vars] or fix the name",
+        ) from None
     except BadApple as exc:
         file, line = _template_line(exc.__traceback__)
-        raise UserError(f"{exc} (kickstart injection guard)", file=file or spec.kickstart, line=line, hint="values must be one line and must not start with '%'") from None
+        raise UserError(
+            f"{exc} (kickstart injection guard)", file=file or spec.kickstart, line=line, hint="values must be one line and must not start with '%'"
+        ) from None
     except jinja2.TemplateError as exc:
         file, line = _template_line(exc.__traceback__)
         raise UserError(f"template error: {exc}", file=file or spec.kickstart, line=line) from None

@@ -44,16 +44,20 @@ def role_closure(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
 
     def visit(name: str, chain: tuple[str, ...]) -> None:
         if name in chain:
-            raise UserError(f"role dependency cycle: {' -> '.join(chain + (name,))}", file=roles_dir / name / "meta/main.yml")
+            raise UserError(f"role dependency cycle: {' -> '.join((*chain, name))}", file=roles_dir / name / "meta/main.yml")
         if name in ordered:
             return
         if not (roles_dir / name / "tasks/main.yml").is_file():
-            raise UserError(f"role {name!r} not found", file=roles_dir / (chain[-1] if chain else name) / "meta/main.yml", hint=f"create roles/{name}/tasks/main.yml")
+            raise UserError(
+                f"role {name!r} not found",
+                file=roles_dir / (chain[-1] if chain else name) / "meta/main.yml",
+                hint=f"create roles/{name}/tasks/main.yml",
+            )
         meta = roles_dir / name / "meta/main.yml"
         data = _load_yaml(meta) if meta.is_file() else None
         for dep in (data or {}).get("dependencies", []) or []:
             dep_name = dep if isinstance(dep, str) else (dep.get("role") or dep.get("name"))
-            visit(str(dep_name), chain + (name,))
+            visit(str(dep_name), (*chain, name))
         ordered.append(name)
 
     for role in roles:
@@ -73,8 +77,8 @@ def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
     data = _load_yaml(spec_file) or {}
     options: dict[str, Option] = {}
     for entry in (data.get("argument_specs") or {}).values():
-        for name, opt in ((entry or {}).get("options") or {}).items():
-            opt = opt or {}
+        for name, raw in ((entry or {}).get("options") or {}).items():
+            opt = raw or {}
             options[name] = Option(role, name, str(opt.get("type", "str")), str(opt.get("elements", "")))
     return options
 
@@ -116,11 +120,21 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
                 hint=f"see roles/{opt.role}/meta/argument_specs.yml",
             )
         if opt.type == "path" and value:
-            path = Path(value)
+            path = Path(str(value))
             if not path.is_absolute():
-                raise UserError(f"vars.{name}: path {value!r} must be absolute", file=source, line=find_line(text, f"vars.{name}"), hint="write the full path on the build host")
+                raise UserError(
+                    f"vars.{name}: path {value!r} must be absolute",
+                    file=source,
+                    line=find_line(text, f"vars.{name}"),
+                    hint="write the full path on the build host",
+                )
             if not path.exists():
-                raise UserError(f"vars.{name}: {value} does not exist", file=source, line=find_line(text, f"vars.{name}"), hint="point it at a file or directory on the build host")
+                raise UserError(
+                    f"vars.{name}: {value} does not exist",
+                    file=source,
+                    line=find_line(text, f"vars.{name}"),
+                    hint="point it at a file or directory on the build host",
+                )
     return options
 
 

@@ -136,7 +136,7 @@ def run(
         text=True,
         errors="replace",
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, async-signal-safe
     )
     out_chunks: list[str] = []
     try:

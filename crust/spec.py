@@ -87,7 +87,7 @@ def parse_size_mib(value: Any) -> int:
     elif isinstance(value, str) and (m := _SIZE_RE.match(value)):
         mib = int(m.group(1)) * (1024 if (m.group(2) or "M").startswith("G") else 1)
     else:
-        raise Invalid(f"{value!r} is not a size: write e.g. \"2GiB\" or \"512MiB\"")
+        raise Invalid(f'{value!r} is not a size: write e.g. "2GiB" or "512MiB"')
     if not 64 <= mib <= 1024 * 1024:
         raise Invalid(f"{value!r} is out of range (64MiB to 1TiB)")
     return mib
@@ -147,14 +147,14 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("name", parse_name, REQUIRED, "Appliance name; must match the file name."),
-    Setting("version", parse_str, REQUIRED, "Appliance version, e.g. \"1.0.0\"."),
+    Setting("version", parse_str, REQUIRED, 'Appliance version, e.g. "1.0.0".'),
     Setting("description", parse_str, REQUIRED, "One line shown by `build.py list`."),
     Setting("distribution", parse_str, "debian-13", "A file in distributions/ (debian-13, debian-12)."),
-    Setting("kickstart", parse_str, REQUIRED, "Kickstart template in kickstarts/, e.g. \"wsgi.ks.j2\"."),
+    Setting("kickstart", parse_str, REQUIRED, 'Kickstart template in kickstarts/, e.g. "wsgi.ks.j2".'),
     Setting("roles", parse_str_list, (), "Ansible roles from roles/, applied in order."),
     Setting("vars", parse_table, MappingProxyType({}), "Role variables (checked against each role's argument spec)."),
     Setting("image.formats", parse_formats, ("raw", "qcow2"), "Output formats: raw, qcow2."),
-    Setting("image.root_size", parse_size_mib, 2048, "Root partition size, e.g. \"2GiB\"."),
+    Setting("image.root_size", parse_size_mib, 2048, 'Root partition size, e.g. "2GiB".'),
     Setting("image.grow", parse_bool, True, "Grow the root partition and filesystem to the disk at first boot."),
     Setting("image.esp_size", parse_size_mib, 64, "EFI system partition size."),
     Setting("image.compress", parse_bool, False, "Compress qcow2 output (zstd)."),
@@ -255,9 +255,7 @@ def _apply(table: tuple[Setting, ...], data: Mapping[str, Any], where: str, path
     for key in flat:
         if key not in known:
             full = where + key
-            raise UserError(
-                f"unknown key {full!r}", file=path, line=find_line(text, full), hint=_suggest(key, known)
-            )
+            raise UserError(f"unknown key {full!r}", file=path, line=find_line(text, full), hint=_suggest(key, known))
     for setting in table:
         full = where + setting.key
         if setting.key not in flat:
@@ -273,9 +271,7 @@ def _apply(table: tuple[Setting, ...], data: Mapping[str, Any], where: str, path
         try:
             values[setting.key] = setting.parse(flat[setting.key])
         except Invalid as exc:
-            raise UserError(
-                f"{full}: {exc}", file=path, line=find_line(text, full), hint=setting.help
-            ) from None
+            raise UserError(f"{full}: {exc}", file=path, line=find_line(text, full), hint=setting.help) from None
     return values
 
 
@@ -320,7 +316,7 @@ def load_appliance(path: Path, project_root: Path) -> ApplianceSpec:
             f"name {values['name']!r} does not match the file name",
             file=path,
             line=find_line(text, "name"),
-            hint=f"set name = \"{path.stem}\" or rename the file",
+            hint=f'set name = "{path.stem}" or rename the file',
         )
     kickstart = project_root / "kickstarts" / values["kickstart"]
     if not kickstart.is_file() or "/" in values["kickstart"]:
@@ -328,7 +324,7 @@ def load_appliance(path: Path, project_root: Path) -> ApplianceSpec:
             f"kickstart: template {values['kickstart']!r} not found in kickstarts/",
             file=path,
             line=find_line(text, "kickstart"),
-            hint="name a file in kickstarts/, e.g. \"" + path.stem + ".ks.j2\"",
+            hint='name a file in kickstarts/, e.g. "' + path.stem + '.ks.j2"',
         )
     for index, role in enumerate(values["roles"]):
         if not (project_root / "roles" / role / "tasks" / "main.yml").is_file():
@@ -361,7 +357,7 @@ def load_appliance(path: Path, project_root: Path) -> ApplianceSpec:
                 hint=f"create {module} or remove the key",
             )
     if any(c.type == "python" for c in checks) and module is None:
-        raise UserError("a python check needs test.module", file=path, line=find_line(text, "test.checks"), hint="set test.module = \"NAME_checks.py\"")
+        raise UserError("a python check needs test.module", file=path, line=find_line(text, "test.checks"), hint='set test.module = "NAME_checks.py"')
     for i, check in enumerate(checks):
         port = check.options.get("port")
         if port is not None and port not in values["test.ports"]:

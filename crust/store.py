@@ -32,7 +32,8 @@ class Entry:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / "step.json").read_text(encoding="utf-8"))
+        meta: dict[str, Any] = json.loads((self.path / "step.json").read_text(encoding="utf-8"))
+        return meta
 
 
 class Store:
@@ -90,7 +91,7 @@ class Store:
     def record_build(self, appliance: str, record: dict[str, Any]) -> Path:
         folder = self.root / "builds" / appliance
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}.json"
+        path = folder / f"{time.time_ns():020d}-{os.getpid()}.json"
         write_atomic(path, json.dumps(record, indent=2, sort_keys=True))
         return path
 

@@ -34,9 +34,7 @@ def need_root() -> None:
 def build_py(*args: str, check: bool = False, env: dict[str, str] | None = None, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(ROOT / "build.py"), *args], capture_output=True, text=True, check=check, env=full_env, timeout=timeout
-    )
+    return subprocess.run([sys.executable, str(ROOT / "build.py"), *args], capture_output=True, text=True, check=check, env=full_env, timeout=timeout)
 
 
 @pytest.fixture

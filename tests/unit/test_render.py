@@ -56,7 +56,9 @@ def test_injection_is_rejected(project: Path, value: str, words: str) -> None:
 def test_values_are_quoted(project: Path) -> None:
     """A value with spaces cannot add options to a command."""
     path = project / "appliances" / "wsgi.toml"
-    path.write_text(path.read_text().replace('description = "A WSGI application served by gunicorn behind nginx"', 'description = "x --plaintext; rm -rf /"'))
+    path.write_text(
+        path.read_text().replace('description = "A WSGI application served by gunicorn behind nginx"', 'description = "x --plaintext; rm -rf /"')
+    )
     base = project / "kickstarts" / "base.ks.j2"
     base.write_text(base.read_text().replace("# Appliance {{ appliance.name }}", "# Appliance {{ appliance.description }} {{ appliance.name }}"))
     assert "# Appliance 'x --plaintext; rm -rf /' wsgi" in rendered(project, "wsgi")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crust.errors import UserError
-from crust.spec import load_appliance, parse_size_mib, Invalid
+from crust.spec import Invalid, load_appliance, parse_size_mib
 
 GOOD = """\
 name = "demo"
@@ -103,8 +103,8 @@ def test_bad_sizes(text: object) -> None:
 
 
 def test_every_shipped_appliance_loads() -> None:
-    from tests.conftest import ROOT
     from crust.spec import appliance_path, list_appliance_names
+    from tests.conftest import ROOT
 
     names = list_appliance_names(ROOT)
     assert "wsgi" in names

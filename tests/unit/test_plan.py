@@ -1,0 +1,80 @@
+"""Step ids: content hashes of inputs. Touching a file changes nothing; editing one changes its step."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from crust import plan as plan_mod
+from crust.plan import Step, explain_change, plan_appliance
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network in unit tests: a fixed mirror state."""
+    monkeypatch.setattr(plan_mod, "mirror_state", lambda distro, state_dir, refresh: {"trixie": "aa", "trixie-security": "bb"})
+
+
+def ids(project: Path, tmp_path: Path) -> dict[str, str]:
+    plan = plan_appliance(project, "wsgi", tmp_path / "state")
+    return {s.kind + ":" + s.name: s.id for s in plan.steps}
+
+
+def test_ids_are_stable_and_touch_changes_nothing(project: Path, tmp_path: Path, offline: None) -> None:
+    first = ids(project, tmp_path)
+    template = project / "roles/wsgi/templates/nginx-site.conf.j2"
+    later = time.time() + 100
+    os.utime(template, (later, later))
+    (project / "roles/wsgi/README.unused").write_text("not a role input? it is: every role file counts")
+    (project / "README.md").write_text("a file no step uses")
+    second = ids(project, tmp_path)
+    assert first["base:debian-13"] == second["base:debian-13"]
+    # A file added inside a role is a role file (Ansible may use it): the tree changes.
+    assert first["tree:wsgi"] != second["tree:wsgi"]
+
+
+def test_unused_file_changes_nothing(project: Path, tmp_path: Path, offline: None) -> None:
+    first = ids(project, tmp_path)
+    (project / "notes.txt").write_text("unused")
+    (project / "kickstarts/unused.ks.j2").write_text("{% extends 'base.ks.j2' %}")
+    assert ids(project, tmp_path) == first
+
+
+def test_role_edit_reruns_from_the_tree(project: Path, tmp_path: Path, offline: None) -> None:
+    first = ids(project, tmp_path)
+    template = project / "roles/wsgi/templates/nginx-site.conf.j2"
+    template.write_text(template.read_text() + "# edited\n")
+    second = ids(project, tmp_path)
+    assert first["base:debian-13"] == second["base:debian-13"]
+    for key in ("tree:wsgi", "image:wsgi", "convert:wsgi.qcow2"):
+        assert first[key] != second[key], key
+
+
+def test_explain_names_the_changed_role_file(project: Path, tmp_path: Path, offline: None) -> None:
+    before = plan_appliance(project, "wsgi", tmp_path / "state").tree
+    template = project / "roles/wsgi/templates/nginx-site.conf.j2"
+    template.write_text(template.read_text() + "# edited\n")
+    after = plan_appliance(project, "wsgi", tmp_path / "state").tree
+    why = explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)})
+    assert why == "role file wsgi/templates/nginx-site.conf.j2 changed"
+
+
+def test_explain_names_template_and_variable(project: Path, tmp_path: Path, offline: None) -> None:
+    before = plan_appliance(project, "wsgi", tmp_path / "state").tree
+    ks = project / "kickstarts/wsgi.ks.j2"
+    ks.write_text(ks.read_text().replace("{{ super() }}", "{{ super() }}\njq"))
+    app = project / "appliances/wsgi.toml"
+    app.write_text(app.read_text().replace("wsgi_workers = 2", "wsgi_workers = 4"))
+    after = plan_appliance(project, "wsgi", tmp_path / "state").tree
+    why = explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)})
+    assert "rendered kickstart (kickstarts/wsgi.ks.j2)" in why
+    assert "variables (wsgi_workers)" in why
+
+
+def test_explain_first_build() -> None:
+    step = Step("base", "debian-13", "x", {"a": "1"})
+    assert explain_change(step, None) == "never built"
+    assert explain_change(step, {"inputs": {"a": "1", "mirror:trixie": "0"}}) == "mirror state (trixie)"
