@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("CRUST_OUTPUT", PROJECT_ROOT / "build")),
         help="artifact directory (default: build, or $CRUST_OUTPUT)",
     )
+    parser.add_argument("--appliances", type=Path, help="read appliance files from this directory instead of appliances/ (or $CRUST_APPLIANCES)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     sub.required = True
 
@@ -84,11 +85,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_names(p)
     p.add_argument("--refresh", action="store_true", help="re-read the mirror state now (a new mirror state rebuilds the base)")
+    p.add_argument("--test", action="store_true", help="smoke-test each appliance after building it (see `test`)")
+    add_test_options(p)
+
+    p = sub.add_parser(
+        "test",
+        help="boot built appliances under libvirt and run their smoke checks",
+        description="Boot each built appliance's qcow2 as a transient libvirt domain (per-run overlay and OVMF variables, "
+        "user-mode networking with the appliance's ports forwarded to free loopback ports) and run the checks its file "
+        "declares, in order, each with its own timeout. Exit 0 when all pass, 1 when a check fails, 2 on bad input. "
+        "An unchanged image with unchanged checks reports its recorded result without booting (--force boots again). "
+        "Remote URIs (qemu+ssh://) work the same way for the guest-agent checks; tcp and http checks connect to "
+        "127.0.0.1 and need the forwarded ports tunnelled (ssh -L) from the remote host.",
+    )
+    add_names(p)
+    add_test_options(p)
 
     p = sub.add_parser(
         "status", help="show the store and the last build of each appliance", description="Show the store size and each appliance's last build."
     )
     return parser
+
+
+def add_test_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--connect", metavar="URI", default="qemu:///system", help="libvirt URI (default qemu:///system)")
+    p.add_argument("--force", action="store_true", help="boot even when this image and these checks already have a result")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto", help="auto: KVM only where a probe boot succeeds, else TCG")
+    p.add_argument("--junit", metavar="FILE", type=Path, help="write JUnit XML (one testcase per check)")
+    p.add_argument("--json", action="store_true", help="print machine-readable results on stdout")
 
 
 def names_from(args: argparse.Namespace) -> list[str]:
@@ -172,9 +196,42 @@ def cmd_build(args: argparse.Namespace) -> int:
     for plan in plans:
         manifest = build_appliance(plan, store, args.output, PROJECT_ROOT / "roles", progress)
         for artifact in manifest["artifacts"]:
-            print(artifact["path"])
-        print(str(args.output / plan.spec.name / "manifest.json"))
+            print(artifact["path"], file=sys.stderr if args.json else sys.stdout)
+        print(str(args.output / plan.spec.name / "manifest.json"), file=sys.stderr if args.json else sys.stdout)
+    if args.test:
+        return run_tests(args, names)
     return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    return run_tests(args, names_from(args))
+
+
+def run_tests(args: argparse.Namespace, names: list[str]) -> int:
+    from crust.smoke import SmokeOptions, junit_xml, report, smoke_test
+    from crust.store import Store, write_atomic
+
+    store = Store(args.store)
+    options = SmokeOptions(uri=args.connect, force=args.force, accel=args.accel)
+    specs = []
+    for name in names:
+        spec = load_appliance(appliance_path(PROJECT_ROOT, name), PROJECT_ROOT)
+        manifest_path = args.output / name / "manifest.json"
+        if not manifest_path.is_file():
+            raise UserError(f"{name} is not built ({manifest_path} is missing)", hint=f"run ./build.py build {name} (or build --test)")
+        if not spec.test.checks:
+            raise UserError(f"{name} declares no smoke checks", file=spec.source, hint="add [[test.checks]] tables")
+        specs.append((spec, json.loads(manifest_path.read_text())))
+    records = []
+    for spec, manifest in specs:
+        record = smoke_test(spec, manifest, args.output / spec.name, store.root / "state", options)
+        report(record, sys.stderr)
+        records.append(record)
+    if args.junit:
+        write_atomic(args.junit, junit_xml(records))
+    if args.json:
+        print(json.dumps(records, indent=2))
+    return 0 if all(r["passed"] for r in records) else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -193,7 +250,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "render": cmd_render, "validate": cmd_validate, "plan": cmd_plan, "build": cmd_build, "status": cmd_status}
+COMMANDS = {
+    "test": cmd_test,
+    "list": cmd_list,
+    "render": cmd_render,
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "build": cmd_build,
+    "status": cmd_status,
+}
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -206,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         args = build_parser().parse_args(argv)
+        if args.appliances:
+            os.environ["CRUST_APPLIANCES"] = str(args.appliances.resolve())
         return COMMANDS[args.verb](args)
     except UserError as exc:
         if debug:

@@ -35,6 +35,7 @@ DISTRO_SETTINGS: tuple[Setting, ...] = (
     Setting("uki", parse_uki, "ukify", "How the UKI is built: ukify (inside the tree) or objcopy (host)."),
     Setting("base_packages", parse_str_list, REQUIRED, "Packages of the shared base tree."),
     Setting("grow_packages", parse_str_list, (), "Extra packages that grow the root at first boot."),
+    Setting("initramfs_modules", parse_str_list, (), "Kernel modules in the initramfs (MODULES=list); empty keeps Debian's MODULES=most."),
     Setting("sources", lambda v: v, REQUIRED, "[[sources]] tables: uri, suites, components."),
 )
 
@@ -55,6 +56,7 @@ class Distribution:
     uki: str
     base_packages: tuple[str, ...]
     grow_packages: tuple[str, ...]
+    initramfs_modules: tuple[str, ...]
     sources: tuple[Source, ...]
 
     @property
@@ -131,5 +133,6 @@ def load_distribution(project_root: Path, name: str, mirrors: dict[str, str] | N
         uki=values["uki"],
         base_packages=values["base_packages"],
         grow_packages=values["grow_packages"],
+        initramfs_modules=values["initramfs_modules"],
         sources=tuple(sources),
     )

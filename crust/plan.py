@@ -95,6 +95,7 @@ def base_step(distro: Distribution, state_dir: Path, refresh: bool) -> Step:
     inputs = {
         "sources": digest_text(distro.deb822()),
         "packages": digest_json(sorted(distro.base_packages)),
+        "initramfs": digest_json(list(distro.initramfs_modules)),
         "keyring": digest_file(keyring) if keyring.is_file() else "missing",
         "code": code_digest("base"),
     }

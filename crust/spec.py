@@ -8,6 +8,7 @@ that name the file, the line, the key and the fix.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -393,16 +394,22 @@ def load_appliance(path: Path, project_root: Path) -> ApplianceSpec:
     )
 
 
+def appliances_dir(project_root: Path) -> Path:
+    """Where appliance files are read from: appliances/, or $CRUST_APPLIANCES (a site's own)."""
+    override = os.environ.get("CRUST_APPLIANCES")
+    return Path(override) if override else project_root / "appliances"
+
+
 def appliance_path(project_root: Path, name: str) -> Path:
-    path = project_root / "appliances" / f"{name}.toml"
+    path = appliances_dir(project_root) / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(list_appliance_names(project_root)) or "none"
-        raise UserError(f"no appliance named {name!r}", hint=f"use one of: {known} (files in appliances/)")
+        raise UserError(f"no appliance named {name!r}", hint=f"use one of: {known} (files in {appliances_dir(project_root)})")
     return path
 
 
 def list_appliance_names(project_root: Path) -> list[str]:
-    return sorted(p.stem for p in (project_root / "appliances").glob("*.toml"))
+    return sorted(p.stem for p in appliances_dir(project_root).glob("*.toml"))
 
 
 def settings_reference() -> str:

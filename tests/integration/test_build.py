@@ -40,7 +40,7 @@ def test_manifest_describes_the_artifacts(built: Built, name: str, distribution:
         assert path.parent == ROOT / "build" / name
         assert path.stat().st_size == artifact["size"]
         assert sha256(path) == artifact["sha256"]
-    assert "nginx" in manifest["packages"] and "linux-image-amd64" in manifest["packages"]
+    assert "nginx" in manifest["packages"] and "linux-image-cloud-amd64" in manifest["packages"]
     assert re.fullmatch(r"[0-9a-f]{12}", manifest["build_id"])
     assert all(s["duration_s"] > 0 for s in manifest["steps"])
     assert manifest["kernel_cmdline"].endswith("console=ttyS0,115200")

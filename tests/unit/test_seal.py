@@ -71,7 +71,7 @@ def test_seal_removes_build_and_machine_state(tree: Path) -> None:
 def test_seal_adds_first_boot_keys_and_ssh_policy(tree: Path) -> None:
     seal(tree, KS)
     assert (tree / "etc/systemd/system/multi-user.target.wants/crust-ssh-keygen.service").is_symlink()
-    assert "ssh-keygen -A" in (tree / "etc/systemd/system/crust-ssh-keygen.service").read_text()
+    assert "ssh-keygen -q -t ed25519" in (tree / "etc/systemd/system/crust-ssh-keygen.service").read_text()
     assert "PasswordAuthentication no" in (tree / "etc/ssh/sshd_config.d/50-crust.conf").read_text()
 
 

@@ -1,0 +1,363 @@
+"""Boot smoke tests: a built image as a transient libvirt domain, checked from host and guest.
+
+Per run: a qcow2 overlay over the built image (the image is never written), a copy of the
+OVMF variables, reserved loopback ports, a serial log. All of it (and the domain) is removed on
+success, failure, timeout and Ctrl-C; the serial log and the results are kept beside the image.
+Results are recorded by image digest and checks digest: an unchanged image with unchanged
+checks reports the recorded result without booting, unless forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import libvirt
+
+from crust.checks import CheckContext, CheckResult, checks_digest_input, load_module, run_check
+from crust.digest import digest_file, digest_json
+from crust.domain import DomainConfig, domain_xml
+from crust.errors import CrustError, UserError
+from crust.guest import Guest, GuestNotReady
+from crust.ports import reserved_ports
+from crust.runner import run
+from crust.spec import ApplianceSpec
+from crust.store import write_atomic
+
+KVM_PROBE_SECONDS = 30.0
+RUNS_DIR = Path(os.environ.get("CRUST_RUN_DIR", "/var/lib/crust/runs"))
+DOMAIN_PREFIX = "crust-"
+CODE_FILES = ("checks.py", "smoke.py", "domain.py", "guest.py")
+
+
+@dataclass(frozen=True)
+class SmokeOptions:
+    uri: str = "qemu:///system"
+    force: bool = False
+    accel: str = "auto"  # auto, kvm or tcg
+
+
+def connect(uri: str) -> Any:
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # no stderr noise; errors raise
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        hint = (
+            "start libvirt: virtlogd -d && libvirtd -d (./setup.sh does this)"
+            if uri.startswith("qemu:///")
+            else "check the URI and that libvirtd runs there"
+        )
+        raise UserError(f"no libvirt daemon answers at {uri}: {str(exc).splitlines()[0]}", hint=hint) from None
+
+
+def reap_orphans(conn: Any) -> list[str]:
+    """Destroy crust domains whose creating process is gone (e.g. killed with SIGKILL)."""
+    reaped = []
+    for dom in conn.listAllDomains():
+        parts = dom.name().split("-")
+        if dom.name().startswith(DOMAIN_PREFIX) and len(parts) >= 3 and parts[-2].isdigit():
+            pid = int(parts[-2])
+            try:
+                os.kill(pid, 0)
+                continue
+            except ProcessLookupError:
+                pass
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.destroy()
+            reaped.append(dom.name())
+    return reaped
+
+
+def checks_digest(spec: ApplianceSpec) -> str:
+    here = Path(__file__).parent
+    return digest_json(
+        {
+            "checks": checks_digest_input(spec.test.checks),
+            "ports": list(spec.test.ports),
+            "boot_timeout": spec.test.boot_timeout,
+            "module": digest_file(spec.test.module) if spec.test.module else None,
+            "code": {name: digest_file(here / name) for name in CODE_FILES},
+        }
+    )
+
+
+def kvm_candidate(conn: Any, want: str) -> tuple[bool, str]:
+    if want == "tcg":
+        return False, "TCG requested"
+    if not os.path.exists("/dev/kvm"):
+        return False, "no /dev/kvm"
+    try:
+        conn.getDomainCapabilities(None, "x86_64", "q35", "kvm")
+    except libvirt.libvirtError:
+        return False, "libvirt offers no KVM"
+    return True, "KVM available"
+
+
+def probe_state_path(state_dir: Path) -> Path:
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return state_dir / f"kvm-probe-{boot_id}.json"
+
+
+@dataclass
+class Run:
+    """What one boot needs and leaves behind."""
+
+    name: str
+    workdir: Path  # overlay and nvram (removed)
+    serial_log: Path
+
+
+@contextlib.contextmanager
+def running_domain(conn: Any, cfg: DomainConfig) -> Iterator[Any]:
+    try:
+        dom = conn.createXML(domain_xml(cfg), 0)
+    except libvirt.libvirtError as exc:
+        raise CrustError(f"libvirt could not start the smoke-test domain: {str(exc).splitlines()[0]}") from None
+    try:
+        yield dom
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.destroy()
+
+
+@contextlib.contextmanager
+def run_files(image: Path, label: str) -> Iterator[Run]:
+    """A per-run directory that libvirt's unprivileged qemu user can reach; removed after.
+
+    The built image is hard-linked into it (copied across file systems), because the image's
+    own directory may not be traversable by that user (a project under /root, say); qemu only
+    reads it, through a per-run qcow2 overlay.
+    """
+    name = f"{DOMAIN_PREFIX}{label}-{os.getpid()}-{secrets.token_hex(3)}"
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    RUNS_DIR.chmod(0o755)
+    workdir = RUNS_DIR / name
+    workdir.mkdir()
+    workdir.chmod(0o755)
+    try:
+        base = workdir / "image.qcow2"
+        try:
+            os.link(image, base)
+        except OSError:
+            shutil.copyfile(image, base)
+        overlay = workdir / "overlay.qcow2"
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)])
+        yield Run(name, workdir, workdir / "serial.log")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+ANSI = re.compile(r"\x1b(\[[0-9;?=]*[A-Za-z]|\][^\x07]*\x07|[()][A-Za-z0-9]|[=>])")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """Console text without terminal escapes and control characters (safe in XML too)."""
+    return CONTROL.sub("", ANSI.sub("", text))
+
+
+def serial_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no serial output)"
+    clean = [printable(line).rstrip() for line in text.replace("\r", "\n").splitlines() if printable(line).strip()]
+    return "\n".join(clean[-lines:]) or "(no serial output)"
+
+
+def wait_for_agent(guest: Guest, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if guest.ping():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def smoke_test(
+    spec: ApplianceSpec, manifest: dict[str, Any], out_dir: Path, state_dir: Path, options: SmokeOptions, say: TextIO = sys.stderr
+) -> dict[str, Any]:
+    """Boot the appliance's qcow2 and run its checks. Returns the result record."""
+    qcow2 = next((Path(a["path"]) for a in manifest["artifacts"] if a["format"] == "qcow2"), None)
+    if qcow2 is None or not qcow2.is_file():
+        raise UserError(f"{spec.name} has no built qcow2 image", hint=f"add qcow2 to image.formats and run ./build.py build {spec.name}")
+    image_digest = next(a["sha256"] for a in manifest["artifacts"] if a["format"] == "qcow2")
+    cdigest = checks_digest(spec)
+    record_path = state_dir / "tests" / f"{image_digest[:24]}-{cdigest[:24]}.json"
+    if record_path.is_file() and not options.force:
+        record: dict[str, Any] = json.loads(record_path.read_text())
+        record["reused"] = True
+        print(f"{spec.name}: image and checks unchanged since {record['finished']}: reporting that run (--force boots again)", file=say)
+        return record
+    module = load_module(spec.test.module) if spec.test.module else None
+    conn = connect(options.uri)
+    try:
+        for name in reap_orphans(conn):
+            print(f"{spec.name}: removed orphaned domain {name}", file=say)
+        record = _boot_and_check(conn, spec, manifest, qcow2, out_dir, state_dir, options, module, say)
+    finally:
+        conn.close()
+    record.update({"image": {"path": str(qcow2), "sha256": image_digest}, "checks_digest": cdigest, "reused": False})
+    smoke_dir = out_dir / "smoke"
+    smoke_dir.mkdir(exist_ok=True)
+    write_atomic(smoke_dir / "results.json", json.dumps(record, indent=2))
+    (state_dir / "tests").mkdir(parents=True, exist_ok=True)
+    write_atomic(record_path, json.dumps(record, indent=2))
+    return record
+
+
+def _boot_and_check(
+    conn: Any,
+    spec: ApplianceSpec,
+    manifest: dict[str, Any],
+    image: Path,
+    out_dir: Path,
+    state_dir: Path,
+    options: SmokeOptions,
+    module: Any,
+    say: TextIO,
+) -> dict[str, Any]:
+    smoke_dir = out_dir / "smoke"
+    smoke_dir.mkdir(exist_ok=True)
+    kvm_ok, kvm_why = kvm_candidate(conn, options.accel)
+    probe_file = probe_state_path(state_dir)
+    if kvm_ok and options.accel == "auto" and probe_file.is_file():
+        known = json.loads(probe_file.read_text())
+        kvm_ok, kvm_why = known["works"], f"cached probe: {known['why']}"
+    with reserved_ports(len(spec.test.ports)) as ports, run_files(image, spec.name) as run_:
+        forwards = dict(zip(spec.test.ports, ports, strict=True))
+        accel = "kvm" if kvm_ok else "tcg"
+        while True:
+            cfg = DomainConfig(
+                name=run_.name,
+                accel=accel,
+                disk=run_.workdir / "overlay.qcow2",
+                nvram=run_.workdir / "vars.fd",
+                serial_log=run_.serial_log,
+                forwards=tuple((host, guest) for guest, host in forwards.items()),
+            )
+            with contextlib.suppress(FileNotFoundError):
+                run_.serial_log.unlink()
+            started_wall = dt.datetime.now(dt.UTC)
+            started = time.monotonic()
+            with running_domain(conn, cfg) as dom:
+                guest = Guest(dom)
+                if accel == "kvm" and options.accel == "auto" and not probe_file.is_file():
+                    works = wait_for_agent(guest, KVM_PROBE_SECONDS)
+                    why = "guest agent answered" if works else f"guest did not answer within {KVM_PROBE_SECONDS:.0f}s"
+                    probe_file.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomic(probe_file, json.dumps({"works": works, "why": why}))
+                    if not works:
+                        kvm_why = f"KVM probe failed: {why}"
+                        accel = "tcg"
+                        continue  # leaves the with: the KVM domain is destroyed
+                    kvm_why = f"KVM probe: {why}"
+                print(f"{spec.name}: booting build {manifest['build_id']} as {run_.name} under {accel} ({kvm_why})", file=say)
+                ctx = CheckContext(forwards, guest, started, module)
+                results: list[CheckResult] = []
+                deadline = started + spec.test.boot_timeout
+                for check in spec.test.checks:
+                    result = run_check(check, ctx, deadline)
+                    results.append(result)
+                    mark = "PASS" if result.passed else "FAIL"
+                    print(f"  {mark}  {result.name:44} at {result.at_s:6.1f}s  (took {result.duration_s:.1f}s)", file=say)
+                    if not result.passed:
+                        break
+                analysis = boot_analysis(guest) if results and results[-1].passed else ""
+            shutil.copy(run_.serial_log, smoke_dir / "serial.log") if run_.serial_log.exists() else None
+            break
+    passed = len(results) == len(spec.test.checks) and all(r.passed for r in results)
+    record: dict[str, Any] = {
+        "appliance": spec.name,
+        "build_id": manifest["build_id"],
+        "accel": accel,
+        "accel_reason": kvm_why,
+        "domain": run_.name,
+        "started": started_wall.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "passed": passed,
+        "boot_to_pass_s": results[-1].at_s if passed and results else None,
+        "checks": [asdict(r) for r in results],
+        "not_run": [c.name for c in spec.test.checks[len(results) :]],
+        "serial_log": str(smoke_dir / "serial.log"),
+        "notes": ctx.notes,
+        "boot_analysis": analysis,
+    }
+    if not passed:
+        failed = results[-1] if results else None
+        record["failure"] = {
+            "check": failed.name if failed else "boot",
+            "expected": failed.expected if failed else "a booted guest",
+            "seen": failed.seen if failed else "no checks ran",
+            "console_tail": serial_tail(smoke_dir / "serial.log"),
+        }
+    return record
+
+
+def boot_analysis(guest: Guest) -> str:
+    """systemd's own account of the boot (firmware, loader, kernel, userspace, critical chain)."""
+    parts = []
+    for argv in (["systemd-analyze"], ["systemd-analyze", "critical-chain", "--no-pager"], ["systemd-analyze", "blame", "--no-pager"]):
+        try:
+            result = guest.exec(argv, timeout=20)
+        except GuestNotReady:
+            continue
+        parts.append(result.stdout.strip())
+    return "\n\n".join(parts)
+
+
+def report(record: dict[str, Any], stream: TextIO) -> None:
+    name = record["appliance"]
+    if record["passed"]:
+        print(
+            f"{name}: all {len(record['checks'])} checks passed, {record['boot_to_pass_s']:.1f}s from domain start ({record['accel']})", file=stream
+        )
+        return
+    f = record["failure"]
+    print(f"{name}: FAILED check {f['check']!r}", file=stream)
+    print(f"  expected: {f['expected']}", file=stream)
+    print(f"  seen:     {f['seen']}", file=stream)
+    if record.get("not_run"):
+        print(f"  not run:  {', '.join(record['not_run'])}", file=stream)
+    print(f"  last lines of the serial console ({record['serial_log']}):", file=stream)
+    for line in f["console_tail"].splitlines():
+        print(f"    | {line}", file=stream)
+
+
+def junit_xml(records: list[dict[str, Any]]) -> str:
+    suites = ET.Element("testsuites")
+    for rec in records:
+        checks = rec["checks"]
+        failures = sum(1 for c in checks if not c["passed"]) + len(rec.get("not_run", []))
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            {
+                "name": f"crust.smoke.{rec['appliance']}",
+                "tests": str(len(checks) + len(rec.get("not_run", []))),
+                "failures": str(failures),
+                "time": f"{sum(c['duration_s'] for c in checks):.2f}",
+                "timestamp": rec["started"],
+            },
+        )
+        for c in checks:
+            case = ET.SubElement(suite, "testcase", {"classname": rec["appliance"], "name": c["name"], "time": f"{c['duration_s']:.2f}"})
+            if not c["passed"]:
+                fail = ET.SubElement(case, "failure", {"message": f"expected {c['expected']}; saw {c['seen']}"})
+                fail.text = rec.get("failure", {}).get("console_tail", "")
+        for skipped in rec.get("not_run", []):
+            case = ET.SubElement(suite, "testcase", {"classname": rec["appliance"], "name": skipped, "time": "0"})
+            ET.SubElement(case, "skipped", {"message": "not run: an earlier check failed"})
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)

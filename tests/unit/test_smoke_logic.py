@@ -1,0 +1,196 @@
+"""Smoke-test logic without a guest: domain XML, JUnit, host-side checks against local servers."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from crust.checks import CheckContext, expectation, run_check
+from crust.domain import QEMU_NS, DomainConfig, domain_xml
+from crust.guest import ExecResult, GuestNotReady
+from crust.ports import reserved_ports
+from crust.smoke import junit_xml
+from crust.spec import CheckSpec
+
+
+def cfg(accel: str = "tcg") -> DomainConfig:
+    return DomainConfig("crust-x-1-ab", accel, Path("/r/overlay.qcow2"), Path("/r/vars.fd"), Path("/r/serial.log"), ((40001, 80), (40002, 22)))
+
+
+def test_domain_xml_tcg() -> None:
+    dom = ET.fromstring(domain_xml(cfg()))
+    assert dom.get("type") == "qemu"
+    assert dom.findtext("name") == "crust-x-1-ab"
+    assert dom.find("os/type").get("machine") == "q35"  # type: ignore[union-attr]
+    assert dom.find("os/nvram").get("template").endswith("OVMF_VARS_4M.fd")  # type: ignore[union-attr]
+    assert dom.findtext("os/nvram") == "/r/vars.fd"
+    assert dom.find("cpu").get("mode") == "maximum"  # type: ignore[union-attr]
+    assert dom.find("devices/disk/source").get("file") == "/r/overlay.qcow2"  # type: ignore[union-attr]
+    assert dom.find("devices/serial/source").get("path") == "/r/serial.log"  # type: ignore[union-attr]
+    assert dom.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"  # type: ignore[union-attr]
+    args = [a.get("value") for a in dom.iter(f"{{{QEMU_NS}}}arg")]
+    assert args[1] == "user,id=crustnet0,hostfwd=tcp:127.0.0.1:40001-:80,hostfwd=tcp:127.0.0.1:40002-:22"
+    assert "bus=pcie.0,addr=0x10" in args[3]
+
+
+def test_domain_xml_kvm() -> None:
+    dom = ET.fromstring(domain_xml(cfg("kvm")))
+    assert dom.get("type") == "kvm"
+    assert dom.find("cpu").get("mode") == "host-passthrough"  # type: ignore[union-attr]
+
+
+def test_ports_are_distinct_and_released(tmp_path: Path) -> None:
+    with reserved_ports(3, tmp_path) as a, reserved_ports(3, tmp_path) as b:
+        assert len(set(a) | set(b)) == 6
+        assert len(list(tmp_path.iterdir())) == 6
+    assert list(tmp_path.iterdir()) == []
+
+
+class FakeGuest:
+    def __init__(self, replies: dict[str, ExecResult], ready_after: float = 0.0) -> None:
+        self.replies = replies
+        self.ready_at = time.monotonic() + ready_after
+
+    def exec(self, argv: list[str], timeout: float = 30.0) -> ExecResult:
+        if time.monotonic() < self.ready_at:
+            raise GuestNotReady("not connected")
+        return self.replies[" ".join(argv)]
+
+
+@pytest.fixture
+def web() -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"hello crust" if self.path == "/" else b"nope"
+            self.send_response(200 if self.path == "/" else 404)
+            self.send_header("X-Build", "abc123")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+
+
+def check(kind: str, timeout: float = 2.0, **options: Any) -> CheckSpec:
+    defaults: dict[str, Any] = {"http": {"port": 80, "path": "/", "status": 200, "body": "", "body_regex": "", "headers": {}}}.get(kind, {})
+    return CheckSpec(kind, f"{kind} check", timeout, MappingProxyType({**defaults, **options}))
+
+
+def ctx(port: int | None = None, guest: Any = None) -> CheckContext:
+    return CheckContext({80: port or 1}, guest, time.monotonic())
+
+
+@pytest.mark.parametrize(
+    ("options", "passed"),
+    [
+        ({}, True),
+        ({"body": "hello"}, True),
+        ({"body": "goodbye"}, False),
+        ({"body_regex": r"^hello \w+$"}, True),
+        ({"status": 201}, False),
+        ({"path": "/missing", "status": 404}, True),
+        ({"headers": {"X-Build": "^abc"}}, True),
+        ({"headers": {"X-Build": "^zzz"}}, False),
+        ({"headers": {"X-Missing": "."}}, False),
+    ],
+)
+def test_http_check(web: int, options: dict[str, Any], passed: bool) -> None:
+    result = run_check(check("http", 0.6, **options), ctx(web), time.monotonic() + 5)
+    assert result.passed is passed
+    assert "HTTP" in result.seen
+    if not passed:
+        assert result.attempts >= 2  # retried until its own timeout
+
+
+def test_tcp_check_open_and_closed(web: int) -> None:
+    assert run_check(check("tcp", 2, port=80), ctx(web), time.monotonic() + 5).passed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    result = run_check(check("tcp", 0.5, port=80), ctx(closed), time.monotonic() + 5)
+    assert not result.passed and "ConnectionRefusedError" in result.seen
+
+
+def test_check_waits_for_the_guest_agent() -> None:
+    guest = FakeGuest({"systemctl is-active nginx.service": ExecResult(0, "active\n", "")}, ready_after=0.8)
+    result = run_check(check("unit", 5, unit="nginx.service"), ctx(guest=guest), time.monotonic() + 10)
+    assert result.passed and result.attempts >= 2
+
+
+def test_command_check_reports_expected_and_seen() -> None:
+    guest = FakeGuest({"cat /etc/crust-release": ExecResult(0, "APPLIANCE=other\n", "")})
+    c = check("command", 0.3, argv=("cat", "/etc/crust-release"), status=0, output="APPLIANCE=wsgi")
+    result = run_check(c, ctx(guest=guest), time.monotonic() + 10)
+    assert not result.passed
+    assert result.expected == "`cat /etc/crust-release` exits 0 and output matching /APPLIANCE=wsgi/"
+    assert "APPLIANCE=other" in result.seen
+
+
+def test_no_failed_units_waits_for_boot_then_lists_failures() -> None:
+    guest = FakeGuest(
+        {
+            "systemctl is-system-running": ExecResult(1, "degraded\n", ""),
+            "systemctl list-units --failed --plain --no-legend --no-pager": ExecResult(0, "foo.service loaded failed failed Foo\n", ""),
+        }
+    )
+    result = run_check(check("no_failed_units", 0.3), ctx(guest=guest), time.monotonic() + 10)
+    assert not result.passed and result.seen == "failed units: foo.service"
+
+
+def test_overall_deadline_bounds_a_check() -> None:
+    guest = FakeGuest({}, ready_after=100)
+    start = time.monotonic()
+    result = run_check(check("unit", 60, unit="x"), ctx(guest=guest), start + 0.5)
+    assert not result.passed and time.monotonic() - start < 2
+
+
+def test_expectations_are_readable() -> None:
+    assert expectation(check("tcp", port=22)) == "guest port 22 accepts connections"
+    assert expectation(check("no_failed_units")) == "no failed systemd units once boot has finished"
+
+
+def test_junit() -> None:
+    record = {
+        "appliance": "wsgi",
+        "started": "2026-01-01T00:00:00+00:00",
+        "checks": [
+            {"name": "a", "passed": True, "duration_s": 1.5, "expected": "x", "seen": "x"},
+            {"name": "b", "passed": False, "duration_s": 2.0, "expected": "y", "seen": "z"},
+        ],
+        "not_run": ["c"],
+        "failure": {"console_tail": "kernel panic"},
+    }
+    suites = ET.fromstring(junit_xml([record]))
+    suite = suites.find("testsuite")
+    assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "2"
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["a", "b", "c"]
+    failure = cases[1].find("failure")
+    assert failure is not None and failure.get("message") == "expected y; saw z" and failure.text == "kernel panic"
+    assert cases[2].find("skipped") is not None
+
+
+def test_console_text_is_cleaned(tmp_path: Path) -> None:
+    from crust.smoke import serial_tail
+
+    log = tmp_path / "serial.log"
+    log.write_bytes(b"\x1b[2J\x1b[01;01HBdsDxe: loading\r\n\x1b[0;32m  OK  \x1b[0m] Started x\n\x07bell\n\n")
+    tail = serial_tail(log)
+    assert tail == "BdsDxe: loading\n  OK  ] Started x\nbell"
+    ET.fromstring(junit_xml([{"appliance": "a", "started": "t", "checks": [{"name": "c", "passed": False, "duration_s": 1, "expected": "e", "seen": "s"}], "failure": {"console_tail": tail}}]))
