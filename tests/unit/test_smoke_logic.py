@@ -193,4 +193,15 @@ def test_console_text_is_cleaned(tmp_path: Path) -> None:
     log.write_bytes(b"\x1b[2J\x1b[01;01HBdsDxe: loading\r\n\x1b[0;32m  OK  \x1b[0m] Started x\n\x07bell\n\n")
     tail = serial_tail(log)
     assert tail == "BdsDxe: loading\n  OK  ] Started x\nbell"
-    ET.fromstring(junit_xml([{"appliance": "a", "started": "t", "checks": [{"name": "c", "passed": False, "duration_s": 1, "expected": "e", "seen": "s"}], "failure": {"console_tail": tail}}]))
+    ET.fromstring(
+        junit_xml(
+            [
+                {
+                    "appliance": "a",
+                    "started": "t",
+                    "checks": [{"name": "c", "passed": False, "duration_s": 1, "expected": "e", "seen": "s"}],
+                    "failure": {"console_tail": tail},
+                }
+            ]
+        )
+    )
