@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_names(p)
     p.add_argument("--refresh", action="store_true", help="re-read the mirror state now (a new mirror state rebuilds the base)")
     p.add_argument("--test", action="store_true", help="smoke-test each appliance after building it (see `test`)")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="build up to N appliances at once (shared steps are built once)")
     add_test_options(p)
 
     p = sub.add_parser(
@@ -100,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_names(p)
     add_test_options(p)
+
+    p = sub.add_parser(
+        "clean",
+        help="remove store entries no kept build uses",
+        description="Remove step outputs that none of the last N builds of each appliance uses (and the records of older "
+        "builds and of appliances no longer defined); report what was freed. Waits for running builds.",
+    )
+    p.add_argument("--keep", type=int, default=1, metavar="N", help="keep what the last N builds of each appliance use (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
 
     p = sub.add_parser(
         "status", help="show the store and the last build of each appliance", description="Show the store size and each appliance's last build."
@@ -183,21 +193,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from crust.pipeline import Progress, build_appliance, missing_steps, preflight
+    from crust.pipeline import Progress, build_all, make_progress, missing_steps, preflight
     from crust.plan import plan_appliance
     from crust.store import Store
 
     names = names_from(args)
     store = Store(args.store)
     plans = [plan_appliance(PROJECT_ROOT, n, store.root / "state", args.refresh) for n in names]
+    if args.jobs < 1:
+        raise UserError(f"-j {args.jobs}: need at least one job", hint="use -j 1 or more")
     preflight(plans, store, missing_steps(plans, store))
     store.remove_stale_tmp()
-    progress = Progress()
-    for plan in plans:
-        manifest = build_appliance(plan, store, args.output, PROJECT_ROOT / "roles", progress)
+    progress = make_progress() if any(store.get(s.kind, s.id) is None for p in plans for s in p.steps) else Progress()
+    try:
+        with store.shared():
+            manifests = build_all(plans, store, args.output, PROJECT_ROOT / "roles", progress, args.jobs)
+    finally:
+        progress.close()
+    for name, manifest in manifests.items():
         for artifact in manifest["artifacts"]:
             print(artifact["path"], file=sys.stderr if args.json else sys.stdout)
-        print(str(args.output / plan.spec.name / "manifest.json"), file=sys.stderr if args.json else sys.stdout)
+        print(str(args.output / name / "manifest.json"), file=sys.stderr if args.json else sys.stdout)
     if args.test:
         return run_tests(args, names)
     return 0
@@ -234,23 +250,52 @@ def run_tests(args: argparse.Namespace, names: list[str]) -> int:
     return 0 if all(r["passed"] for r in records) else 1
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    from crust.gc import clean, human
+    from crust.store import Store
+
+    if args.keep < 0:
+        raise UserError(f"--keep {args.keep}: must be 0 or more", hint="use --keep 1 to keep what the last build uses")
+    report = clean(Store(args.store), list_appliance_names(PROJECT_ROOT), args.keep, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for name in report.removed:
+        print(f"{verb} {name}")
+    print(
+        f"{verb} {len(report.removed)} entries, {'would free' if args.dry_run else 'freed'} {human(report.freed_bytes)}; "
+        f"kept {report.kept} entries ({human(report.kept_bytes)})"
+    )
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    from crust.gc import disk_usage, human, referenced
     from crust.store import Store
 
     store = Store(args.store)
-    total = 0
-    for path in store.root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            total += path.lstat().st_blocks * 512
-    print(f"store: {store.root} ({total / 1024**3:.2f} GiB on disk)")
-    for name in list_appliance_names(PROJECT_ROOT):
+    names = list_appliance_names(PROJECT_ROOT)
+    used, _ = referenced(store, names, 1)
+    by_kind: dict[str, list[int]] = {}
+    unused = 0
+    for entry in sorted((store.root / "steps").iterdir()):
+        size = disk_usage(entry)
+        kind = entry.name.split("-", 1)[0]
+        by_kind.setdefault(kind, [0, 0])
+        by_kind[kind][0] += 1
+        by_kind[kind][1] += size
+        unused += 0 if entry.name in used else size
+    total = disk_usage(store.root)
+    print(f"store: {store.root}: {human(total)} on disk; {human(unused)} not used by the last builds (./build.py clean frees it)")
+    for kind, (count, size) in by_kind.items():
+        print(f"  {kind:8} {count:3} entries  {human(size):>10}")
+    for name in names:
         last = store.last_build(name)
-        when = f"last built {last['finished']} (build id {last['build_id']})" if last else "never built"
-        print(f"  {name:12} {when}")
+        when = f"last built {last['finished']} (build id {last['build_id']}, {last['duration_s']}s)" if last else "never built"
+        print(f"  {name:16} {when}")
     return 0
 
 
 COMMANDS = {
+    "clean": cmd_clean,
     "test": cmd_test,
     "list": cmd_list,
     "render": cmd_render,

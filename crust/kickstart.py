@@ -8,15 +8,12 @@ plain data the configure step applies to the tree.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pykickstart.errors import KickstartError, KickstartParseError, KickstartParseWarning
-from pykickstart.parser import KickstartParser
-from pykickstart.version import makeVersion
 
 from crust.errors import UserError
 
@@ -112,16 +109,6 @@ class KickstartConfig:
     scripts: tuple[Script, ...]
 
 
-class _LineTrackingParser(KickstartParser):  # type: ignore[misc]
-    """Remembers the line being handled, so that warnings can name it."""
-
-    current_line = 0
-
-    def handleCommand(self, lineno: int, args: list[str]) -> Any:
-        self.current_line = lineno
-        return super().handleCommand(lineno, args)
-
-
 @dataclass(frozen=True)
 class KickstartProblem(Exception):
     line: int | None
@@ -131,6 +118,21 @@ class KickstartProblem(Exception):
 
 def parse(text: str) -> Any:
     """Parse kickstart text at the pinned syntax version; warnings are errors."""
+    # Imported here: pykickstart takes a fifth of a second to import, and a no-op build
+    # reuses the checked result of an unchanged kickstart (see plan.checked_kickstart).
+    from pykickstart.errors import KickstartError, KickstartParseError, KickstartParseWarning
+    from pykickstart.parser import KickstartParser
+    from pykickstart.version import makeVersion
+
+    class _LineTrackingParser(KickstartParser):  # type: ignore[misc]
+        """Remembers the line being handled, so that warnings can name it."""
+
+        current_line = 0
+
+        def handleCommand(self, lineno: int, args: list[str]) -> Any:
+            self.current_line = lineno
+            return super().handleCommand(lineno, args)
+
     handler = makeVersion(SYNTAX_VERSION)
     parser = _LineTrackingParser(handler, errorsAreFatal=True, missingIncludeIsFatal=True)
     caught: list[tuple[str, int]] = []
@@ -477,3 +479,22 @@ def problem_to_error(problem: KickstartProblem, template: Path, rendered: str, s
                 break
         detail = f"rendered kickstart line {problem.line}: "
     return UserError(detail + problem.message, file=where_file, line=where_line, hint=problem.hint or None)
+
+
+def to_json(ks: KickstartConfig) -> dict[str, Any]:
+    return dataclasses.asdict(ks)
+
+
+def from_json(data: dict[str, Any]) -> KickstartConfig:
+    """The inverse of to_json (for the cache of checked kickstarts)."""
+    values = dict(data)
+    values["users"] = tuple(User(**{**u, "groups": tuple(u["groups"])}) for u in data["users"])
+    values["sshkeys"] = tuple(SshKey(**k) for k in data["sshkeys"])
+    values["repos"] = tuple(
+        Repo(**{**r, "components": tuple(r["components"]), "pinned": tuple(r["pinned"]), "excluded": tuple(r["excluded"])}) for r in data["repos"]
+    )
+    values["scripts"] = tuple(Script(**sc) for sc in data["scripts"])
+    values["network"] = Network(**{**data["network"], "nameservers": tuple(data["network"]["nameservers"])})
+    for key in ("packages", "excluded", "services_enabled", "services_disabled", "kernel_append"):
+        values[key] = tuple(data[key])
+    return KickstartConfig(**values)

@@ -18,15 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from crust import __version__, ansible, configure
-from crust.assemble import assemble, convert
-from crust.base import build_base
-from crust.configure import installed_packages
+from crust import __version__
 from crust.digest import digest_file
 from crust.errors import CommandError, StepFailed, UserError
 from crust.plan import AppliancePlan, Step
 from crust.runner import check_tools, logging_to, run
-from crust.seal import seal
 from crust.store import Entry, Store, write_atomic
 
 STEP_TOOLS = {
@@ -39,7 +35,7 @@ GIB = 1024**3
 
 
 class Progress:
-    """One line per step event; safe to call from several threads."""
+    """Plain progress: one line per step event (for logs and pipes); thread-safe."""
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
@@ -48,6 +44,53 @@ class Progress:
     def say(self, step: Step, text: str) -> None:
         with self.lock:
             print(f"[{step.name}] {step.kind:8} {text}", file=self.stream, flush=True)
+
+    def running(self, step: Step, log: Path) -> None:
+        self.say(step, f"running (log: {log})")
+
+    def finished(self, step: Step, text: str) -> None:
+        self.say(step, text)
+
+    def close(self) -> None:
+        pass
+
+
+class LiveProgress(Progress):
+    """On a terminal: a live line per running step with its elapsed time (rich), and a
+    permanent line for each finished one."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        super().__init__(stream)
+        from rich.console import Console
+        from rich.progress import Progress as RichProgress
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = Console(file=stream)
+        self.rich = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=self.console, transient=True)
+        self.tasks: dict[str, Any] = {}
+        self.rich.start()
+
+    def say(self, step: Step, text: str) -> None:
+        with self.lock:
+            self.console.print(f"[{step.name}] {step.kind:8} {text}", markup=False, highlight=False)
+
+    def running(self, step: Step, log: Path) -> None:
+        with self.lock:
+            self.tasks[step.key] = self.rich.add_task(f"[{step.name}] {step.kind:8} running (log: {log.name})", total=None)
+
+    def finished(self, step: Step, text: str) -> None:
+        with self.lock:
+            task = self.tasks.pop(step.key, None)
+            if task is not None:
+                self.rich.remove_task(task)
+        self.say(step, text)
+
+    def close(self) -> None:
+        self.rich.stop()
+
+
+def make_progress(stream: TextIO = sys.stderr) -> Progress:
+    return LiveProgress(stream) if stream.isatty() else Progress(stream)
 
 
 @dataclass(frozen=True)
@@ -98,20 +141,23 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
     if entry is not None:
         progress.say(step, f"up to date ({step.id[:12]})")
         return Built(entry, True)
-    with store.lock(step.id):
+    with store.lock(step.id, on_wait=lambda: progress.say(step, "waiting: another build is making this step")):
         entry = store.get(step.kind, step.id)
         if entry is not None:
-            progress.say(step, f"built by another run ({step.id[:12]})")
+            progress.say(step, f"built by another build ({step.id[:12]})")
             return Built(entry, True)
         log_path = store.log_path(step.kind, step.id)
-        progress.say(step, f"running (log: {log_path})")
+        progress.running(step, log_path)
         started = time.monotonic()
         with open(log_path, "w", encoding="utf-8") as log, logging_to(log), store.building(step.kind, step.id) as tmp:
             try:
                 outputs = action(tmp)
             except CommandError as exc:
-                progress.say(step, f"FAILED after {time.monotonic() - started:.1f}s")
+                progress.finished(step, f"FAILED after {time.monotonic() - started:.1f}s")
                 raise StepFailed(f"{step.kind} step of {step.name} failed: {exc}") from exc
+            except BaseException:
+                progress.finished(step, f"stopped after {time.monotonic() - started:.1f}s")
+                raise
             duration = time.monotonic() - started
             meta = {
                 "kind": step.kind,
@@ -125,7 +171,7 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
                 "outputs": outputs,
             }
             entry = store.commit(step.kind, step.id, tmp, meta)
-        progress.say(step, f"built in {duration:.1f}s")
+        progress.finished(step, f"built in {duration:.1f}s")
         return Built(entry, False)
 
 
@@ -135,6 +181,9 @@ def file_facts(path: Path) -> dict[str, Any]:
 
 
 def make_base(plan: AppliancePlan) -> Callable[[Path], dict[str, Any]]:
+    from crust.base import build_base
+    from crust.configure import installed_packages
+
     def action(tmp: Path) -> dict[str, Any]:
         build_base(plan.distro, tmp, tmp / "tree")
         return {"packages": installed_packages(tmp / "tree")}
@@ -143,6 +192,10 @@ def make_base(plan: AppliancePlan) -> Callable[[Path], dict[str, Any]]:
 
 
 def make_tree(plan: AppliancePlan, base: Entry, roles_dir: Path) -> Callable[[Path], dict[str, Any]]:
+    from crust import ansible, configure
+    from crust.configure import installed_packages
+    from crust.seal import seal
+
     ks = plan.ks
 
     def action(tmp: Path) -> dict[str, Any]:
@@ -178,6 +231,8 @@ def make_tree(plan: AppliancePlan, base: Entry, roles_dir: Path) -> Callable[[Pa
 
 
 def make_image(plan: AppliancePlan, tree: Entry) -> Callable[[Path], dict[str, Any]]:
+    from crust.assemble import assemble
+
     def action(tmp: Path) -> dict[str, Any]:
         disk = tmp / "disk.raw"
         assemble(tree.path / "tree", plan.layout, tmp, disk, plan.image.id)
@@ -188,6 +243,8 @@ def make_image(plan: AppliancePlan, tree: Entry) -> Callable[[Path], dict[str, A
 
 
 def make_convert(plan: AppliancePlan, image: Entry, fmt: str) -> Callable[[Path], dict[str, Any]]:
+    from crust.assemble import convert
+
     def action(tmp: Path) -> dict[str, Any]:
         out = tmp / f"disk.{fmt}"
         convert(image.path / "disk.raw", fmt, out, plan.spec.image.compress)
@@ -241,6 +298,45 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: 
         },
     )
     return manifest
+
+
+def build_all(
+    plans: list[AppliancePlan], store: Store, output: Path, roles_dir: Path, progress: Progress, jobs: int = 1
+) -> dict[str, dict[str, Any]]:
+    """Build every plan, up to jobs at a time; a step shared by several plans is built once
+    (the others wait on its lock). One failed appliance does not stop the others."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from crust.runner import stop_all
+
+    manifests: dict[str, dict[str, Any]] = {}
+    failures: dict[str, BaseException] = {}
+    if jobs <= 1:
+        for plan in plans:
+            manifests[plan.spec.name] = build_appliance(plan, store, output, roles_dir, progress)
+        return manifests
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="crust-build") as pool:
+        futures = {pool.submit(build_appliance, plan, store, output, roles_dir, progress): plan.spec.name for plan in plans}
+        try:
+            wait(futures)
+        except KeyboardInterrupt:
+            stop_all()
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            raise
+        for future, name in futures.items():
+            exc = future.exception()
+            if exc is None:
+                manifests[name] = future.result()
+            else:
+                failures[name] = exc
+    if failures:
+        if any(isinstance(e, KeyboardInterrupt) for e in failures.values()):
+            raise KeyboardInterrupt
+        lines = [f"{name}: {exc}" for name, exc in failures.items()]
+        raise StepFailed(f"{len(failures)} of {len(plans)} appliances failed: " + "; ".join(lines))
+    return manifests
 
 
 def make_manifest(plan: AppliancePlan, built: dict[str, Built], artifacts: list[dict[str, Any]], store: Store) -> dict[str, Any]:

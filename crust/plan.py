@@ -8,6 +8,7 @@ mirror's InRelease files): `build.py plan` shows it, `build.py build` runs what 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,11 +21,12 @@ from crust.assemble import Layout, derived_uuid
 from crust.digest import digest_file, digest_json, digest_text, step_id
 from crust.distro import Distribution, load_distribution
 from crust.errors import UserError
-from crust.kickstart import KickstartConfig, KickstartProblem, load, problem_to_error
+from crust.kickstart import SYNTAX_VERSION, KickstartConfig, KickstartProblem, from_json, load, problem_to_error, to_json
 from crust.mirror import mirror_state
 from crust.render import Rendered, render
 from crust.roles import check_vars, path_inputs, role_closure, role_files
 from crust.spec import ApplianceSpec, appliance_path, load_appliance
+from crust.store import write_atomic
 
 PACKAGE_DIR = Path(__file__).parent
 # The modules whose code shapes each step's output: editing them changes the step's id.
@@ -72,21 +74,37 @@ class AppliancePlan:
         return self.tree.id[:12]
 
 
+@functools.cache
 def code_digest(kind: str) -> str:
     return digest_json({"version": __version__, **{n: digest_file(PACKAGE_DIR / n) for n in STEP_CODE[kind]}})
 
 
-def validate_appliance(root: Path, name: str) -> tuple[ApplianceSpec, Distribution, Rendered, KickstartConfig]:
+def validate_appliance(root: Path, name: str, cache_dir: Path | None = None) -> tuple[ApplianceSpec, Distribution, Rendered, KickstartConfig]:
     """Everything `validate` checks, with no side effect: spec, templates, kickstart, role vars."""
     spec = load_appliance(appliance_path(root, name), root)
     distro = load_distribution(root, spec.distribution)
-    rendered = render(spec, distro, root)
-    try:
-        ks = load(rendered.text, allow_plaintext=spec.allow_plaintext_passwords)
-    except KickstartProblem as problem:
-        raise problem_to_error(problem, rendered.template, rendered.text, list(rendered.sources)) from None
+    if cache_dir is not None:
+        (cache_dir / "jinja").mkdir(parents=True, exist_ok=True)
+    rendered = render(spec, distro, root, cache_dir / "jinja" if cache_dir else None)
+    ks = checked_kickstart(rendered, spec.allow_plaintext_passwords, cache_dir / "kickstarts" if cache_dir else None)
     check_vars(root / "roles", spec.roles, spec.vars, spec.source)
     return spec, distro, rendered, ks
+
+
+def checked_kickstart(rendered: Rendered, allow_plaintext: bool, cache_dir: Path | None) -> KickstartConfig:
+    """Parse and check a rendered kickstart; with cache_dir, reuse the result for the same text."""
+    key = digest_json([rendered.text, allow_plaintext, SYNTAX_VERSION, digest_file(PACKAGE_DIR / "kickstart.py")])
+    cached = cache_dir / f"{key}.json" if cache_dir else None
+    if cached is not None and cached.is_file():
+        return from_json(json.loads(cached.read_text(encoding="utf-8")))
+    try:
+        ks = load(rendered.text, allow_plaintext=allow_plaintext)
+    except KickstartProblem as problem:
+        raise problem_to_error(problem, rendered.template, rendered.text, list(rendered.sources)) from None
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, json.dumps(to_json(ks)))
+    return ks
 
 
 def base_step(distro: Distribution, state_dir: Path, refresh: bool) -> Step:
@@ -105,7 +123,7 @@ def base_step(distro: Distribution, state_dir: Path, refresh: bool) -> Step:
 
 
 def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False) -> AppliancePlan:
-    spec, distro, rendered, ks = validate_appliance(root, name)
+    spec, distro, rendered, ks = validate_appliance(root, name, state_dir / "cache")
     roles_dir = root / "roles"
     options = check_vars(roles_dir, spec.roles, spec.vars, spec.source)
     base = base_step(distro, state_dir, refresh)

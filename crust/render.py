@@ -111,7 +111,7 @@ def _template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
     return found
 
 
-def render(spec: ApplianceSpec, distro: Distribution, project_root: Path) -> Rendered:
+def render(spec: ApplianceSpec, distro: Distribution, project_root: Path, cache_dir: Path | None = None) -> Rendered:
     kickstarts_dir = project_root / "kickstarts"
     context = context_for(spec, distro)
     text = spec.source.read_text(encoding="utf-8")
@@ -135,6 +135,7 @@ def render(spec: ApplianceSpec, distro: Distribution, project_root: Path) -> Ren
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        bytecode_cache=jinja2.FileSystemBytecodeCache(str(cache_dir)) if cache_dir else None,
     )
     name = spec.kickstart.name
     try:

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ TOOL_PACKAGES: Mapping[str, str] = {
 
 PR_SET_PDEATHSIG = 1
 
+_live: set[subprocess.Popen[str]] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
 _current_log: contextvars.ContextVar[IO[str] | None] = contextvars.ContextVar("crust_log", default=None)
 
 
@@ -139,6 +143,8 @@ def run(
         preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, async-signal-safe
     )
     out_chunks: list[str] = []
+    with _live_lock:
+        _live.add(proc)
     try:
         if capture:
             out, err = proc.communicate(input_text, timeout=timeout)
@@ -161,14 +167,28 @@ def run(
         stop_process_group(proc)
         raise
     finally:
+        with _live_lock:
+            _live.discard(proc)
         if log is not None:
             log.flush()
     status = proc.returncode
+    if _stopping.is_set():
+        raise KeyboardInterrupt
     log_line(f"# exit {status} after {time.monotonic() - started:.1f}s")
     if check and status != 0:
         log_path = Path(log.name) if log is not None and isinstance(getattr(log, "name", None), str) else None
         raise CommandError(args, status, "\n".join(tail), log_path)
     return Result(tuple(args), status, "".join(out_chunks))
+
+
+def stop_all() -> None:
+    """Stop every command run() is waiting for, in every thread (Ctrl-C with parallel builds)."""
+    _stopping.set()
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
 
 
 def stop_process_group(proc: subprocess.Popen[str], grace: float = 10.0) -> None:

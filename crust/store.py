@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,15 @@ class Store:
         return self.root / "logs" / f"{kind}-{step_id}.log"
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
+    def lock(self, name: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """An exclusive lock across threads and processes (flock on its own open file)."""
         with open(self.root / "locks" / f"{name}.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -87,6 +93,23 @@ class Store:
                 remove_tree(path)
                 removed.append(path)
         return removed
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Held by every build for its whole run: clean (exclusive) waits for builds to end."""
+        with open(self.root / "locks" / "store.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH)
+            yield
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with open(self.root / "locks" / "store.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def read_record(self, path: Path) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
 
     def record_build(self, appliance: str, record: dict[str, Any]) -> Path:
         folder = self.root / "builds" / appliance

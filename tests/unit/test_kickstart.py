@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from crust.kickstart import KickstartProblem, load
@@ -144,3 +146,10 @@ def test_defaults_when_commands_absent() -> None:
     ks = load(text, allow_plaintext=False)
     assert (ks.timezone, ks.lang, ks.keymap, ks.root_password_hash) == ("Etc/UTC", "C.UTF-8", "us", "")
     assert ks.esp_size_mib == 64 and not ks.root_grow
+
+
+def test_json_round_trip() -> None:
+    from crust.kickstart import from_json, to_json
+
+    ks = load(BASE, allow_plaintext=False)
+    assert from_json(json.loads(json.dumps(to_json(ks)))) == ks

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Crust's benchmark: everything measured side by side, in one run, on this machine.
+
+Works on a throwaway copy of the project (its own store and output), so the repository's
+store is untouched. Prints, for the WSGI appliance:
+  cold build                 empty store (the host's pip and apt caches as they are)
+  mmdebstrap floor           mmdebstrap alone installing the image's full package set
+  no-op rebuild (all)        every appliance already built, nothing changed
+  one-role rebuild           after editing one template of the wsgi role
+  boot to checks passed      ./build.py test wsgi --force, domain start to last check
+and the ratios the targets are about: cold/floor <= 1.5, one-role/cold <= 0.3, no-op <= 0.5 s.
+
+    .venv/bin/python bench/bench.py [--skip-boot] [--skip-floor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COPY = ("appliances", "kickstarts", "roles", "distributions", "crust", "build.py", "pyproject.toml")
+ROLE_EDIT = Path("roles/wsgi/templates/nginx-site.conf.j2")
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.monotonic()
+    out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
+    elapsed = time.monotonic() - started
+    if out.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return elapsed, out
+
+
+def crust(work: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    return timed([sys.executable, str(work / "build.py"), "--store", str(work / ".store"), "--output", str(work / "out"), *args], work)
+
+
+def floor(work: Path, manifest: dict[str, object]) -> float:
+    """mmdebstrap alone, same suite, mirror and dpkg options, the image's whole package set."""
+    sys.path.insert(0, str(work))
+    from crust.base import DPKG_EXCLUDES
+    from crust.distro import load_distribution
+
+    distro = load_distribution(work, str(manifest["distribution"]))
+    sources = work / "floor.sources"
+    sources.write_text(distro.deb822())
+    packages = sorted(manifest["packages"])  # type: ignore[arg-type]
+    target = work / "floor-tree"
+    argv = [
+        "unshare", "--fork", "--pid", "--kill-child", "--mount", "--propagation", "private", "--",
+        "mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
+        '--aptopt=Acquire::Check-Valid-Until "false"', '--aptopt=APT::Install-Recommends "false"',
+        f"--keyring={distro.keyring}", "--include=" + ",".join(packages),
+        *[f"--dpkgopt={o}" for o in DPKG_EXCLUDES], distro.suite, str(target), str(sources),
+    ]  # fmt: skip
+    elapsed, _ = timed(argv, work)
+    shutil.rmtree(target)
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-boot", action="store_true", help="do not boot (no libvirt needed)")
+    parser.add_argument("--skip-floor", action="store_true", help="do not run the mmdebstrap floor")
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway copy")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (builds need it)")
+    work = Path(tempfile.mkdtemp(prefix="crust-bench-", dir="/var/tmp"))
+    rows: list[tuple[str, str]] = []
+    try:
+        for name in COPY:
+            src = ROOT / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+        names = sorted(p.stem for p in (work / "appliances").glob("*.toml"))
+
+        cold, _ = crust(work, "build", "wsgi")
+        rows.append(("cold build, wsgi (empty store)", f"{cold:7.1f} s"))
+        manifest = json.loads((work / "out" / "wsgi" / "manifest.json").read_text())
+        for step in manifest["steps"]:
+            rows.append((f"  {step['kind']} step", f"{step['duration_s']:7.1f} s"))
+        if not args.skip_floor:
+            base = floor(work, manifest)
+            rows.append(("mmdebstrap alone, same package set (floor)", f"{base:7.1f} s"))
+            rows.append(("cold build / floor (target <= 1.5)", f"{cold / base:7.2f}"))
+
+        crust(work, "build", "--all")  # the other appliances, so that the no-op covers all
+        noops = [crust(work, "build", "--all")[0] for _ in range(5)]
+        rows.append((f"no-op rebuild of all {len(names)} appliances (median of 5; target <= 0.5 s)", f"{statistics.median(noops):7.2f} s"))
+
+        edited = work / ROLE_EDIT
+        edited.write_text(edited.read_text() + "# bench: a one-line edit of one role template\n")
+        plan = crust(work, "plan", "--all")[1].stdout
+        rows.append(("  steps the edit makes run", str(sum("will run" in line for line in plan.splitlines()))))
+        role, _ = crust(work, "build", "wsgi")
+        rows.append(("one-role rebuild, wsgi", f"{role:7.1f} s"))
+        rows.append(("one-role rebuild / cold build (target <= 0.3)", f"{role / cold:7.2f}"))
+
+        if not args.skip_boot:
+            _, out = crust(work, "test", "wsgi", "--force", "--json")
+            record = json.loads(out.stdout)[0]
+            rows.append((f"boot to all checks passed, wsgi ({record['accel']}; target <= 20 s)", f"{record['boot_to_pass_s']:7.1f} s"))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}", file=sys.stderr)
+    width = max(len(label) for label, _ in rows)
+    print(f"Crust benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs")
+    for label, value in rows:
+        print(f"{label:{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Make-style rebuilds for real: plan explains, concurrent builds share the store safely."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+Built = Callable[[str], dict[str, Any]]
+COPY = ("appliances", "kickstarts", "roles", "distributions", "crust", "build.py")
+EDITED = "roles/wsgi/templates/nginx-site.conf.j2"
+
+
+@pytest.fixture
+def copy(tmp_path: Path, built: Built) -> Path:
+    """A copy of the project that shares the repository's store (so the base is not rebuilt)."""
+    built("wsgi")
+    built("wsgi-debian12")
+    work = tmp_path / "project"
+    work.mkdir()
+    for name in COPY:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    return work
+
+
+def crust(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, str(work / "build.py"), "--store", str(ROOT / ".crust"), "--output", str(work / "out"), *args]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, env={**os.environ, "CRUST_NO_VENV": "1"})
+
+
+def plan_rows(work: Path) -> dict[tuple[str, str], str]:
+    out = crust(work, "plan", "--all")
+    assert out.returncode == 0, out.stderr
+    rows = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        rows[(parts[0], parts[1])] = line
+    return rows
+
+
+def test_plan_names_what_changed(copy: Path) -> None:
+    assert all("up to date" in row for row in plan_rows(copy).values())
+    # Touching a file, or editing a file no step uses, reruns nothing.
+    later = time.time() + 60
+    for path in (copy / "roles/wsgi/tasks/main.yml", copy / "kickstarts/base.ks.j2"):
+        os.utime(path, (later, later))
+    (copy / "NOTES.md").write_text("not an input of any step")
+    assert all("up to date" in row for row in plan_rows(copy).values())
+    # Editing one role template reruns the steps from the configured tree onward, of the
+    # appliances that use the role; the shared base trees stay.
+    (copy / EDITED).write_text((copy / EDITED).read_text() + "# edited\n")
+    rows = plan_rows(copy)
+    for name in ("wsgi", "wsgi-debian12"):
+        assert "up to date" in rows[(name, "base")]
+        for kind in ("tree", "image", "convert"):
+            assert "will run" in rows[(name, kind)], rows[(name, kind)]
+        assert "because: role file wsgi/templates/nginx-site.conf.j2 changed" in rows[(name, "tree")]
+        assert "because: tree step" in rows[(name, "image")]
+
+
+def test_concurrent_builds_share_the_store(copy: Path) -> None:
+    (copy / EDITED).write_text((copy / EDITED).read_text() + "# concurrent\n")
+    results: list[subprocess.CompletedProcess[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(crust(copy, "build", "wsgi"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.returncode for r in results] == [0, 0], [r.stderr[-2000:] for r in results]
+    stderr = results[0].stderr + results[1].stderr
+    assert stderr.count("tree     running") == 1, stderr  # built once
+    assert "waiting: another build is making this step" in stderr or "built by another build" in stderr
+    assert not list((ROOT / ".crust" / "tmp").glob("tree-*"))
+    again = crust(copy, "build", "wsgi")
+    assert again.returncode == 0 and again.stderr.count("up to date") == 4
