@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,18 @@ def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables:
     return playbook
 
 
+WHEEL_CACHE = Path(os.environ.get("CRUST_WHEEL_CACHE", "/var/cache/crust/wheels"))
+WHEEL_DIR = "/var/tmp/crust-wheels"  # where the host's wheel cache shows inside the tree
+
+
 def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any], roles_dir: Path, workdir: Path) -> None:
-    """Run the roles against tree; /proc, /sys, /dev and /run are mounted in the tree for it."""
+    """Run the roles against tree; /proc, /sys, /dev and /run are mounted in the tree for it,
+    and the host's wheel cache at WHEEL_DIR (read-write: roles fetch into it)."""
     if not roles:
         return
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (tree / WHEEL_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    variables = {**variables, "crust_wheel_cache": str(WHEEL_CACHE), "crust_wheel_dir": WHEEL_DIR}
     playbook = write_playbook(workdir, tree, roles, variables)
     check_tools(["ansible-playbook"])
     ansible_playbook = str(find_tool("ansible-playbook"))
@@ -55,11 +64,21 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
         "ANSIBLE_LOCALHOST_WARNING": "0",
         "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        # Per-task durations in the step log: where a configured tree's time goes.
+        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
     }
+    try:
+        _run_playbook(ansible_playbook, workdir, playbook, tree, env)
+    finally:
+        (tree / WHEEL_DIR.lstrip("/")).rmdir()
+
+
+def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, tree: Path, env: dict[str, str]) -> None:
     run(
         sandboxed(
             [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.json'}", str(playbook)],
             root=tree,
+            binds=[(WHEEL_CACHE, WHEEL_DIR)],
         ),
         env=env,
         cwd=workdir,

@@ -49,6 +49,9 @@ def mmdebstrap_argv(distro: Distribution, target: Path, sources: Path, hooks: li
         '--aptopt=APT::Install-Recommends "false"',
         f"--keyring={distro.keyring}",
         "--include=" + ",".join(distro.base_packages),
+        # Keep the package lists: the packages step installs from them without an update.
+        # (Sealing removes them from every image.)
+        "--skip=cleanup/apt/lists",
     ]
     argv += [f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES]
     return [*argv, *hooks, distro.suite, str(target), str(sources)]

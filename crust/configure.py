@@ -11,6 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
+from crust.errors import CommandError
 from crust.kickstart import KickstartConfig, Network, Repo, Script, SshKey, User
 from crust.runner import log_line, run, sandboxed
 from crust.tree import CHROOT_ENV, in_tree, remove, write_file
@@ -57,18 +58,31 @@ def write_repos(tree: Path, repos: tuple[Repo, ...], keyring: str) -> None:
             write_file(tree, CRUST_PREFS.format(suite=repo.suite), "\n".join(stanzas))
 
 
-def install_packages(tree: Path, ks: KickstartConfig, extra: tuple[str, ...] = ()) -> None:
-    """apt-get install the %packages list (pinned ones from their repo) and remove exclusions."""
+APT = ("apt-get", "-o", "Acquire::Check-Valid-Until=false", "-o", "APT::Install-Recommends=false", "-o", "Dpkg::Use-Pty=0")
+
+
+def install_packages(tree: Path, ks: KickstartConfig, packages: list[str]) -> None:
+    """apt-get install the package set (pinned ones from their repo) and remove exclusions.
+
+    The base tree keeps the package lists it was built with (its id includes the mirror
+    state they came from), so no update is needed unless an extra repo is added or the
+    mirror has dropped a file since (then apt updates and tries again).
+    """
     pinned = {name: repo.suite for repo in ks.repos for name in repo.pinned}
-    wanted = [f"{p}/{pinned[p]}" if p in pinned and "/" not in p and "=" not in p else p for p in ks.packages]
-    wanted += [p for p in (*implied_packages(ks), *extra) if p not in ks.packages]
-    apt = ["apt-get", "-o", "Acquire::Check-Valid-Until=false", "-o", "APT::Install-Recommends=false", "-o", "Dpkg::Use-Pty=0"]
-    in_tree(tree, [*apt, "update", "-q"])
+    wanted = [f"{p}/{pinned[p]}" if p in pinned and "/" not in p and "=" not in p else p for p in packages]
+    have_lists = any((tree / "var/lib/apt/lists").glob("*_InRelease"))
+    if ks.repos or not have_lists:
+        in_tree(tree, [*APT, "update", "-q"])
     installed = set(installed_packages(tree))
     removals = [f"{p}-" for p in ks.excluded if p in installed]
     if wanted or removals:
-        in_tree(tree, [*apt, "install", "-y", "-q", *wanted, *removals])
-    in_tree(tree, [*apt, "clean"])
+        try:
+            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals])
+        except CommandError:
+            log_line("# apt-get install failed with the base's package lists: updating them and trying again")
+            in_tree(tree, [*APT, "update", "-q"])
+            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals])
+    in_tree(tree, [*APT, "clean"])
 
 
 def installed_packages(tree: Path) -> dict[str, str]:
@@ -232,6 +246,16 @@ def write_fstab(tree: Path, root_uuid: str, grow: bool) -> None:
 def write_grow_config(tree: Path) -> None:
     """systemd-repart grows the root partition to the disk at boot; x-systemd.growfs the fs."""
     write_file(tree, "/etc/repart.d/50-root.conf", "[Partition]\nType=root\n")
+
+
+def mask_generators(tree: Path, names: tuple[str, ...]) -> None:
+    folder = tree / "etc/systemd/system-generators"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        link = folder / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink("/dev/null", link)
 
 
 def write_kernel_cmdline(tree: Path, cmdline: str) -> None:

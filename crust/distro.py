@@ -35,6 +35,7 @@ DISTRO_SETTINGS: tuple[Setting, ...] = (
     Setting("uki", parse_uki, "ukify", "How the UKI is built: ukify (inside the tree) or objcopy (host)."),
     Setting("base_packages", parse_str_list, REQUIRED, "Packages of the shared base tree."),
     Setting("grow_packages", parse_str_list, (), "Extra packages that grow the root at first boot."),
+    Setting("masked_generators", parse_str_list, (), "systemd generators masked in every image (boot time)."),
     Setting("initramfs_modules", parse_str_list, (), "Kernel modules in the initramfs (MODULES=list); empty keeps Debian's MODULES=most."),
     Setting("sources", lambda v: v, REQUIRED, "[[sources]] tables: uri, suites, components."),
 )
@@ -57,6 +58,7 @@ class Distribution:
     base_packages: tuple[str, ...]
     grow_packages: tuple[str, ...]
     initramfs_modules: tuple[str, ...]
+    masked_generators: tuple[str, ...]
     sources: tuple[Source, ...]
 
     @property
@@ -134,5 +136,6 @@ def load_distribution(project_root: Path, name: str, mirrors: dict[str, str] | N
         base_packages=values["base_packages"],
         grow_packages=values["grow_packages"],
         initramfs_modules=values["initramfs_modules"],
+        masked_generators=values["masked_generators"],
         sources=tuple(sources),
     )

@@ -27,6 +27,7 @@ from crust.store import Entry, Store, write_atomic
 
 STEP_TOOLS = {
     "base": ["mmdebstrap", "unshare", "mount"],
+    "packages": ["unshare", "mount", "chroot", "dpkg-query", "cp"],
     "tree": ["unshare", "mount", "chroot", "systemctl", "useradd", "dpkg-query", "ansible-playbook", "cp"],
     "image": ["sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "dd", "unshare"],
     "convert": ["qemu-img"],
@@ -114,8 +115,8 @@ def preflight(plans: list[AppliancePlan], store: Store, needed: list[Step]) -> N
     for step in needed:
         if step.kind == "base":
             need += 2 * GIB
-        elif step.kind == "tree":
-            need += 3 * GIB
+        elif step.kind in ("packages", "tree"):
+            need += 2 * GIB
         else:
             plan = next(p for p in plans if step.name.split(".")[0] == p.spec.name)
             need += plan.layout.root_size_mib * 1024 * 1024 // 2
@@ -191,7 +192,23 @@ def make_base(plan: AppliancePlan) -> Callable[[Path], dict[str, Any]]:
     return action
 
 
-def make_tree(plan: AppliancePlan, base: Entry, roles_dir: Path) -> Callable[[Path], dict[str, Any]]:
+def make_packages(plan: AppliancePlan, base: Entry) -> Callable[[Path], dict[str, Any]]:
+    from crust import configure
+    from crust.plan import package_list
+
+    def action(tmp: Path) -> dict[str, Any]:
+        tree = tmp / "tree"
+        run(["cp", "-a", "--reflink=auto", str(base.path / "tree"), str(tree)])
+        configure.guard_services(tree)
+        configure.use_host_resolver(tree)
+        configure.write_repos(tree, plan.ks.repos, plan.distro.keyring)
+        configure.install_packages(tree, plan.ks, package_list(plan.ks, plan.distro))
+        return {"packages": configure.installed_packages(tree)}
+
+    return action
+
+
+def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path) -> Callable[[Path], dict[str, Any]]:
     from crust import ansible, configure
     from crust.configure import installed_packages
     from crust.seal import seal
@@ -202,12 +219,7 @@ def make_tree(plan: AppliancePlan, base: Entry, roles_dir: Path) -> Callable[[Pa
         tree = tmp / "tree"
         work = tmp / "work"
         work.mkdir()
-        run(["cp", "-a", "--reflink=auto", str(base.path / "tree"), str(tree)])
-        configure.guard_services(tree)
-        configure.use_host_resolver(tree)
-        configure.write_repos(tree, ks.repos, plan.distro.keyring)
-        extra = plan.distro.grow_packages if ks.root_grow else ()
-        configure.install_packages(tree, ks, extra)
+        run(["cp", "-a", "--reflink=auto", str(packages.path / "tree"), str(tree)])
         configure.set_timezone(tree, ks.timezone)
         configure.set_lang(tree, ks.lang)
         configure.generate_locales(tree, ks.lang)
@@ -220,6 +232,7 @@ def make_tree(plan: AppliancePlan, base: Entry, roles_dir: Path) -> Callable[[Pa
         if ks.root_grow:
             configure.write_grow_config(tree)
         configure.write_kernel_cmdline(tree, plan.layout.cmdline)
+        configure.mask_generators(tree, plan.distro.masked_generators)
         ansible.apply_roles(tree, plan.roles, plan.variables, roles_dir, work)
         configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
         configure.run_scripts(tree, ks.scripts, work)
@@ -270,7 +283,8 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: 
     started = time.monotonic()
     built: dict[str, Built] = {}
     built["base"] = ensure(store, plan.base, make_base(plan), progress)
-    built["tree"] = ensure(store, plan.tree, make_tree(plan, built["base"].entry, roles_dir), progress)
+    built["packages"] = ensure(store, plan.packages, make_packages(plan, built["base"].entry), progress)
+    built["tree"] = ensure(store, plan.tree, make_tree(plan, built["packages"].entry, roles_dir), progress)
     built["image"] = ensure(store, plan.image, make_image(plan, built["tree"].entry), progress)
     artifacts_from: dict[str, tuple[Entry, str]] = {"raw": (built["image"].entry, "disk.raw")}
     for step in plan.converts:
@@ -343,7 +357,7 @@ def make_manifest(plan: AppliancePlan, built: dict[str, Built], artifacts: list[
     tree_meta = built["tree"].entry.meta
     steps = []
     for step in plan.steps:
-        key = step.kind if step.kind in ("base", "tree", "image") else step.key
+        key = step.kind if step.kind in ("base", "packages", "tree", "image") else step.key
         meta = built[key].entry.meta
         steps.append(
             {

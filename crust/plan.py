@@ -8,6 +8,7 @@ mirror's InRelease files): `build.py plan` shows it, `build.py build` runs what 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ PACKAGE_DIR = Path(__file__).parent
 # The modules whose code shapes each step's output: editing them changes the step's id.
 STEP_CODE: Mapping[str, tuple[str, ...]] = {
     "base": ("base.py",),
+    "packages": ("configure.py", "tree.py", "sandbox.py"),
     "tree": ("configure.py", "seal.py", "ansible.py", "tree.py", "sandbox.py"),
     "image": ("assemble.py",),
     "convert": ("assemble.py",),
@@ -61,13 +63,14 @@ class AppliancePlan:
     variables: Mapping[str, Any]
     roles: tuple[str, ...]
     base: Step
+    packages: Step
     tree: Step
     image: Step
     converts: tuple[Step, ...]
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return (self.base, self.tree, self.image, *self.converts)
+        return (self.base, self.packages, self.tree, self.image, *self.converts)
 
     @property
     def build_id(self) -> str:
@@ -127,9 +130,21 @@ def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False
     roles_dir = root / "roles"
     options = check_vars(roles_dir, spec.roles, spec.vars, spec.source)
     base = base_step(distro, state_dir, refresh)
+    package_set = package_list(ks, distro)
+    pkg_inputs = {
+        "base": base.id,
+        "package-set": digest_json(package_set),
+        "excluded": digest_json(sorted(ks.excluded)),
+        "repos": digest_json([dataclasses.asdict(r) for r in ks.repos]),
+        "code": code_digest("packages"),
+    }
+    packages = Step(
+        "packages", spec.name, step_id("packages", pkg_inputs), MappingProxyType(pkg_inputs), MappingProxyType({"package-set": " ".join(package_set)})
+    )
     roles = role_closure(roles_dir, spec.roles)
     inputs = {
-        "base": base.id,
+        "packages": packages.id,
+        "generators": digest_json(list(distro.masked_generators)),
         "kickstart": digest_text(rendered.text),
         "vars": digest_json(dict(spec.vars)),
         "roles": digest_json(list(spec.roles)),
@@ -179,7 +194,15 @@ def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False
         "crust_distribution": distro.name,
         "crust_build_id": tree.id[:12],
     }
-    return AppliancePlan(spec, distro, rendered, ks, layout, MappingProxyType(variables), roles, base, tree, image, tuple(converts))
+    return AppliancePlan(spec, distro, rendered, ks, layout, MappingProxyType(variables), roles, base, packages, tree, image, tuple(converts))
+
+
+def package_list(ks: KickstartConfig, distro: Distribution) -> list[str]:
+    """What the packages step installs: %packages, what settings imply, the grow tools."""
+    from crust.configure import implied_packages
+
+    extra = [*implied_packages(ks), *(distro.grow_packages if ks.root_grow else ())]
+    return [*ks.packages, *[p for p in extra if p not in ks.packages]]
 
 
 def explain_change(step: Step, previous: Mapping[str, Any] | None) -> str:
@@ -206,8 +229,13 @@ def explain_change(step: Step, previous: Mapping[str, Any] | None) -> str:
                 if k.startswith("var:") and step.explain.get(k) != old_explain.get(k)
             ]
             changed.append("variables" + (f" ({', '.join(names)})" if names else ""))
-        elif key in ("base", "tree", "image"):
+        elif key in ("base", "packages", "tree", "image"):
             changed.append(f"{key} step")
+        elif key == "package-set":
+            old = set(old_explain.get("package-set", "").split())
+            new = set(step.explain.get("package-set", "").split())
+            delta = [f"+{p}" for p in sorted(new - old)] + [f"-{p}" for p in sorted(old - new)]
+            changed.append("package set" + (f" ({' '.join(delta)})" if delta else ""))
         elif key.startswith(("role:", "file:")):
             kind, path = key.split(":", 1)
             state = "added" if key not in old_inputs else "removed" if key not in step.inputs else "changed"

@@ -141,3 +141,8 @@ def test_failing_post_fails_the_build(tree: Path, tmp_path: Path) -> None:
     with pytest.raises(CommandError) as err:
         configure.run_scripts(tree, ks.scripts, tmp_path)
     assert err.value.status == 3
+
+
+def test_mask_generators(tree: Path) -> None:
+    configure.mask_generators(tree, ("systemd-ssh-generator",))
+    assert os.readlink(tree / "etc/systemd/system-generators/systemd-ssh-generator") == "/dev/null"

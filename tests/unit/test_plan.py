@@ -49,6 +49,7 @@ def test_role_edit_reruns_from_the_tree(project: Path, tmp_path: Path, offline: 
     template.write_text(template.read_text() + "# edited\n")
     second = ids(project, tmp_path)
     assert first["base:debian-13"] == second["base:debian-13"]
+    assert first["packages:wsgi"] == second["packages:wsgi"]
     for key in ("tree:wsgi", "image:wsgi", "convert:wsgi.qcow2"):
         assert first[key] != second[key], key
 
@@ -78,3 +79,11 @@ def test_explain_first_build() -> None:
     step = Step("base", "debian-13", "x", {"a": "1"})
     assert explain_change(step, None) == "never built"
     assert explain_change(step, {"inputs": {"a": "1", "mirror:trixie": "0"}}) == "mirror state (trixie)"
+
+
+def test_package_edit_names_the_package(project: Path, tmp_path: Path, offline: None) -> None:
+    before = plan_appliance(project, "wsgi", tmp_path / "state").packages
+    ks = project / "kickstarts/wsgi.ks.j2"
+    ks.write_text(ks.read_text().replace("{{ super() }}", "{{ super() }}\njq"))
+    after = plan_appliance(project, "wsgi", tmp_path / "state").packages
+    assert explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)}) == "package set (+jq)"
