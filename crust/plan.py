@@ -193,6 +193,9 @@ def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False
         "crust_description": spec.description,
         "crust_distribution": distro.name,
         "crust_build_id": tree.id[:12],
+        # Where the roles are on the build host: lets a role hand a sibling role's files
+        # (say, a sample application) to a role it depends on.
+        "crust_roles_dir": str(roles_dir),
     }
     return AppliancePlan(spec, distro, rendered, ks, layout, MappingProxyType(variables), roles, base, packages, tree, image, tuple(converts))
 

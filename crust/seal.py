@@ -39,6 +39,22 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 """
 
+SNAKEOIL_UNIT = """\
+[Unit]
+Description=Make this machine's self-signed TLS certificate (Crust first boot)
+DefaultDependencies=no
+After=local-fs.target systemd-random-seed.service
+Before=sysinit.target
+ConditionPathExists=!/etc/ssl/private/ssl-cert-snakeoil.key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/sbin/make-ssl-cert generate-default-snakeoil --force-overwrite
+
+[Install]
+WantedBy=sysinit.target
+"""
+
 BUILD_LEFTOVERS = (
     "/root/.ansible",
     "/root/.cache",
@@ -58,6 +74,7 @@ def seal(tree: Path, ks: KickstartConfig) -> None:
     restore_resolver(tree)
     empty_machine_id(tree)
     remove_host_keys(tree)
+    remove_snakeoil(tree)
     remove_build_repos(tree, ks)
     clean_apt(tree)
     clean_logs(tree)
@@ -113,6 +130,22 @@ def remove_host_keys(tree: Path) -> None:
         if not link.is_symlink():
             os.symlink("/etc/systemd/system/crust-ssh-keygen.service", link)
         write_file(tree, "/etc/ssh/sshd_config.d/50-crust.conf", SSHD_POLICY)
+
+
+def remove_snakeoil(tree: Path) -> None:
+    """ssl-cert makes a private key at install time: every machine would share it. Remove it
+    and make one per machine at first boot (before the services that use it start)."""
+    key = tree / "etc/ssl/private/ssl-cert-snakeoil.key"
+    if not key.exists():
+        return
+    key.unlink()
+    remove(tree, "/etc/ssl/certs/ssl-cert-snakeoil.pem")
+    write_file(tree, "/etc/systemd/system/crust-snakeoil.service", SNAKEOIL_UNIT)
+    wants = tree / "etc/systemd/system/sysinit.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "crust-snakeoil.service"
+    if not link.is_symlink():
+        os.symlink("/etc/systemd/system/crust-snakeoil.service", link)
 
 
 def remove_build_repos(tree: Path, ks: KickstartConfig) -> None:

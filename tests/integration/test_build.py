@@ -46,7 +46,7 @@ def test_manifest_describes_the_artifacts(built: Built, name: str, distribution:
     assert manifest["kernel_cmdline"].endswith("console=ttyS0,115200")
 
 
-@pytest.mark.parametrize("name", ["wsgi", "wsgi-debian12"])
+@pytest.mark.parametrize("name", ["wsgi", "wsgi-debian12", "turbogears2"])
 def test_tree_is_sealed(built: Built, name: str) -> None:
     manifest = built(name)
     tree = store_entry("tree", next(s["id"] for s in manifest["steps"] if s["kind"] == "tree")) / "tree"
@@ -67,6 +67,11 @@ def test_tree_is_sealed(built: Built, name: str) -> None:
     assert (tree / "etc/systemd/system/multi-user.target.wants/crust-ssh-keygen.service").is_symlink()
     assert (tree / "opt/wsgi/venv/bin/gunicorn").exists()
     assert (tree / "etc/motd").read_text().startswith("Crust appliance")
+    # No private key of any kind is baked in (TLS snakeoil keys included).
+    private = tree / "etc/ssl/private"
+    assert not private.exists() or not list(private.iterdir())
+    # Database credentials are made at first boot, never at build time.
+    assert not (tree / "etc/crust-tg2/database.env").exists()
 
 
 def test_wsgi_boots_and_serves_its_page(built: Built, tmp_path: Path) -> None:

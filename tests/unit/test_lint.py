@@ -17,8 +17,8 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ruff", "check", "crust", "tests", "build.py", "bench"],
-        ["ruff", "format", "--check", "crust", "tests", "build.py", "bench"],
+        ["ruff", "check", "crust", "tests", "build.py", "bench", "appliances"],
+        ["ruff", "format", "--check", "crust", "tests", "build.py", "bench", "appliances"],
         ["mypy"],
         ["ansible-lint", "--offline", "--profile", "production", "roles/"],
     ],

@@ -31,6 +31,8 @@ PLANTED = {
     "etc/resolv.conf": "nameserver 10.0.0.1\n",
     "usr/sbin/sshd": "",
     "usr/lib/systemd/systemd-resolved": "",
+    "etc/ssl/private/ssl-cert-snakeoil.key": "PRIVATE",
+    "etc/ssl/certs/ssl-cert-snakeoil.pem": "cert",
 }
 
 
@@ -85,3 +87,12 @@ def test_seal_refuses_unlocked_root(tree: Path) -> None:
     (tree / "etc/shadow").write_text("root:$6$x$y:19000::::::\n")
     with pytest.raises(RuntimeError):
         seal(tree, KS)
+
+
+def test_seal_removes_the_snakeoil_key(tree: Path) -> None:
+    seal(tree, KS)
+    assert not (tree / "etc/ssl/private/ssl-cert-snakeoil.key").exists()
+    assert not (tree / "etc/ssl/certs/ssl-cert-snakeoil.pem").exists()
+    unit = tree / "etc/systemd/system/crust-snakeoil.service"
+    assert "make-ssl-cert generate-default-snakeoil" in unit.read_text()
+    assert (tree / "etc/systemd/system/sysinit.target.wants/crust-snakeoil.service").is_symlink()
