@@ -98,11 +98,15 @@ def main() -> int:
         rows.append((f"no-op rebuild of all {len(names)} appliances (median of 5; target <= 0.5 s)", f"{statistics.median(noops):7.2f} s"))
 
         edited = work / ROLE_EDIT
-        edited.write_text(edited.read_text() + "# bench: a one-line edit of one role template\n")
-        plan = crust(work, "plan", "--all")[1].stdout
-        rows.append(("  steps the edit makes run", str(sum("will run" in line for line in plan.splitlines()))))
-        role, _ = crust(work, "build", "wsgi")
-        rows.append(("one-role rebuild, wsgi", f"{role:7.1f} s"))
+        roles = []
+        for attempt in range(3):  # three different one-line edits; the median rebuild
+            edited.write_text(edited.read_text() + f"# bench: one-line edit {attempt} of one role template\n")
+            if attempt == 0:
+                plan = crust(work, "plan", "--all")[1].stdout
+                rows.append(("  steps the edit makes run (all appliances)", str(sum("will run" in line for line in plan.splitlines()))))
+            roles.append(crust(work, "build", "wsgi")[0])
+        role = statistics.median(roles)
+        rows.append((f"one-role rebuild, wsgi (median of 3: {', '.join(f'{r:.1f}' for r in roles)})", f"{role:7.1f} s"))
         rows.append(("one-role rebuild / cold build (target <= 0.3)", f"{role / cold:7.2f}"))
 
         if not args.skip_boot:
