@@ -201,7 +201,16 @@ def smoke_test(
         record["reused"] = True
         print(f"{spec.name}: image and checks unchanged since {record['finished']}: reporting that run (--force boots again)", file=say)
         return record
-    module = load_module(spec.test.module) if spec.test.module else None
+    module = None
+    if spec.test.module:
+        try:
+            module = load_module(spec.test.module)
+        except Exception as exc:
+            raise UserError(
+                f"test.module {spec.test.module.name}: cannot import it: {type(exc).__name__}: {exc}",
+                file=spec.source,
+                hint="fix the module, or install what it imports into .venv (pyproject.toml)",
+            ) from None
     conn = connect(options.uri)
     try:
         for name in reap_orphans(conn):

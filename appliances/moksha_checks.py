@@ -1,0 +1,178 @@
+"""Smoke checks of the Moksha appliance, end to end from the host: AMQP and WebSocket clients.
+
+The browser user's credentials are what the page uses (/config.js); the AMQP side uses the
+hub's user, read from inside the guest through the guest agent. See wsgi_checks.py for the
+context these functions get.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+import urllib.request
+from typing import Any
+
+import pika
+import websocket
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+SECONDS = 5.0  # the acceptance bound for a message to cross
+
+
+def web_credentials(ctx: Any) -> dict[str, str]:
+    with _OPENER.open(ctx.url(80, "/config.js"), timeout=5) as resp:
+        text = resp.read().decode()
+    match = re.search(r"CRUST_BROKER = (\{.*\});", text)
+    assert match, f"/config.js has no credentials: {text[:80]!r}"
+    creds: dict[str, str] = json.loads(match.group(1))
+    return creds
+
+
+def hub_credentials(ctx: Any) -> tuple[str, str]:
+    env = ctx.guest_exec(["cat", "/etc/crust-moksha/hub.env"])
+    assert env.status == 0, "no /etc/crust-moksha/hub.env in the guest yet"
+    values = dict(line.split("=", 1) for line in env.stdout.splitlines() if "=" in line)
+    return values["CRUST_MOKSHA_USER"], values["CRUST_MOKSHA_PASSWORD"]
+
+
+def frame(command: str, headers: dict[str, str], body: str = "") -> str:
+    return command + "\n" + "".join(f"{k}:{v}\n" for k, v in headers.items()) + "\n" + body + "\x00"
+
+
+def parse_frames(data: str) -> list[tuple[str, dict[str, str], str]]:
+    frames = []
+    for chunk in data.split("\x00"):
+        raw = chunk.lstrip("\r\n")
+        if not raw:
+            continue
+        head, _, body = raw.partition("\n\n")
+        lines = head.splitlines()
+        headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+        frames.append((lines[0], headers, body))
+    return frames
+
+
+class StompOverWebSocket:
+    """The page's protocol, from Python: STOMP 1.2 frames over the appliance's /ws."""
+
+    def __init__(self, ctx: Any) -> None:
+        creds = web_credentials(ctx)
+        host, port = ctx.address(80)
+        self.ws = websocket.create_connection(f"ws://{host}:{port}/ws", timeout=10, subprotocols=["v12.stomp"])
+        self.ws.send(frame("CONNECT", {"accept-version": "1.2", "host": "/", "login": creds["login"], "passcode": creds["passcode"]}))
+        command, headers, body = self.receive(10)[0]
+        assert command == "CONNECTED", f"broker answered {command}: {headers.get('message', body)}"
+
+    def receive(self, timeout: float) -> list[tuple[str, dict[str, str], str]]:
+        self.ws.settimeout(timeout)
+        return parse_frames(self.ws.recv())
+
+    def subscribe(self, destination: str) -> None:
+        self.ws.send(frame("SUBSCRIBE", {"id": "0", "destination": destination, "ack": "auto", "receipt": "subscribed"}))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(c == "RECEIPT" for c, _, _ in self.receive(10)):
+                return
+        raise AssertionError("no receipt for SUBSCRIBE")
+
+    def send(self, destination: str, body: str) -> None:
+        self.ws.send(frame("SEND", {"destination": destination, "content-type": "application/json"}, body))
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def amqp(ctx: Any) -> pika.BlockingConnection:
+    user, password = hub_credentials(ctx)
+    host, port = ctx.address(5672)
+    params = pika.ConnectionParameters(host, port, "/", pika.PlainCredentials(user, password), connection_attempts=1, socket_timeout=5)
+    return pika.BlockingConnection(params)
+
+
+def amqp_to_websocket(ctx: Any) -> str:
+    """Publish on AMQP (amq.topic, key "chat"); a WebSocket chat client has it within 5 s."""
+    text = f"from AMQP {secrets.token_hex(4)}"
+    client = StompOverWebSocket(ctx)
+    try:
+        client.subscribe("/topic/chat")
+        connection = amqp(ctx)
+        try:
+            sent = time.monotonic()
+            connection.channel().basic_publish("amq.topic", "chat", json.dumps({"user": "amqp", "text": text}))
+            while time.monotonic() - sent < SECONDS:
+                for command, _headers, body in client.receive(max(0.1, SECONDS - (time.monotonic() - sent))):
+                    if command == "MESSAGE" and text in body:
+                        latency = time.monotonic() - sent
+                        ctx.log(f"AMQP to WebSocket: {latency * 1000:.0f} ms")
+                        return f"arrived in {latency * 1000:.0f} ms"
+        finally:
+            connection.close()
+    except websocket.WebSocketTimeoutException:
+        pass
+    finally:
+        client.close()
+    raise AssertionError(f"{text!r} did not reach the WebSocket client within {SECONDS:.0f} s")
+
+
+def websocket_to_amqp(ctx: Any) -> str:
+    """A chat message sent over WebSocket (as the page does) reaches an AMQP consumer."""
+    text = f"from WebSocket {secrets.token_hex(4)}"
+    connection = amqp(ctx)
+    try:
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(queue, "amq.topic", "chat")
+        client = StompOverWebSocket(ctx)
+        try:
+            sent = time.monotonic()
+            client.send("/topic/chat", json.dumps({"user": "websocket", "text": text}))
+        finally:
+            client.close()
+        while time.monotonic() - sent < SECONDS:
+            _method, _props, body = channel.basic_get(queue, auto_ack=True)
+            if body and text in body.decode():
+                latency = time.monotonic() - sent
+                return f"arrived in {latency * 1000:.0f} ms"
+            time.sleep(0.05)
+    finally:
+        connection.close()
+    raise AssertionError(f"{text!r} did not reach the AMQP consumer within {SECONDS:.0f} s")
+
+
+def stats(ctx: Any) -> dict[str, Any]:
+    with _OPENER.open(ctx.url(80, "/stats"), timeout=5) as resp:
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
+
+
+def hub_is_consuming(ctx: Any) -> str:
+    """The producer's metrics came back through the broker to the consumer: the hub is live
+    (its unit is active as soon as the process starts, before it subscribes)."""
+    counts = stats(ctx)["counts"]
+    assert counts.get("metrics", 0) >= 1, f"the hub's consumer has counted no metrics yet: {counts}"
+    return f"counted {counts}"
+
+
+def hub_counted_chat(ctx: Any) -> str:
+    """The hub's consumer saw the chat messages of the two checks before (at /stats)."""
+    counts = stats(ctx)["counts"]
+    chat = counts.get("chat", 0)
+    assert chat >= 2, f"the hub counted {chat} chat messages (expected 2 or more): {counts}"
+    return f"counted {counts}"
+
+
+def guest_is_refused(ctx: Any) -> str:
+    """RabbitMQ's default guest/guest must not open the broker from outside."""
+    host, port = ctx.address(5672)
+    params = pika.ConnectionParameters(host, port, "/", pika.PlainCredentials("guest", "guest"), connection_attempts=1, socket_timeout=5)
+    try:
+        pika.BlockingConnection(params).close()
+    except pika.exceptions.ProbableAuthenticationError:
+        return "guest/guest refused"
+    except pika.exceptions.AMQPConnectionError as exc:
+        if "ACCESS_REFUSED" in repr(exc) or "403" in repr(exc):
+            return "guest/guest refused"
+        raise AssertionError(f"the broker did not answer: {exc!r}") from None
+    raise AssertionError("guest/guest logged in")
