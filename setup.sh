@@ -17,7 +17,8 @@ APT_PACKAGES=(
     qemu-system-x86 qemu-utils ovmf       # boot and convert images
     libvirt-daemon-system libvirt-clients # smoke tests under libvirt
     libvirt-dev pkg-config gcc            # to build libvirt-python
-    python3-venv curl openssl
+    python3-venv curl openssl patch       # roles' host side (patched sources)
+    chromium chromium-driver              # the browser test of the Moksha appliance
 )
 
 missing=()
@@ -28,6 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# npm fetches the pinned JavaScript of the Moksha page (this machine kind ships Node.js).
+if ! command -v npm >/dev/null; then
+    echo "setup: installing npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
 fi
 
 PYTHON=${PYTHON:-python3}

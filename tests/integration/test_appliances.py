@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import build_py
+from tests.conftest import ROOT, build_py, need_tool
 
 pytestmark = pytest.mark.integration
 
 Built = Callable[[str], dict[str, Any]]
 
 
-def smoke(name: str) -> dict[str, Any]:
-    out = build_py("test", name, "--force", "--json")
+def smoke(name: str, *options: str) -> dict[str, Any]:
+    out = build_py(*options, "test", name, "--force", "--json")
     assert out.returncode == 0, out.stderr[-5000:]
     record: dict[str, Any] = json.loads(out.stdout)[0]
     print(f"{name}: all checks passed {record['boot_to_pass_s']}s from domain start ({record['accel']})")
@@ -30,3 +32,34 @@ def test_turbogears2(built: Built) -> None:
     seen = {c["name"]: c["seen"] for c in record["checks"]}
     assert "written and read back" in seen["a record created through the API is read back"]
     assert seen["front page from the template"].startswith("HTTP 200")
+
+
+def test_moksha(built: Built) -> None:
+    manifest = built("moksha")
+    assert "rabbitmq-server" in manifest["packages"]
+    record = smoke("moksha")
+    seen = {c["name"]: c["seen"] for c in record["checks"]}
+    assert seen["AMQP message reaches a WebSocket chat client within 5 s"].startswith("arrived in")
+    assert seen["guest cannot log in from outside"] == "guest/guest refused"
+
+
+def test_moksha_in_a_real_browser(built: Built, tmp_path: Path) -> None:
+    """Headless chromium on the live page: AMQP -> DOM, and the page's form -> AMQP."""
+    need_tool("chromium")
+    need_tool("chromedriver")
+    built("moksha")
+    folder = tmp_path / "appliances"
+    folder.mkdir()
+    shutil.copy(ROOT / "appliances" / "moksha_checks.py", folder)
+    shutil.copy(ROOT / "tests" / "integration" / "moksha_browser_checks.py", folder)
+    text = (ROOT / "appliances" / "moksha.toml").read_text().replace('module = "moksha_checks.py"', 'module = "moksha_browser_checks.py"')
+    text = text.replace(
+        '[[test.checks]]\ntype = "no_failed_units"',
+        '[[test.checks]]\nname = "a real browser chats"\ntype = "python"\nfunction = "browser_chat"\ntimeout = 120\n\n'
+        '[[test.checks]]\ntype = "no_failed_units"',
+    )
+    (folder / "moksha.toml").write_text(text)
+    record = smoke("moksha", "--appliances", str(folder))
+    browser = next(c for c in record["checks"] if c["name"] == "a real browser chats")
+    assert browser["passed"] and "typed message reached AMQP" in browser["seen"]
+    print(browser["seen"])
