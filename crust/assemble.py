@@ -197,13 +197,3 @@ def assemble(tree: Path, layout: Layout, workdir: Path, disk: Path, image_id: st
     make_root_fs(tree, disk, layout)
     place(esp, disk, layout.esp_offset)
     esp.unlink()
-
-
-def convert(raw: Path, fmt: str, out: Path, compress: bool) -> None:
-    if fmt == "qcow2":
-        argv = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2"]
-        if compress:
-            argv += ["-c", "-o", "compression_type=zstd"]
-        run([*argv, str(raw), str(out)])
-        return
-    raise ValueError(f"unknown format {fmt}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from crust.errors import CrustError, UserError
-from crust.spec import appliance_path, list_appliance_names, load_appliance, settings_reference
+from crust.spec import FORMATS, appliance_path, list_appliance_names, load_appliance, settings_reference
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,12 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "build",
         help="build appliances (only the steps whose inputs changed)",
-        description="Build appliance images: base tree (mmdebstrap), configured tree (kickstart + Ansible), sealed, assembled into raw and qcow2 with a manifest. Steps already in the store are reused.",
+        description="Build appliance images: base tree (mmdebstrap), configured tree (kickstart + Ansible), sealed, assembled into raw and the formats the appliance asks for (qcow2, vmdk, vhd, ova) with a manifest. Steps already in the store are reused.",
     )
     add_names(p)
     p.add_argument("--refresh", action="store_true", help="re-read the mirror state now (a new mirror state rebuilds the base)")
     p.add_argument("--test", action="store_true", help="smoke-test each appliance after building it (see `test`)")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="build up to N appliances at once (shared steps are built once)")
+    p.add_argument(
+        "--format",
+        action="append",
+        default=[],
+        choices=FORMATS,
+        dest="formats",
+        metavar="FMT",
+        help=f"also write this format ({', '.join(FORMATS)}), besides the appliance's image.formats; repeatable",
+    )
     add_test_options(p)
 
     p = sub.add_parser(
@@ -199,7 +208,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     names = names_from(args)
     store = Store(args.store)
-    plans = [plan_appliance(PROJECT_ROOT, n, store.root / "state", args.refresh) for n in names]
+    plans = [plan_appliance(PROJECT_ROOT, n, store.root / "state", args.refresh, args.formats) for n in names]
     if args.jobs < 1:
         raise UserError(f"-j {args.jobs}: need at least one job", hint="use -j 1 or more")
     preflight(plans, store, missing_steps(plans, store))

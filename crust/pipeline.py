@@ -23,6 +23,7 @@ from crust.digest import digest_file
 from crust.errors import CommandError, StepFailed, UserError
 from crust.plan import AppliancePlan, Step
 from crust.runner import check_tools, logging_to, run
+from crust.spec import FORMATS
 from crust.store import Entry, Store, write_atomic
 
 STEP_TOOLS = {
@@ -255,12 +256,14 @@ def make_image(plan: AppliancePlan, tree: Entry) -> Callable[[Path], dict[str, A
     return action
 
 
-def make_convert(plan: AppliancePlan, image: Entry, fmt: str) -> Callable[[Path], dict[str, Any]]:
-    from crust.assemble import convert
+def make_convert(plan: AppliancePlan, image: Entry, fmt: str, vmdk: Path | None) -> Callable[[Path], dict[str, Any]]:
+    from crust.formats import Machine, convert
+
+    machine = Machine(plan.spec.name, plan.spec.version, plan.spec.description)
 
     def action(tmp: Path) -> dict[str, Any]:
         out = tmp / f"disk.{fmt}"
-        convert(image.path / "disk.raw", fmt, out, plan.spec.image.compress)
+        convert(image.path / "disk.raw", fmt, out, plan.spec.image.compress, machine, vmdk)
         os.chmod(out, 0o444)
         return {f"disk.{fmt}": file_facts(out)}
 
@@ -289,7 +292,9 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: 
     artifacts_from: dict[str, tuple[Entry, str]] = {"raw": (built["image"].entry, "disk.raw")}
     for step in plan.converts:
         fmt = step.inputs["format"]
-        built[step.key] = ensure(store, step, make_convert(plan, built["image"].entry, fmt), progress)
+        vmdk = artifacts_from.get("vmdk")  # an ova packs the vmdk step's disk when there is one
+        action = make_convert(plan, built["image"].entry, fmt, vmdk[0].path / vmdk[1] if vmdk else None)
+        built[step.key] = ensure(store, step, action, progress)
         artifacts_from[fmt] = (built[step.key].entry, f"disk.{fmt}")
     out_dir = output / plan.spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +306,8 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: 
         artifacts.append({"format": fmt, "path": str(dest), **facts})
     manifest = make_manifest(plan, built, artifacts, store)
     write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+    for fmt in set(FORMATS) - set(artifacts_from):  # what an earlier build published and this one did not
+        (out_dir / f"{plan.spec.name}.{fmt}").unlink(missing_ok=True)
     store.record_build(
         plan.spec.name,
         {

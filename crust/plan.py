@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -26,7 +26,7 @@ from crust.kickstart import SYNTAX_VERSION, KickstartConfig, KickstartProblem, f
 from crust.mirror import mirror_state
 from crust.render import Rendered, render
 from crust.roles import check_vars, path_inputs, role_closure, role_files
-from crust.spec import ApplianceSpec, appliance_path, load_appliance
+from crust.spec import FORMATS, ApplianceSpec, appliance_path, load_appliance
 from crust.store import write_atomic
 
 PACKAGE_DIR = Path(__file__).parent
@@ -36,7 +36,7 @@ STEP_CODE: Mapping[str, tuple[str, ...]] = {
     "packages": ("configure.py", "tree.py", "sandbox.py"),
     "tree": ("configure.py", "seal.py", "ansible.py", "tree.py", "sandbox.py"),
     "image": ("assemble.py",),
-    "convert": ("assemble.py",),
+    "convert": ("formats.py",),
 }
 
 
@@ -125,7 +125,8 @@ def base_step(distro: Distribution, state_dir: Path, refresh: bool) -> Step:
     return Step("base", distro.name, step_id("base", inputs), MappingProxyType(inputs), MappingProxyType(explain))
 
 
-def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False) -> AppliancePlan:
+def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False, formats: Sequence[str] = ()) -> AppliancePlan:
+    """The appliance's steps; formats adds output formats to the appliance's image.formats."""
     spec, distro, rendered, ks = validate_appliance(root, name, state_dir / "cache")
     roles_dir = root / "roles"
     options = check_vars(roles_dir, spec.roles, spec.vars, spec.source)
@@ -180,11 +181,13 @@ def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False
         MappingProxyType(image_inputs),
         MappingProxyType({"layout": json.dumps(layout.__dict__, sort_keys=True)}),
     )
-    converts = []
-    for fmt in spec.image.formats:
+    converts: list[Step] = []
+    for fmt in sorted({*spec.image.formats, *formats}, key=FORMATS.index):  # vmdk before the ova that packs it
         if fmt == "raw":
             continue
         conv_inputs = {"image": image.id, "format": fmt, "compress": str(spec.image.compress), "code": code_digest("convert")}
+        if fmt == "ova":
+            conv_inputs["machine"] = digest_json({"name": spec.name, "version": spec.version, "description": spec.description})
         converts.append(Step("convert", f"{spec.name}.{fmt}", step_id("convert", conv_inputs), MappingProxyType(conv_inputs)))
     variables = {
         **dict(spec.vars),

@@ -19,7 +19,7 @@ from typing import Any
 from crust.errors import UserError
 from crust.tomlfile import find_line, load_toml
 
-FORMATS = ("raw", "qcow2")
+FORMATS = ("raw", "qcow2", "vmdk", "vhd", "ova")
 CHECK_TYPES = ("tcp", "http", "unit", "command", "no_failed_units", "python")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 
@@ -154,12 +154,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kickstart", parse_str, REQUIRED, 'Kickstart template in kickstarts/, e.g. "wsgi.ks.j2".'),
     Setting("roles", parse_str_list, (), "Ansible roles from roles/, applied in order."),
     Setting("vars", parse_table, MappingProxyType({}), "Role variables (checked against each role's argument spec)."),
-    Setting("image.formats", parse_formats, ("raw", "qcow2"), "Output formats: raw, qcow2."),
+    Setting(
+        "image.formats",
+        parse_formats,
+        ("raw", "qcow2"),
+        "Output formats: raw (always), qcow2, vmdk (streamOptimized), vhd (fixed, 1 MiB aligned), ova (OVF + vmdk).",
+    ),
     Setting("image.root_size", parse_size_mib, 2048, 'Root partition size, e.g. "2GiB".'),
     Setting("image.grow", parse_bool, True, "Grow the root partition and filesystem to the disk at first boot."),
     Setting("image.esp_size", parse_size_mib, 64, "EFI system partition size."),
     Setting("image.compress", parse_bool, False, "Compress qcow2 output (zstd)."),
     Setting("security.allow_plaintext_passwords", parse_bool, False, "Allow `rootpw --plaintext` / `user --password` in clear."),
+    Setting("targets", parse_table, MappingProxyType({}), "Cloud targets for upload/launch: [targets.aws] (keys listed below; crust/targets.py)."),
     Setting("test.ports", parse_port_list, (), "Guest TCP ports to forward to the host for checks."),
     Setting("test.boot_timeout", parse_seconds, 180.0, "Seconds for the whole smoke test."),
     Setting("test.module", parse_str, "", "Python check module beside the appliance file (optional)."),

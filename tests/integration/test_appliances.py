@@ -63,3 +63,12 @@ def test_moksha_in_a_real_browser(built: Built, tmp_path: Path) -> None:
     browser = next(c for c in record["checks"] if c["name"] == "a real browser chats")
     assert browser["passed"] and "typed message reached AMQP" in browser["seen"]
     print(browser["seen"])
+
+
+def test_ids(built: Built) -> None:
+    manifest = built("ids")
+    assert "suricata" in manifest["packages"] and "suricata-update" in manifest["packages"]
+    record = smoke("ids")
+    seen = {c["name"]: c["seen"] for c in record["checks"]}
+    assert "visible" in seen["test traffic raises the test signature's alert within 15 s"]
+    print(seen["test traffic raises the test signature's alert within 15 s"])
