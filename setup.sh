@@ -19,6 +19,7 @@ APT_PACKAGES=(
     libvirt-dev pkg-config gcc            # to build libvirt-python
     python3-venv curl openssl patch       # roles' host side (patched sources)
     chromium chromium-driver              # the browser test of the Moksha appliance
+    openssh-client                        # ssh-keygen: the key a launch (and its test) gives cloud-init
 )
 
 missing=()

@@ -34,6 +34,7 @@ class CheckContext:
     started: float  # monotonic time of domain start
     module: ModuleType | None = None
     notes: list[str] = field(default_factory=list)
+    deadline: float = float("inf")  # monotonic time the running check must end by
 
     def address(self, guest_port: int) -> tuple[str, int]:
         return "127.0.0.1", self.forwards[guest_port]
@@ -42,7 +43,11 @@ class CheckContext:
         host, port = self.address(guest_port)
         return f"http://{host}:{port}{path}"
 
-    def guest_exec(self, argv: list[str], timeout: float = 30.0) -> ExecResult:
+    def guest_exec(self, argv: list[str], timeout: float | None = None) -> ExecResult:
+        """Run argv in the guest; by default it may take what is left of the check's time (a
+        slow command under TCG is waited for, not abandoned and started again)."""
+        if timeout is None:
+            timeout = max(5.0, self.deadline - time.monotonic())
         return self.guest.exec(argv, timeout)
 
     def log(self, message: str) -> None:
@@ -171,6 +176,7 @@ ATTEMPTS: Mapping[str, Callable[[CheckSpec, CheckContext], tuple[bool, str]]] = 
 def run_check(check: CheckSpec, ctx: CheckContext, overall_deadline: float) -> CheckResult:
     begun = time.monotonic()
     deadline = min(begun + check.timeout, overall_deadline)
+    ctx.deadline = deadline
     attempts = 0
     while True:
         attempts += 1

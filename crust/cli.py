@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from crust.cloudcli import CLOUD_COMMANDS, add_cloud_verbs, check_targets, targets_reference
 from crust.errors import CrustError, UserError
 from crust.spec import FORMATS, appliance_path, list_appliance_names, load_appliance, settings_reference
 
@@ -123,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "status", help="show the store and the last build of each appliance", description="Show the store size and each appliance's last build."
     )
+
+    p = sub.add_parser(
+        "audit",
+        help="check a built image for secrets, unlocked accounts and unsafe settings, without booting it",
+        description="Read the built image's root file system (debugfs: no boot, no mount) and check it: root locked and no "
+        "undeclared password, no SSH host keys, no private keys or credentials, empty machine-id, sshd allows no password "
+        "logins, no world-writable files outside temporary paths, no setuid files that no package ships. Prints one line "
+        "per finding. Exit 0 when clean, 1 on findings, 2 on bad input.",
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="the appliance (its kickstart says which accounts may have passwords)")
+    p.add_argument("--image", type=Path, metavar="PATH", help="audit this raw disk image instead of NAME's build/NAME/NAME.raw")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    add_cloud_verbs(sub)  # upload, launch, terminate
     return parser
 
 
@@ -132,6 +146,12 @@ def add_test_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto", help="auto: KVM only where a probe boot succeeds, else TCG")
     p.add_argument("--junit", metavar="FILE", type=Path, help="write JUnit XML (one testcase per check)")
     p.add_argument("--json", action="store_true", help="print machine-readable results on stdout")
+    p.add_argument(
+        "--user-data",
+        type=Path,
+        metavar="FILE",
+        help="boot with FILE as cloud-init user data (a NoCloud seed disk), as `launch` gives it in a cloud; needs cloud-init in the image",
+    )
 
 
 def names_from(args: argparse.Namespace) -> list[str]:
@@ -147,6 +167,7 @@ def names_from(args: argparse.Namespace) -> list[str]:
 def cmd_list(args: argparse.Namespace) -> int:
     if args.settings:
         print(settings_reference())
+        print(targets_reference())
         return 0
     names = list_appliance_names(PROJECT_ROOT)
     width = max((len(n) for n in names), default=4)
@@ -171,6 +192,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     for name in names_from(args):
         spec, distro, _rendered, ks = validate_appliance(PROJECT_ROOT, name)
+        check_targets(name)
         print(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'})")
     return 0
 
@@ -237,7 +259,9 @@ def run_tests(args: argparse.Namespace, names: list[str]) -> int:
     from crust.store import Store, write_atomic
 
     store = Store(args.store)
-    options = SmokeOptions(uri=args.connect, force=args.force, accel=args.accel)
+    if args.user_data is not None and not args.user_data.is_file():
+        raise UserError(f"--user-data {args.user_data}: no such file", hint="give a #cloud-config file")
+    options = SmokeOptions(uri=args.connect, force=args.force, accel=args.accel, user_data=args.user_data)
     specs = []
     for name in names:
         spec = load_appliance(appliance_path(PROJECT_ROOT, name), PROJECT_ROOT)
@@ -303,6 +327,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    import time
+
+    from crust.audit import AuditPolicy, audit_image, findings_json, policy_from_kickstart
+    from crust.plan import validate_appliance
+    from crust.store import Store
+
+    if args.name is None and args.image is None:
+        raise UserError("no appliance given", hint="name one (./build.py list shows them) or give --image PATH")
+    policy = AuditPolicy()
+    if args.name is not None:
+        policy = policy_from_kickstart(validate_appliance(PROJECT_ROOT, args.name)[3])
+    image = args.image
+    if image is None:
+        manifest_path = args.output / args.name / "manifest.json"
+        if not manifest_path.is_file():
+            raise UserError(f"{args.name} is not built ({manifest_path} is missing)", hint=f"run ./build.py build {args.name}")
+        raw = [a["path"] for a in json.loads(manifest_path.read_text(encoding="utf-8"))["artifacts"] if a["format"] == "raw"]
+        image = Path(raw[0]) if raw else args.output / args.name / f"{args.name}.raw"
+    if not image.is_file():
+        raise UserError(f"{image}: no such image file", hint="build the appliance, or give --image the path of a raw disk image")
+    store = Store(args.store)
+    store.remove_stale_tmp()
+    started = time.monotonic()
+    findings = audit_image(image, policy, store.root / "tmp")
+    if args.json:
+        print(json.dumps({"image": str(image), **findings_json(findings)}, indent=2))
+    else:
+        for finding in findings:
+            print(finding)
+        verdict = f"FAILED, {len(findings)} finding{'s' if len(findings) != 1 else ''}" if findings else "passed"
+        print(f"audit of {image}: {verdict} ({time.monotonic() - started:.1f}s)")
+    return 1 if findings else 0
+
+
 COMMANDS = {
     "clean": cmd_clean,
     "test": cmd_test,
@@ -312,6 +371,8 @@ COMMANDS = {
     "plan": cmd_plan,
     "build": cmd_build,
     "status": cmd_status,
+    "audit": cmd_audit,
+    **CLOUD_COMMANDS,
 }
 
 

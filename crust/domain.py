@@ -22,6 +22,7 @@ class DomainConfig:
     forwards: tuple[tuple[int, int], ...]  # (host port on 127.0.0.1, guest port)
     memory_mib: int = 1024
     vcpus: int = 2
+    seed: Path | None = None  # a read-only NoCloud seed disk (cloud-init user data)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -56,6 +57,12 @@ def domain_xml(cfg: DomainConfig) -> str:
     _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
     _sub(disk, "source", file=str(cfg.disk))
     _sub(disk, "target", dev="vda", bus="virtio")
+    if cfg.seed is not None:
+        seed = _sub(devices, "disk", type="file", device="disk")
+        _sub(seed, "driver", name="qemu", type="raw")
+        _sub(seed, "source", file=str(cfg.seed))
+        _sub(seed, "target", dev="vdb", bus="virtio")
+        _sub(seed, "readonly")
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=str(cfg.serial_log))
     _sub(serial, "target", port="0")

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -246,12 +247,31 @@ def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path) -> Callable
 
 def make_image(plan: AppliancePlan, tree: Entry) -> Callable[[Path], dict[str, Any]]:
     from crust.assemble import assemble
+    from crust.audit import audit_tree, findings_json, policy_from_kickstart, summarize
+    from crust.runner import log_line
+    from crust.sbom import Subject, write_sbom
 
     def action(tmp: Path) -> dict[str, Any]:
+        # The sealed tree is the image's root file system: audit it (a finding fails the
+        # build, nothing is published) while the disk is assembled from it — the audit is
+        # Python, the assembly external tools, so the two share the cores — and list its
+        # packages in the SBOM.
         disk = tmp / "disk.raw"
-        assemble(tree.path / "tree", plan.layout, tmp, disk, plan.image.id)
+        with ThreadPoolExecutor(1, thread_name_prefix="audit") as pool:
+            audit = pool.submit(audit_tree, tree.path / "tree", policy_from_kickstart(plan.ks))
+            assemble(tree.path / "tree", plan.layout, tmp, disk, plan.image.id)
+            findings = audit.result()
+        for finding in findings:
+            log_line(f"audit: {finding}")
+        if findings:
+            raise StepFailed(f"image step of {plan.spec.name} failed: the audit found {summarize(findings)}")
         os.chmod(disk, 0o444)
-        return {"disk.raw": file_facts(disk)}
+        facts = file_facts(disk)
+        sbom = tmp / "sbom.cdx.json"
+        subject = Subject(plan.spec.name, plan.spec.version, plan.spec.description, facts["sha256"], {"distribution": plan.distro.name})
+        counts = write_sbom(tree.path / "tree", subject, sbom)
+        os.chmod(sbom, 0o444)
+        return {"disk.raw": facts, "audit": findings_json(findings), "sbom.cdx.json": {**file_facts(sbom), **counts}}
 
     return action
 
@@ -282,6 +302,20 @@ def publish(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+def raw_digest(manifest: dict[str, Any]) -> str | None:
+    return next((a["sha256"] for a in manifest.get("artifacts", []) if a.get("format") == "raw"), None)
+
+
+def keep_cloud_records(path: Path, manifest: dict[str, Any]) -> None:
+    """Carry the uploads recorded for the same raw image (`upload` writes them) into manifest."""
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if "cloud" in previous and raw_digest(previous) == raw_digest(manifest):
+        manifest["cloud"] = previous["cloud"]
+
+
 def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: Path, progress: Progress) -> dict[str, Any]:
     started = time.monotonic()
     built: dict[str, Built] = {}
@@ -305,6 +339,12 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: 
         facts = entry.meta["outputs"][filename]
         artifacts.append({"format": fmt, "path": str(dest), **facts})
     manifest = make_manifest(plan, built, artifacts, store)
+    image_outputs = built["image"].entry.meta["outputs"]  # the audit passed, or the image step failed
+    sbom = out_dir / f"{plan.spec.name}.cdx.json"
+    publish(built["image"].entry.path / "sbom.cdx.json", sbom)
+    manifest["audit"] = image_outputs["audit"]
+    manifest["sbom"] = {"path": str(sbom), "format": "CycloneDX 1.6 JSON", **image_outputs["sbom.cdx.json"]}
+    keep_cloud_records(out_dir / "manifest.json", manifest)
     write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     for fmt in set(FORMATS) - set(artifacts_from):  # what an earlier build published and this one did not
         (out_dir / f"{plan.spec.name}.{fmt}").unlink(missing_ok=True)
@@ -326,7 +366,7 @@ def build_all(
 ) -> dict[str, dict[str, Any]]:
     """Build every plan, up to jobs at a time; a step shared by several plans is built once
     (the others wait on its lock). One failed appliance does not stop the others."""
-    from concurrent.futures import ThreadPoolExecutor, wait
+    from concurrent.futures import wait
 
     from crust.runner import stop_all
 

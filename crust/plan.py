@@ -35,7 +35,7 @@ STEP_CODE: Mapping[str, tuple[str, ...]] = {
     "base": ("base.py",),
     "packages": ("configure.py", "tree.py", "sandbox.py"),
     "tree": ("configure.py", "seal.py", "ansible.py", "tree.py", "sandbox.py"),
-    "image": ("assemble.py",),
+    "image": ("assemble.py", "audit.py", "sshdconfig.py", "sbom.py"),
     "convert": ("formats.py",),
 }
 

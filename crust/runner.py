@@ -35,6 +35,7 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "dd": "coreutils",
     "sfdisk": "fdisk",
     "mkfs.ext4": "e2fsprogs",
+    "debugfs": "e2fsprogs",
     "mkfs.vfat": "dosfstools",
     "mcopy": "mtools",
     "mmd": "mtools",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -47,6 +48,7 @@ class SmokeOptions:
     uri: str = "qemu:///system"
     force: bool = False
     accel: str = "auto"  # auto, kvm or tcg
+    user_data: Path | None = None  # cloud-init user data, served by a NoCloud seed disk
 
 
 def connect(uri: str) -> Any:
@@ -159,6 +161,18 @@ def run_files(image: Path, label: str) -> Iterator[Run]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def make_seed(workdir: Path, instance_id: str, hostname: str, user_data: Path) -> Path:
+    """A NoCloud seed: a small FAT file system labelled CIDATA with user-data and meta-data,
+    which cloud-init's ds-identify finds as it finds a cloud's; a fresh instance id per run."""
+    seed = workdir / "seed.img"
+    (workdir / "user-data").write_bytes(user_data.read_bytes())
+    (workdir / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n", encoding="utf-8")
+    run(["mkfs.vfat", "-n", "CIDATA", "-C", str(seed), "2048"])
+    run(["mcopy", "-i", str(seed), str(workdir / "user-data"), str(workdir / "meta-data"), "::"])
+    seed.chmod(0o644)
+    return seed
+
+
 ANSI = re.compile(r"\x1b(\[[0-9;?=]*[A-Za-z]|\][^\x07]*\x07|[()][A-Za-z0-9]|[=>])")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -195,6 +209,8 @@ def smoke_test(
         raise UserError(f"{spec.name} has no built qcow2 image", hint=f"add qcow2 to image.formats and run ./build.py build {spec.name}")
     image_digest = next(a["sha256"] for a in manifest["artifacts"] if a["format"] == "qcow2")
     cdigest = checks_digest(spec)
+    if options.user_data is not None:  # a boot with other user data is another test
+        cdigest = hashlib.sha256(cdigest.encode() + options.user_data.read_bytes()).hexdigest()
     record_path = state_dir / "tests" / f"{image_digest[:24]}-{cdigest[:24]}.json"
     if record_path.is_file() and not options.force:
         record: dict[str, Any] = json.loads(record_path.read_text())
@@ -256,6 +272,7 @@ def _boot_and_check(
                 nvram=run_.workdir / "vars.fd",
                 serial_log=run_.serial_log,
                 forwards=tuple((host, guest) for guest, host in forwards.items()),
+                seed=make_seed(run_.workdir, run_.name, spec.name, options.user_data) if options.user_data else None,
             )
             with contextlib.suppress(FileNotFoundError):
                 run_.serial_log.unlink()

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import build_py
 
-VERBS = ["list", "render", "validate", "plan", "build", "status"]
+VERBS = ["list", "render", "validate", "plan", "build", "status", "upload", "launch", "terminate", "audit"]
 
 
 def test_help_lists_every_verb() -> None:
@@ -45,6 +45,15 @@ def test_render_prints_kickstart() -> None:
         (["frobnicate"], "invalid choice"),
         (["build", "--no-such-flag"], "unrecognized arguments"),
         (["build", "nope"], "no appliance named 'nope'"),
+        (["upload", "nope", "--target", "aws"], "no appliance named 'nope'"),
+        (["upload", "wsgi", "--target", "gcp"], "invalid choice: 'gcp'"),
+        (["upload", "wsgi", "--workers", "0"], "--workers 0: use 1 to 64"),
+        (["upload", "wsgi", "--method", "ftp"], "invalid choice: 'ftp'"),
+        (["launch"], "the following arguments are required: NAME"),
+        (["audit"], "no appliance given"),
+        (["audit", "nope"], "no appliance named 'nope'"),
+        (["audit", "--image", "/nonexistent.raw"], "no such image file"),
+        (["terminate", "wsgi", "--region", "Mars"], "--region: 'Mars' is not an AWS region name"),
     ],
 )
 def test_bad_command_lines(args: list[str], words: str) -> None:

@@ -1,0 +1,75 @@
+"""The image step audits the sealed tree (a finding fails the step, nothing is stored) and
+writes the SBOM next to the disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from crust import assemble
+from crust.errors import StepFailed
+from crust.kickstart import load
+from crust.pipeline import Progress, ensure, make_image
+from crust.plan import Step
+from crust.store import Entry, Store
+from tests.unit.test_audit import make_clean_tree
+
+KS = load("network --hostname=x\npart / --size=1024\nrootpw --lock\n", allow_plaintext=False)
+
+
+def fake_plan() -> Any:
+    spec = SimpleNamespace(name="demo", version="1.2.3", description="a demo appliance")
+    return SimpleNamespace(spec=spec, ks=KS, layout=None, image=SimpleNamespace(id="0" * 64), distro=SimpleNamespace(name="debian-13"))
+
+
+@pytest.fixture
+def tree_entry(tmp_path: Path) -> Entry:
+    make_clean_tree(tmp_path / "entry/tree")
+    (tmp_path / "entry/tree/var/lib/dpkg/status").write_text("Package: nginx\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.26\n")
+    return Entry("tree", "1" * 64, tmp_path / "entry")
+
+
+@pytest.fixture
+def fake_assemble(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    calls: list[Path] = []
+
+    def write_disk(tree: Path, layout: Any, workdir: Path, disk: Path, image_id: str) -> None:
+        calls.append(tree)
+        disk.write_bytes(b"disk image")
+
+    monkeypatch.setattr(assemble, "assemble", write_disk)
+    return calls
+
+
+def test_clean_tree_gets_an_image_and_an_sbom(tree_entry: Entry, fake_assemble: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs = make_image(fake_plan(), tree_entry)(out)
+    assert fake_assemble == [tree_entry.path / "tree"]
+    assert outputs["audit"] == {"passed": True, "findings": []}
+    sbom = json.loads((out / "sbom.cdx.json").read_text())
+    assert sbom["metadata"]["component"]["hashes"][0]["content"] == outputs["disk.raw"]["sha256"]
+    assert [c["name"] for c in sbom["components"]] == ["nginx"]  # pkg-1.0.dist-info has no METADATA
+    assert outputs["sbom.cdx.json"]["deb_packages"] == 1 and outputs["sbom.cdx.json"]["python_distributions"] == 0
+    assert (out / "sbom.cdx.json").stat().st_mode & 0o777 == 0o444
+
+
+def test_a_finding_fails_the_step_and_nothing_is_stored(tree_entry: Entry, fake_assemble: list[Path], tmp_path: Path) -> None:
+    (tree_entry.path / "tree/etc/machine-id").write_text("0123456789abcdef\n")
+    (tree_entry.path / "tree/etc/ssh/ssh_host_rsa_key").write_text("key")
+    store = Store(tmp_path / "store")
+    step = Step("image", "demo", "2" * 64, {})
+    with pytest.raises(StepFailed) as failed:
+        ensure(store, step, make_image(fake_plan(), tree_entry), Progress())
+    message = str(failed.value)
+    assert message.startswith("image step of demo failed: the audit found 2 problems: host-keys: /etc/ssh/ssh_host_rsa_key: ")
+    assert "machine-id: /etc/machine-id: not empty" in message and "\n" not in message
+    # The disk is assembled while the tree is audited; a finding discards it with the step's temp dir.
+    assert store.get("image", step.id) is None  # nothing stored, so nothing can be published
+    assert not list((store.root / "tmp").iterdir())
+    log = store.log_path("image", step.id).read_text()
+    assert "audit: host-keys: /etc/ssh/ssh_host_rsa_key" in log
