@@ -29,7 +29,9 @@ def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables:
     (workdir / "vars.json").write_text(json.dumps(dict(variables), indent=2, sort_keys=True), encoding="utf-8")
     # Facts of the tree, not of hardware: a chroot's hardware and network facts are the
     # build host's, and gathering them costs seconds.
-    play = [{"name": "Configure the appliance tree", "hosts": "tree", "gather_facts": True, "gather_subset": ["min"], "roles": list(roles)}]
+    # Gathered once per packages tree and kickstart (ANSIBLE_GATHERING=smart with a fact cache
+    # keyed by them, see apply_roles): a rebuild after a role edit does not gather again.
+    play = [{"name": "Configure the appliance tree", "hosts": "tree", "gather_subset": ["min"], "roles": list(roles)}]
     playbook = workdir / "playbook.yml"
     playbook.write_text(yaml.safe_dump(play, sort_keys=False), encoding="utf-8")
     return playbook
@@ -39,9 +41,10 @@ WHEEL_CACHE = Path(os.environ.get("CRUST_WHEEL_CACHE", "/var/cache/crust/wheels"
 WHEEL_DIR = "/var/tmp/crust-wheels"  # where the host's wheel cache shows inside the tree
 
 
-def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any], roles_dir: Path, workdir: Path) -> None:
+def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any], roles_dir: Path, workdir: Path, facts_dir: Path) -> None:
     """Run the roles against tree; /proc, /sys, /dev and /run are mounted in the tree for it,
-    and the host's wheel cache at WHEEL_DIR (read-write: roles fetch into it)."""
+    and the host's wheel cache at WHEEL_DIR (read-write: roles fetch into it). facts_dir caches
+    the tree's facts: give each tree-before-roles (packages step + kickstart) its own."""
     if not roles:
         return
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
@@ -66,6 +69,10 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
         "ANSIBLE_LOCALHOST_WARNING": "0",
         "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "ANSIBLE_GATHERING": "smart",
+        "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir),
+        "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "0",
         # Per-task durations in the step log: where a configured tree's time goes.
         "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
     }

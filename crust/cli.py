@@ -154,6 +154,13 @@ def add_test_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_directory(path: Path, option: str) -> None:
+    """A directory option names a directory, or a place where one can be made."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is not a directory", hint=f"give {option} a directory")
+
+
 def names_from(args: argparse.Namespace) -> list[str]:
     if args.all:
         if args.names:
@@ -161,7 +168,10 @@ def names_from(args: argparse.Namespace) -> list[str]:
         return list_appliance_names(PROJECT_ROOT)
     if not args.names:
         raise UserError("no appliance given", hint="name one (./build.py list shows them) or use --all")
-    return list(dict.fromkeys(args.names))
+    names = list(dict.fromkeys(args.names))
+    for name in names:  # every name is known before any work starts
+        appliance_path(PROJECT_ROOT, name)
+    return names
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -198,12 +208,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from crust.plan import explain_change, plan_appliance
+    from crust.plan import explain_change, plan_appliance, validate_appliance
     from crust.store import Store
 
     store = Store(args.store)
+    names = names_from(args)
+    for name in names:  # all of them before the first plan reads the mirror's state; no cache written yet
+        validate_appliance(PROJECT_ROOT, name, store.root / "state" / "cache", write_cache=False)
     rows = []
-    for name in names_from(args):
+    for name in names:
         plan = plan_appliance(PROJECT_ROOT, name, store.root / "state", args.refresh)
         last = store.last_build(name)
         previous = {s["kind"] + (s["name"] if s["kind"] == "convert" else ""): s for s in (last or {}).get("steps", [])}
@@ -225,14 +238,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from crust.pipeline import Progress, build_all, make_progress, missing_steps, preflight
-    from crust.plan import plan_appliance
+    from crust.plan import plan_appliance, validate_appliance
     from crust.store import Store
 
     names = names_from(args)
-    store = Store(args.store)
-    plans = [plan_appliance(PROJECT_ROOT, n, store.root / "state", args.refresh, args.formats) for n in names]
     if args.jobs < 1:
         raise UserError(f"-j {args.jobs}: need at least one job", hint="use -j 1 or more")
+    check_directory(args.output, "--output")
+    store = Store(args.store)
+    for name in names:  # all of them before the first plan reads the mirror's state; no cache written yet
+        validate_appliance(PROJECT_ROOT, name, store.root / "state" / "cache", write_cache=False)
+    plans = [plan_appliance(PROJECT_ROOT, n, store.root / "state", args.refresh, args.formats) for n in names]
     preflight(plans, store, missing_steps(plans, store))
     store.remove_stale_tmp()
     progress = make_progress() if any(store.get(s.kind, s.id) is None for p in plans for s in p.steps) else Progress()
@@ -387,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.appliances:
+            if not args.appliances.is_dir():
+                raise UserError(f"--appliances {args.appliances}: no such directory", hint="give the directory that holds the NAME.toml files")
             os.environ["CRUST_APPLIANCES"] = str(args.appliances.resolve())
         return COMMANDS[args.verb](args)
     except UserError as exc:

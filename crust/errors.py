@@ -38,7 +38,7 @@ class UserError(CrustError):
         text = f"{where}{self.problem}"
         if self.hint:
             text += f" (fix: {self.hint})"
-        return " ".join(text.split("\n"))
+        return " ".join(text.splitlines())  # every line break, not only \n: stderr gets exactly one line
 
 
 class CommandError(CrustError):

@@ -124,13 +124,23 @@ def parse(text: str) -> Any:
     from pykickstart.parser import KickstartParser
     from pykickstart.version import makeVersion
 
+    for lineno, text_line in enumerate(text.splitlines(), start=1):
+        word = text_line.strip().split(maxsplit=1)[0] if text_line.strip() else ""
+        if word in ("%include", "%ksappend"):
+            raise KickstartProblem(
+                lineno, f"{word} cannot be honoured: a kickstart must not read files of the build host", "use Jinja's {% include %}"
+            )
+    commands: list[tuple[int, str]] = []  # (line, command word) of every command line
+
     class _LineTrackingParser(KickstartParser):  # type: ignore[misc]
-        """Remembers the line being handled, so that warnings can name it."""
+        """Remembers the line being handled, so that warnings can name it, and every command's line."""
 
         current_line = 0
 
         def handleCommand(self, lineno: int, args: list[str]) -> Any:
             self.current_line = lineno
+            if args:
+                commands.append((lineno, args[0]))
             return super().handleCommand(lineno, args)
 
     handler = makeVersion(SYNTAX_VERSION)
@@ -151,11 +161,46 @@ def parse(text: str) -> Any:
             raise KickstartProblem(exc.lineno or None, msg) from None
         except KickstartError as exc:
             raise KickstartProblem(getattr(exc, "lineno", None) or None, str(exc.value).strip().split("\n")[-1]) from None
+        except ValueError as exc:  # shlex: a quote that is not closed
+            raise KickstartProblem(_unsplittable_line(text), f"{exc} in a command line", "close the quote") from None
     if caught:
         message, line = caught[0]
         said = re.search(r"on line (\d+)", message)
+        section = re.search(r"(%[a-z-]+) section", message)  # a section header's warning: its own line, not the last command's
+        if section and not said:
+            line = _command_line(text, section.group(1)) or line
         raise KickstartProblem(int(said.group(1)) if said else line or None, message, "pykickstart warnings are errors in Crust")
+    first: dict[int, int] = {}  # a command given once -> its line
+    for lineno, word in commands:
+        command = handler.commands.get(word)
+        if command is None or command.dataList() is not None:  # list commands (user, part, ...) repeat
+            continue
+        if id(command) in first:
+            raise KickstartProblem(
+                lineno,
+                f"{word!r} is given again (first on rendered line {first[id(command)]})",
+                "keep one line: the later one would replace the earlier",
+            )
+        first[id(command)] = lineno
     return handler
+
+
+def _unsplittable_line(text: str) -> int | None:
+    """The first line pykickstart's shlex cannot split: a command line or a section marker."""
+    import shlex
+
+    inside = False  # a section's body is not split, but for its %end (or a next header)
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if inside and not stripped.startswith("%"):
+            continue
+        try:
+            shlex.split(line, comments=not inside)
+        except ValueError:
+            return lineno
+        if stripped.startswith("%"):
+            inside = stripped.split()[0] != "%end"
+    return None
 
 
 def _command_line(text: str, command: str) -> int | None:
@@ -167,12 +212,22 @@ def _command_line(text: str, command: str) -> int | None:
 
 def check_policy(handler: Any, text: str, *, allow_plaintext: bool) -> KickstartConfig:
     """Crust's own rules on top of kickstart syntax. Returns the config to apply."""
+    lines = text.splitlines()
     for name, command in handler.commands.items():
         if getattr(command, "seen", False) and name not in SUPPORTED_COMMANDS:
+            line = getattr(command, "lineno", None) or _command_line(text, name)
+            words = lines[line - 1].split() if line and line <= len(lines) else []
+            word = words[0] if words else name  # as written: `reboot`, not pykickstart's `halt`
             raise KickstartProblem(
-                getattr(command, "lineno", None) or _command_line(text, name),
-                f"command {name!r} cannot be honoured for a Debian image",
-                HINTS.get(name, "remove it; supported: " + ", ".join(sorted(SUPPORTED_COMMANDS - {"partition"}))),
+                line,
+                f"command {word!r} cannot be honoured for a Debian image",
+                HINTS.get(word, "remove it; supported: " + ", ".join(sorted(SUPPORTED_COMMANDS - {"partition"}))),
+            )
+    for lineno, line in enumerate(lines, start=1):
+        words = line.split()
+        if words and words[0] in ("%addon", "%anaconda"):
+            raise KickstartProblem(
+                lineno, f"{words[0]} sections cannot be honoured for a Debian image", "remove the section; configure the tree in a role"
             )
     packages = _check_packages(handler, text)
     return KickstartConfig(
@@ -462,6 +517,14 @@ def load(text: str, *, allow_plaintext: bool) -> KickstartConfig:
     return check_policy(parse(text), text, allow_plaintext=allow_plaintext)
 
 
+def _renders(template_line: str, text: str) -> bool:
+    """Whether a template line with {{ ... }} or {% ... %} in it can render as text."""
+    parts = re.split(r"\{\{.*?\}\}|\{%.*?%\}", template_line.strip())
+    if len(parts) < 2 or not "".join(parts).strip():
+        return False
+    return re.fullmatch(".*".join(re.escape(p) for p in parts), text) is not None
+
+
 def problem_to_error(problem: KickstartProblem, template: Path, rendered: str, sources: list[Path]) -> UserError:
     """Name the template line when the rendered line can be found in it, else the rendered line."""
     where_file: Path = template
@@ -477,8 +540,19 @@ def problem_to_error(problem: KickstartProblem, template: Path, rendered: str, s
                     break
             if where_line:
                 break
+        if text and not where_line:  # a line with {{ values }}: the one template line it can come from
+            found = [
+                (src, n) for src in sources for n, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1) if _renders(line, text)
+            ]
+            if len(found) == 1:
+                where_file, where_line = found[0]
         detail = f"rendered kickstart line {problem.line}: "
-    return UserError(detail + problem.message, file=where_file, line=where_line, hint=problem.hint or None)
+    return UserError(
+        detail + problem.message,
+        file=where_file,
+        line=where_line,
+        hint=problem.hint or "fix the kickstart line (./build.py render NAME shows the rendered kickstart)",
+    )
 
 
 def to_json(ks: KickstartConfig) -> dict[str, Any]:

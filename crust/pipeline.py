@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from crust import __version__
-from crust.digest import digest_file
+from crust.digest import digest_file, digest_text
 from crust.errors import CommandError, StepFailed, UserError
 from crust.plan import AppliancePlan, Step
 from crust.runner import check_tools, logging_to, run
@@ -210,7 +210,7 @@ def make_packages(plan: AppliancePlan, base: Entry) -> Callable[[Path], dict[str
     return action
 
 
-def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path) -> Callable[[Path], dict[str, Any]]:
+def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path, facts_root: Path) -> Callable[[Path], dict[str, Any]]:
     from crust import ansible, configure
     from crust.configure import installed_packages
     from crust.seal import seal
@@ -235,7 +235,8 @@ def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path) -> Callable
             configure.write_grow_config(tree)
         configure.write_kernel_cmdline(tree, plan.layout.cmdline)
         configure.mask_generators(tree, plan.distro.masked_generators)
-        ansible.apply_roles(tree, plan.roles, plan.variables, roles_dir, work)
+        facts = facts_root / digest_text(packages.path.name + plan.rendered.text)[:24]
+        ansible.apply_roles(tree, plan.roles, plan.variables, roles_dir, work, facts)
         configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
         configure.run_scripts(tree, ks.scripts, work)
         seal(tree, ks)
@@ -321,7 +322,7 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: 
     built: dict[str, Built] = {}
     built["base"] = ensure(store, plan.base, make_base(plan), progress)
     built["packages"] = ensure(store, plan.packages, make_packages(plan, built["base"].entry), progress)
-    built["tree"] = ensure(store, plan.tree, make_tree(plan, built["packages"].entry, roles_dir), progress)
+    built["tree"] = ensure(store, plan.tree, make_tree(plan, built["packages"].entry, roles_dir, store.root / "state" / "facts"), progress)
     built["image"] = ensure(store, plan.image, make_image(plan, built["tree"].entry), progress)
     artifacts_from: dict[str, tuple[Entry, str]] = {"raw": (built["image"].entry, "disk.raw")}
     for step in plan.converts:

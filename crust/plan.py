@@ -24,7 +24,7 @@ from crust.distro import Distribution, load_distribution
 from crust.errors import UserError
 from crust.kickstart import SYNTAX_VERSION, KickstartConfig, KickstartProblem, from_json, load, problem_to_error, to_json
 from crust.mirror import mirror_state
-from crust.render import Rendered, render
+from crust.render import PendingBytecodeCache, Rendered, render
 from crust.roles import check_vars, path_inputs, role_closure, role_files
 from crust.spec import FORMATS, ApplianceSpec, appliance_path, load_appliance
 from crust.store import write_atomic
@@ -82,19 +82,24 @@ def code_digest(kind: str) -> str:
     return digest_json({"version": __version__, **{n: digest_file(PACKAGE_DIR / n) for n in STEP_CODE[kind]}})
 
 
-def validate_appliance(root: Path, name: str, cache_dir: Path | None = None) -> tuple[ApplianceSpec, Distribution, Rendered, KickstartConfig]:
-    """Everything `validate` checks, with no side effect: spec, templates, kickstart, role vars."""
+def validate_appliance(
+    root: Path, name: str, cache_dir: Path | None = None, *, write_cache: bool = True
+) -> tuple[ApplianceSpec, Distribution, Rendered, KickstartConfig]:
+    """Everything `validate` checks, with no side effect but the caches (with cache_dir, once all
+    is good, unless write_cache is false): spec, templates, kickstart, role vars."""
     spec = load_appliance(appliance_path(root, name), root)
     distro = load_distribution(root, spec.distribution)
-    if cache_dir is not None:
-        (cache_dir / "jinja").mkdir(parents=True, exist_ok=True)
-    rendered = render(spec, distro, root, cache_dir / "jinja" if cache_dir else None)
-    ks = checked_kickstart(rendered, spec.allow_plaintext_passwords, cache_dir / "kickstarts" if cache_dir else None)
     check_vars(root / "roles", spec.roles, spec.vars, spec.source)
+    # The caches are written only once everything is known good: bad input leaves no file.
+    bytecode = PendingBytecodeCache(cache_dir / "jinja") if cache_dir else None
+    rendered = render(spec, distro, root, bytecode)
+    ks = checked_kickstart(rendered, spec.allow_plaintext_passwords, cache_dir / "kickstarts" if cache_dir else None, write_cache)
+    if bytecode is not None and write_cache:
+        bytecode.commit()
     return spec, distro, rendered, ks
 
 
-def checked_kickstart(rendered: Rendered, allow_plaintext: bool, cache_dir: Path | None) -> KickstartConfig:
+def checked_kickstart(rendered: Rendered, allow_plaintext: bool, cache_dir: Path | None, write_cache: bool = True) -> KickstartConfig:
     """Parse and check a rendered kickstart; with cache_dir, reuse the result for the same text."""
     key = digest_json([rendered.text, allow_plaintext, SYNTAX_VERSION, digest_file(PACKAGE_DIR / "kickstart.py")])
     cached = cache_dir / f"{key}.json" if cache_dir else None
@@ -104,7 +109,7 @@ def checked_kickstart(rendered: Rendered, allow_plaintext: bool, cache_dir: Path
         ks = load(rendered.text, allow_plaintext=allow_plaintext)
     except KickstartProblem as problem:
         raise problem_to_error(problem, rendered.template, rendered.text, list(rendered.sources)) from None
-    if cached is not None:
+    if cached is not None and write_cache:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cached, json.dumps(to_json(ks)))
     return ks

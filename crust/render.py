@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import jinja2
+from jinja2.bccache import Bucket
 
 from crust.distro import Distribution
 from crust.errors import UserError
@@ -25,6 +26,10 @@ from crust.tomlfile import find_line
 _EXTENDS = re.compile(r"""\{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
 
 
+# Every character str.splitlines() breaks on (pykickstart splits the kickstart with it), and NUL.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00"
+
+
 class BadApple(ValueError):
     pass
 
@@ -32,7 +37,7 @@ class BadApple(ValueError):
 def check_value(value: Any, key: str) -> None:
     """Reject strings that could inject kickstart: newlines, NUL, or a leading '%'."""
     if isinstance(value, str):
-        if any(c in value for c in "\n\r\x00"):
+        if any(c in value for c in LINE_BREAKS):
             raise BadApple(f"{key}: value contains a newline")
         if value.lstrip().startswith("%"):
             raise BadApple(f"{key}: value starts with '%'")
@@ -75,6 +80,26 @@ class Rendered:
     sources: tuple[Path, ...]  # the template and every template it extends or includes
 
 
+class PendingBytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Reads compiled templates from a directory, but writes them only on commit(): a
+    validation that fails leaves no file behind in the store."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(str(directory))
+        self.path = directory
+        self.pending: list[Bucket] = []
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.pending.append(bucket)
+
+    def commit(self) -> None:
+        if self.pending:
+            self.path.mkdir(parents=True, exist_ok=True)
+        for bucket in self.pending:
+            super().dump_bytecode(bucket)
+        self.pending.clear()
+
+
 def template_sources(kickstarts_dir: Path, name: str) -> tuple[Path, ...]:
     """The template and, transitively, the templates it extends, includes or imports."""
     seen: list[Path] = []
@@ -84,7 +109,12 @@ def template_sources(kickstarts_dir: Path, name: str) -> tuple[Path, ...]:
         if path in seen or not path.is_file():
             continue
         seen.append(path)
-        todo += _EXTENDS.findall(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        try:
+            todo += _EXTENDS.findall(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise UserError(f"not UTF-8 text: {exc.reason}", file=path, line=line, hint="save the template as UTF-8") from None
     return tuple(seen)
 
 
@@ -111,7 +141,7 @@ def _template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
     return found
 
 
-def render(spec: ApplianceSpec, distro: Distribution, project_root: Path, cache_dir: Path | None = None) -> Rendered:
+def render(spec: ApplianceSpec, distro: Distribution, project_root: Path, bytecode_cache: PendingBytecodeCache | None = None) -> Rendered:
     kickstarts_dir = project_root / "kickstarts"
     context = context_for(spec, distro)
     text = spec.source.read_text(encoding="utf-8")
@@ -135,9 +165,10 @@ def render(spec: ApplianceSpec, distro: Distribution, project_root: Path, cache_
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
-        bytecode_cache=jinja2.FileSystemBytecodeCache(str(cache_dir)) if cache_dir else None,
+        bytecode_cache=bytecode_cache,
     )
     name = spec.kickstart.name
+    sources = template_sources(kickstarts_dir, name)  # first: names a template that is not UTF-8 text
     try:
         out = env.get_template(name).render(wrap(context))
     except jinja2.TemplateSyntaxError as exc:
@@ -161,7 +192,20 @@ def render(spec: ApplianceSpec, distro: Distribution, project_root: Path, cache_
         ) from None
     except jinja2.TemplateError as exc:
         file, line = _template_line(exc.__traceback__)
-        raise UserError(f"template error: {exc}", file=file or spec.kickstart, line=line) from None
+        raise UserError(f"template error: {exc}", file=file or spec.kickstart, line=line, hint="fix the template at this line") from None
+    except RecursionError as exc:
+        file, line = _template_line(exc.__traceback__)
+        raise UserError(
+            "template recursion: a template extends or includes itself",
+            file=file or spec.kickstart,
+            line=line,
+            hint="break the extends/include cycle",
+        ) from None
+    except Exception as exc:  # a template is input: an expression that fails there is bad input, not a crash
+        file, line = _template_line(exc.__traceback__)
+        raise UserError(
+            f"template error: {type(exc).__name__}: {exc}", file=file or spec.kickstart, line=line, hint="fix the expression at this line"
+        ) from None
     if not out.endswith("\n"):
         out += "\n"
-    return Rendered(out, spec.kickstart, template_sources(kickstarts_dir, name))
+    return Rendered(out, spec.kickstart, sources)

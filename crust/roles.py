@@ -20,7 +20,17 @@ import yaml
 from crust.errors import UserError
 from crust.tomlfile import find_line
 
-CRUST_VARS = ("crust_appliance", "crust_version", "crust_build_id", "crust_distribution", "crust_description")
+# Set by Crust for every build (plan.py, ansible.py): a role may require them.
+CRUST_VARS = (
+    "crust_appliance",
+    "crust_version",
+    "crust_build_id",
+    "crust_distribution",
+    "crust_description",
+    "crust_roles_dir",
+    "crust_wheel_cache",
+    "crust_wheel_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,8 @@ class Option:
     name: str
     type: str
     elements: str
+    required: bool = False  # and no default: the appliance must set it
+    choices: tuple[Any, ...] = ()
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
@@ -37,11 +49,39 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the whee
 @functools.cache
 def _load_yaml(path: Path) -> Any:
     """Parsed YAML (cached for the process: role metadata is read once per run)."""
+    data = path.read_bytes()
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
+        return yaml.load(data.decode("utf-8"), Loader=_LOADER)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text: {exc.reason}", file=path, line=data[: exc.start].count(b"\n") + 1, hint="save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise UserError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, line=mark.line + 1 if mark else None) from None
+        raise UserError(
+            f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, line=mark.line + 1 if mark else None, hint="correct the YAML syntax"
+        ) from None
+
+
+def _mapping(value: Any, path: Path, what: str) -> dict[str, Any]:
+    """A YAML mapping (None is an empty one); anything else is an error naming the file."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{what}: expected a mapping, got {type(value).__name__}", file=path, hint="see Ansible's documentation of role metadata")
+    return value
+
+
+def _dependencies(meta: Path) -> list[dict[str, Any]]:
+    """meta/main.yml's dependencies, each as a mapping with its role name under "role"."""
+    deps = _mapping(_load_yaml(meta), meta, "meta/main.yml").get("dependencies") or []
+    if not isinstance(deps, list):
+        raise UserError("dependencies: expected a list", file=meta, hint="write `dependencies: [role, ...]`")
+    found = []
+    for dep in deps:
+        entry = {"role": dep} if isinstance(dep, str) else _mapping(dep, meta, "a dependency")
+        if not isinstance(entry.get("role") or entry.get("name"), str):
+            raise UserError(f"dependency {dep!r} names no role", file=meta, hint="write `- role: NAME`")
+        found.append({**entry, "role": entry.get("role") or entry.get("name")})
+    return found
 
 
 def role_closure(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
@@ -50,7 +90,11 @@ def role_closure(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
 
     def visit(name: str, chain: tuple[str, ...]) -> None:
         if name in chain:
-            raise UserError(f"role dependency cycle: {' -> '.join((*chain, name))}", file=roles_dir / name / "meta/main.yml")
+            raise UserError(
+                f"role dependency cycle: {' -> '.join((*chain, name))}",
+                file=roles_dir / name / "meta/main.yml",
+                hint="remove one of these dependencies",
+            )
         if name in ordered:
             return
         if not (roles_dir / name / "tasks/main.yml").is_file():
@@ -60,10 +104,8 @@ def role_closure(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
                 hint=f"create roles/{name}/tasks/main.yml",
             )
         meta = roles_dir / name / "meta/main.yml"
-        data = _load_yaml(meta) if meta.is_file() else None
-        for dep in (data or {}).get("dependencies", []) or []:
-            dep_name = dep if isinstance(dep, str) else (dep.get("role") or dep.get("name"))
-            visit(str(dep_name), (*chain, name))
+        for dep in _dependencies(meta) if meta.is_file() else []:
+            visit(dep["role"], (*chain, name))
         ordered.append(name)
 
     for role in roles:
@@ -80,13 +122,34 @@ def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
     spec_file = roles_dir / role / "meta/argument_specs.yml"
     if not spec_file.is_file():
         return {}
-    data = _load_yaml(spec_file) or {}
+    data = _mapping(_load_yaml(spec_file), spec_file, "argument_specs.yml")
     options: dict[str, Option] = {}
-    for entry in (data.get("argument_specs") or {}).values():
-        for name, raw in ((entry or {}).get("options") or {}).items():
-            opt = raw or {}
-            options[name] = Option(role, name, str(opt.get("type", "str")), str(opt.get("elements", "")))
+    for entry_point, entry in _mapping(data.get("argument_specs"), spec_file, "argument_specs").items():
+        where = f"argument_specs.{entry_point}"
+        for name, raw in _mapping(_mapping(entry, spec_file, where).get("options"), spec_file, where + ".options").items():
+            opt = _mapping(raw, spec_file, f"{where}.options.{name}")
+            if not isinstance(opt.get("choices") or [], list):
+                raise UserError(f"{where}.options.{name}.choices: expected a list", file=spec_file, hint="list the allowed values")
+            options[name] = Option(
+                role,
+                name,
+                str(opt.get("type", "str")),
+                str(opt.get("elements", "")),
+                bool(opt.get("required")) and "default" not in opt,
+                tuple(opt.get("choices") or ()),
+            )
     return options
+
+
+def dependency_vars(roles_dir: Path, roles: tuple[str, ...]) -> set[str]:
+    """Variables that roles pass to the roles they depend on (meta/main.yml dependencies)."""
+    names: set[str] = set()
+    for role in roles:
+        meta = roles_dir / role / "meta/main.yml"
+        for dep in _dependencies(meta) if meta.is_file() else []:
+            names.update(k for k in dep if k not in ("role", "name", "vars"))
+            names.update(_mapping(dep.get("vars"), meta, f"dependency {dep['role']}: vars"))
+    return names
 
 
 _TYPES: Mapping[str, tuple[type, ...]] = {
@@ -104,8 +167,10 @@ _TYPES: Mapping[str, tuple[type, ...]] = {
 def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any], source: Path) -> dict[str, Option]:
     """Every appliance variable must be declared by a role in use, with a matching type."""
     options: dict[str, Option] = {}
-    for role in role_closure(roles_dir, roles):
-        options.update(role_options(roles_dir, role))
+    closure = role_closure(roles_dir, roles)
+    by_role = {role: role_options(roles_dir, role) for role in closure}
+    for role_opts in by_role.values():
+        options.update(role_opts)
     text = source.read_text(encoding="utf-8")
     for name, value in values.items():
         if name not in options:
@@ -125,6 +190,26 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
                 line=find_line(text, f"vars.{name}"),
                 hint=f"see roles/{opt.role}/meta/argument_specs.yml",
             )
+        items: list[Any] = value if opt.type == "list" and isinstance(value, list) else [value]
+        if opt.type == "list" and opt.elements in _TYPES:
+            accepted = _TYPES[opt.elements]
+            for i, item in enumerate(items):
+                if not isinstance(item, accepted) or (opt.elements == "int" and isinstance(item, bool)):
+                    raise UserError(
+                        f"vars.{name}[{i}]: expected {opt.elements} elements (role {opt.role}), got {type(item).__name__}",
+                        file=source,
+                        line=find_line(text, f"vars.{name}"),
+                        hint=f"see roles/{opt.role}/meta/argument_specs.yml",
+                    )
+        if opt.choices:
+            for item in items:
+                if item not in opt.choices:
+                    raise UserError(
+                        f"vars.{name}: {item!r} is not a choice of role {opt.role}",
+                        file=source,
+                        line=find_line(text, f"vars.{name}"),
+                        hint="use one of " + ", ".join(repr(c) for c in opt.choices),
+                    )
         if opt.type == "path" and value:
             path = Path(str(value))
             if not path.is_absolute():
@@ -140,6 +225,16 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
                     file=source,
                     line=find_line(text, f"vars.{name}"),
                     hint="point it at a file or directory on the build host",
+                )
+    given = {*values, *CRUST_VARS, *dependency_vars(roles_dir, closure)}
+    for role, role_opts in by_role.items():
+        for opt in role_opts.values():
+            if opt.required and opt.name not in given:
+                raise UserError(
+                    f"vars.{opt.name}: role {role} requires this variable",
+                    file=source,
+                    line=find_line(text, "vars") or find_line(text, "roles"),
+                    hint=f"set it in [vars] (see roles/{role}/meta/argument_specs.yml)",
                 )
     return options
 

@@ -8,6 +8,7 @@ that name the file, the line, the key and the fix.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ def parse_str(value: Any) -> str:
 
 def parse_name(value: Any) -> str:
     text = parse_str(value)
-    if not NAME_RE.match(text):
+    if not NAME_RE.fullmatch(text):  # fullmatch: `$` would let a trailing newline through
         raise Invalid(f"{text!r} is not a valid name: use 2-40 lower-case letters, digits and '-'")
     return text
 
@@ -55,9 +56,13 @@ def parse_port(value: Any) -> int:
 
 
 def parse_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    try:
+        seconds = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer too large for a float
+        seconds = math.nan
+    if not 0 < seconds < math.inf:  # nan and inf too
         raise Invalid("expected a positive number of seconds")
-    return float(value)
+    return seconds
 
 
 def parse_bool(value: Any) -> bool:
@@ -260,6 +265,9 @@ def _apply(table: tuple[Setting, ...], data: Mapping[str, Any], where: str, path
     known = [s.key for s in table]
     values: dict[str, Any] = {}
     for key in flat:
+        if key in tables:
+            full = where + key
+            raise UserError(f"{full} must be a table", file=path, line=find_line(text, full), hint=f"write [{full}] with its keys below it")
         if key not in known:
             full = where + key
             raise UserError(f"unknown key {full!r}", file=path, line=find_line(text, full), hint=_suggest(key, known))
@@ -285,13 +293,13 @@ def _apply(table: tuple[Setting, ...], data: Mapping[str, Any], where: str, path
 def _parse_check(raw: Any, index: int, path: Path, text: str) -> CheckSpec:
     where = f"test.checks[{index}]."
     if not isinstance(raw, dict):
-        raise UserError(f"{where[:-1]} must be a table", file=path, hint="write [[test.checks]] tables")
+        raise UserError(f"{where[:-1]} must be a table", file=path, line=find_line(text, "test.checks"), hint="write [[test.checks]] tables")
     kind = raw.get("type")
     if kind not in CHECK_TYPES:
         raise UserError(
             f"{where}type: {kind!r} is not a check type",
             file=path,
-            line=find_line(text, where + "type"),
+            line=find_line(text, where + "type") or find_line(text, where[:-1]),
             hint="use one of " + ", ".join(CHECK_TYPES),
         )
     values = _apply(CHECK_SETTINGS["*"] + CHECK_SETTINGS[kind], raw, where, path, text)
@@ -334,14 +342,14 @@ def load_appliance(path: Path, project_root: Path) -> ApplianceSpec:
             hint='name a file in kickstarts/, e.g. "' + path.stem + '.ks.j2"',
         )
     for index, role in enumerate(values["roles"]):
-        if not (project_root / "roles" / role / "tasks" / "main.yml").is_file():
+        if "/" in role or not (project_root / "roles" / role / "tasks" / "main.yml").is_file():
             raise UserError(
                 f"roles[{index}]: role {role!r} not found (no roles/{role}/tasks/main.yml)",
                 file=path,
                 line=find_line(text, "roles"),
                 hint="name a directory in roles/",
             )
-    if not (project_root / "distributions" / f"{values['distribution']}.toml").is_file():
+    if "/" in values["distribution"] or not (project_root / "distributions" / f"{values['distribution']}.toml").is_file():
         known = sorted(p.stem for p in (project_root / "distributions").glob("*.toml"))
         raise UserError(
             f"distribution {values['distribution']!r} is not defined",
@@ -356,12 +364,12 @@ def load_appliance(path: Path, project_root: Path) -> ApplianceSpec:
     module: Path | None = None
     if values["test.module"]:
         module = path.parent / values["test.module"]
-        if not module.is_file():
+        if "/" in values["test.module"] or not module.is_file():
             raise UserError(
                 f"test.module: {values['test.module']!r} not found beside the appliance file",
                 file=path,
                 line=find_line(text, "test.module"),
-                hint=f"create {module} or remove the key",
+                hint=f'name a file beside it, e.g. "{path.stem}_checks.py"' if "/" in values["test.module"] else f"create {module} or remove the key",
             )
     if any(c.type == "python" for c in checks) and module is None:
         raise UserError("a python check needs test.module", file=path, line=find_line(text, "test.checks"), hint='set test.module = "NAME_checks.py"')
@@ -408,7 +416,7 @@ def appliances_dir(project_root: Path) -> Path:
 
 def appliance_path(project_root: Path, name: str) -> Path:
     path = appliances_dir(project_root) / f"{name}.toml"
-    if not path.is_file():
+    if "/" in name or name.startswith(".") or not path.is_file():  # a name, never a path to a file elsewhere
         known = ", ".join(list_appliance_names(project_root)) or "none"
         raise UserError(f"no appliance named {name!r}", hint=f"use one of: {known} (files in {appliances_dir(project_root)})")
     return path

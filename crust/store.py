@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crust.errors import UserError
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -40,7 +42,12 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
         for sub in ("steps", "tmp", "locks", "logs", "builds", "state"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+            try:
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(
+                    f"store {root}: cannot make {sub}/: {exc.strerror or exc}", hint="give --store (or $CRUST_STORE) a writable directory"
+                ) from None
 
     def entry_path(self, kind: str, step_id: str) -> Path:
         return self.root / "steps" / f"{kind}-{step_id}"

@@ -34,7 +34,7 @@ RESERVED_TAG_PREFIXES = ("aws:", "crust:")
 
 def parse_region(value: Any) -> str:
     region = parse_str(value)
-    if not REGION_RE.match(region):
+    if not REGION_RE.fullmatch(region):  # fullmatch: `$` would let a trailing newline through
         raise Invalid(f"{region!r} is not an AWS region name (e.g. eu-west-1)")
     return region
 
@@ -48,7 +48,7 @@ def parse_regions(value: Any) -> tuple[str, ...]:
 def parse_accounts(value: Any) -> tuple[str, ...]:
     accounts = parse_str_list(value)
     for account in accounts:
-        if not ACCOUNT_RE.match(account):
+        if not ACCOUNT_RE.fullmatch(account):
             raise Invalid(f"{account!r} is not an AWS account id (12 digits, as a string)")
     return tuple(dict.fromkeys(accounts))
 
@@ -233,8 +233,14 @@ def load_aws_target(project_root: Path, name: str) -> AwsTarget:
     values = _apply(AWS_SETTINGS, merged, "aws.", source or Path("targets.toml"), text)
     ssh_key: Path | None = None
     if values["ssh_key"]:
-        declared = next(p for raw, p, _ in reversed(tables) if "ssh_key" in raw)
-        ssh_key = (declared.parent / Path(values["ssh_key"]).expanduser()).resolve()
+        declared, declared_text = next((p, t) for raw, p, t in reversed(tables) if "ssh_key" in raw)
+        try:
+            ssh_key = (declared.parent / Path(values["ssh_key"]).expanduser()).resolve()
+        except RuntimeError as exc:  # ~user of a user that does not exist
+            where = "aws.ssh_key" if declared == targets_file(project_root) else "targets.aws.ssh_key"
+            raise UserError(
+                f"{where}: {exc}", file=declared, line=find_line(declared_text, where), hint="give a path, or ~/ for your own home"
+            ) from None
     return AwsTarget(
         region=values["region"],
         copy_to=values["copy_to"],
@@ -274,7 +280,7 @@ def image_name(target: AwsTarget, manifest: Mapping[str, Any], digest: str) -> s
         digest12=digest[:12],
         build_id=manifest.get("build_id", ""),
     )
-    if not AMI_NAME_RE.match(name):
+    if not AMI_NAME_RE.fullmatch(name):
         raise UserError(
             f"AMI name {name!r} (from name = {target.name!r}) is not valid: 3-128 letters, digits, spaces and ()[]./-'@_",
             file=target.source,

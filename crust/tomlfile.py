@@ -10,22 +10,27 @@ from typing import Any
 from crust.errors import UserError
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+_KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-.])+)\s*=""")  # bare, dotted or quoted keys
 
 
 def load_toml(path: Path) -> tuple[dict[str, Any], str]:
     """Parse a TOML file; a syntax error becomes a UserError with its line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
-        raise UserError("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read: {exc}", file=path) from None
+        raise UserError("file not found", file=path, hint="create it or fix the name that points at it") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text: {exc.reason}", file=path, line=data[: exc.start].count(b"\n") + 1, hint="save the file as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror}", file=path, hint="make it a readable file") from None
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         line = int(match.group(1)) if match else None
+        if line is None and "end of document" in str(exc):  # an unterminated string, say: the last line
+            line = len(text.splitlines()) or None
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise UserError(f"invalid TOML: {msg}", file=path, line=line, hint="correct the TOML syntax") from None
 

@@ -8,6 +8,7 @@ one, cloud-init stays off (the wsgi appliance's own checks say so).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +47,7 @@ timeout = 240
 name = "the launch's key is the admin account's"
 type = "command"
 argv = ["cat", "/home/admin/.ssh/authorized_keys"]
-output = "{public.split()[1]}"
+output = {json.dumps(re.escape(public.split()[1]))}
 
 [[test.checks]]
 name = "the user data ran"
