@@ -8,9 +8,12 @@ store is untouched. Prints, for the WSGI appliance:
   no-op rebuild (all)        every appliance already built, nothing changed
   one-role rebuild           after editing one template of the wsgi role
   boot to checks passed      ./build.py test wsgi --force, domain start to last check
+  upload                     bench/upload.py: EBS direct upload of the wsgi raw image to a
+                             moto_server on loopback (MB/s of allocated data, zero blocks
+                             skipped, the no-op re-upload)
 and the ratios the targets are about: cold/floor <= 1.5, one-role/cold <= 0.3, no-op <= 0.5 s.
 
-    .venv/bin/python bench/bench.py [--skip-boot] [--skip-floor]
+    .venv/bin/python bench/bench.py [--skip-boot] [--skip-floor] [--skip-upload]
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-boot", action="store_true", help="do not boot (no libvirt needed)")
     parser.add_argument("--skip-floor", action="store_true", help="do not run the mmdebstrap floor")
+    parser.add_argument("--skip-upload", action="store_true", help="do not run bench/upload.py (EBS direct upload to moto_server)")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copy")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -113,6 +117,14 @@ def main() -> int:
             _, out = crust(work, "test", "wsgi", "--force", "--json")
             record = json.loads(out.stdout)[0]
             rows.append((f"boot to all checks passed, wsgi ({record['accel']}; target <= 20 s)", f"{record['boot_to_pass_s']:7.1f} s"))
+        if not args.skip_upload:  # bench/upload.py on this run's wsgi image (it starts its own moto_server)
+            manifest_path = work / "out" / "wsgi" / "manifest.json"
+            _, out = timed(
+                [sys.executable, str(ROOT / "bench" / "upload.py"), "--manifest", str(manifest_path), "--store", str(work / ".store")], work
+            )
+            for line in out.stdout.splitlines()[1:]:  # its own header line dropped
+                label, _, value = line.rpartition("  ")
+                rows.append((f"upload: {label.strip()}", value.strip()))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
