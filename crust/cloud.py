@@ -43,6 +43,25 @@ def load_manifest(output: Path, name: str) -> tuple[Path, dict[str, Any]]:
     return path, manifest
 
 
+FIRST_BOOT_AGENTS = ("cloud-init",)
+
+
+def require_first_boot_agent(manifest_path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse an image that cannot take the launch's SSH key and user data (no cloud-init).
+
+    Such an image would boot in the cloud with no way in: nobody could log in, and user data
+    would be ignored. The manifest lists the image's Debian packages.
+    """
+    packages = manifest.get("packages") or {}
+    if any(agent in packages for agent in FIRST_BOOT_AGENTS):
+        return
+    name = manifest.get("appliance", manifest_path.parent.name)
+    raise UserError(
+        f"{manifest_path}: {name}'s image has no cloud-init, so a cloud instance of it would take no SSH key and no user data",
+        hint=f'add cloud-init to %packages in its kickstart and "cloud_init" to roles in appliances/{name}.toml, then rebuild',
+    )
+
+
 def raw_image(manifest_path: Path, manifest: Mapping[str, Any]) -> RawImage:
     """The raw artifact the manifest records (beside the manifest), checked against its size."""
     raw = next((a for a in manifest.get("artifacts", []) if a.get("format") == "raw"), None)
@@ -125,6 +144,7 @@ def upload(
         print(f"upload {name}: {text}", file=stream, flush=True)
 
     manifest_path, manifest = load_manifest(output, name)
+    require_first_boot_agent(manifest_path, manifest)
     image = raw_image(manifest_path, manifest)
     check_for_upload(target)
     ami_name = image_name(target, manifest, image.digest)

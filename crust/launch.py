@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import yaml
 
 from crust import aws as awsops
-from crust.cloud import Undo, load_manifest, prefixed, recorded_ami
+from crust.cloud import Undo, load_manifest, prefixed, recorded_ami, require_first_boot_agent
 from crust.errors import UserError
 from crust.store import Store, write_atomic
 from crust.targets import AwsTarget
@@ -141,7 +141,8 @@ def launch(
     def say(text: str) -> None:
         print(f"launch {name}: {text}", file=stream, flush=True)
 
-    _, manifest = load_manifest(output, name)
+    manifest_path, manifest = load_manifest(output, name)
+    require_first_boot_agent(manifest_path, manifest)
     key = ssh_public_key(target, ssh_key)
     data = user_data(key, target.cloud_config)
     aws = awsops.Aws(target, session)

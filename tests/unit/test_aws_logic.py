@@ -14,6 +14,7 @@ from crust.cloud import Undo, raw_image, record, recorded_ami
 from crust.errors import UserError
 from crust.launch import run_params, ssh_public_key, user_data
 from crust.targets import load_aws_target
+from tests.conftest import build_py
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEx0crustcrustcrustcrustcrustcrustcrustcrust test@crust"
 
@@ -178,3 +179,26 @@ def test_a_store_entry_hard_link_needs_no_hashing(tmp_path: Path) -> None:
         assert stored_digest(fh.fileno(), manifest, store) == "d" * 64
     with open(copied, "rb") as fh:
         assert stored_digest(fh.fileno(), manifest, store) is None  # a copy is hashed while uploading
+
+
+@pytest.mark.parametrize("verb", ["upload", "launch"])
+def test_an_image_without_cloud_init_is_refused(tmp_path: Path, project: Path, verb: str) -> None:
+    (project / "appliances" / "demo.toml").write_text(
+        'name = "demo"\nversion = "1"\ndescription = "d"\nkickstart = "wsgi.ks.j2"\n[targets.aws]\nregion = "eu-west-1"\n',
+        encoding="utf-8",
+    )
+    path = manifest_dir(tmp_path)
+    manifest = json.loads(path.read_text())
+    manifest["packages"] = {"openssh-server": "1:10.0p1-7", "systemd": "257.9-1"}
+    path.write_text(json.dumps(manifest))
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": ""}
+    out = build_py("--appliances", str(project / "appliances"), "--output", str(tmp_path), verb, "demo", "--target", "aws", env=env)
+    assert out.returncode == 2, out.stderr
+    line = out.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line
+    assert f"{path}: demo's image has no cloud-init" in line
+    assert 'fix: add cloud-init to %packages in its kickstart and "cloud_init" to roles in appliances/demo.toml' in line
+    manifest["packages"]["cloud-init"] = "25.1.4-1"
+    path.write_text(json.dumps(manifest))
+    out = build_py("--appliances", str(project / "appliances"), "--output", str(tmp_path), verb, "demo", "--target", "aws", env=env)
+    assert "no cloud-init" not in out.stderr and out.returncode == 2, "with cloud-init the verb goes on (to its next check)"
