@@ -312,3 +312,18 @@ def test_summarize() -> None:
     assert summarize(findings[:1]) == "1 problem: secrets: /etc/f0: AWS access key id at line 1"
     assert summarize(findings).startswith("5 problems: secrets: /etc/f0: ")
     assert summarize(findings).endswith("; and 2 more")
+
+
+def test_secrets_after_near_misses_in_binaries_and_odd_names(tree: Path) -> None:
+    # an anchor that does not start a match (a longer upper-case run), then a real key id;
+    # a key in a binary blob; a file whose name is not UTF-8 (grep's listing cannot spell it)
+    blob = b"\x7fELF\0\0X" + AWS_KEY_ID.encode() + b"\0" * 64 + AWS_KEY_ID.encode() + b"\0" + os.urandom(4096)
+    write(tree, "/usr/local/lib/libcrust.so", blob)
+    write(tree, "/srv/app/near-miss", f"XXAKIA{'Q' * 16}\nnext line {AWS_KEY_ID}\n")
+    odd = os.fsencode(tree / "srv") + b"/app/key-\xff.pem"
+    with open(odd, "wb") as fh:
+        fh.write(pem("OPENSSH PRIVATE KEY").encode())
+    reasons = {(f.path, f.reason) for f in audit_tree(tree, AuditPolicy())}
+    assert ("/usr/local/lib/libcrust.so", "AWS access key id at line 1") in reasons
+    assert ("/srv/app/near-miss", "AWS access key id at line 2") in reasons
+    assert (os.fsdecode(b"/srv/app/key-\xff.pem"), "private key (OPENSSH PRIVATE KEY) at line 1") in reasons
