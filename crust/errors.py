@@ -58,6 +58,22 @@ class StepFailed(CrustError):
     """A build step failed; carries the step and its log."""
 
 
+class DiskFull(CrustError):
+    """A build ran out of disk space: where, how much is left, and what to do (exit status 1)."""
+
+    def __init__(self, what: str, folder: Path, free_bytes: int) -> None:
+        self.folder = folder
+        self.free_bytes = free_bytes
+        super().__init__(
+            f"{what}: no space left on device in {folder} ({free_bytes // (1024 * 1024)} MiB free; "
+            "fix: free space there (./build.py clean removes unused steps), or set CRUST_STORE (--store) "
+            "and CRUST_OUTPUT (--output) to a bigger disk)"
+        )
+
+
+NO_SPACE = "no space left on device"
+
+
 def command_name(argv: Sequence[str]) -> str:
     """The program that matters in argv, looking through sandbox wrappers (unshare ... --)."""
     name = argv[0] if argv else "?"

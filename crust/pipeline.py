@@ -7,6 +7,7 @@ store's entries (a copy across file systems), written under a temporary name and
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -19,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from crust import __version__
+from crust import __version__, faults
 from crust.digest import digest_file, digest_text
-from crust.errors import CommandError, StepFailed, UserError
+from crust.errors import NO_SPACE, CommandError, DiskFull, StepFailed, UserError
 from crust.plan import AppliancePlan, Step
 from crust.runner import check_tools, logging_to, run
 from crust.spec import FORMATS
-from crust.store import Entry, Store, write_atomic
+from crust.store import Entry, Store
 
 STEP_TOOLS = {
     "base": ["mmdebstrap", "unshare", "mount"],
@@ -152,30 +153,71 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
         log_path = store.log_path(step.kind, step.id)
         progress.running(step, log_path)
         started = time.monotonic()
-        with open(log_path, "w", encoding="utf-8") as log, logging_to(log), store.building(step.kind, step.id) as tmp:
-            try:
-                outputs = action(tmp)
-            except CommandError as exc:
-                progress.finished(step, f"FAILED after {time.monotonic() - started:.1f}s")
-                raise StepFailed(f"{step.kind} step of {step.name} failed: {exc}") from exc
-            except BaseException:
-                progress.finished(step, f"stopped after {time.monotonic() - started:.1f}s")
-                raise
-            duration = time.monotonic() - started
-            meta = {
-                "kind": step.kind,
-                "name": step.name,
-                "id": step.id,
-                "inputs": dict(step.inputs),
-                "explain": dict(step.explain),
-                "duration_s": round(duration, 2),
-                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "crust_version": __version__,
-                "outputs": outputs,
-            }
-            entry = store.commit(step.kind, step.id, tmp, meta)
+        try:
+            with open(log_path, "w", encoding="utf-8") as log, logging_to(log), store.building(step.kind, step.id) as tmp:
+                try:
+                    outputs = action(tmp)
+                    duration = time.monotonic() - started
+                    meta = {
+                        "kind": step.kind,
+                        "name": step.name,
+                        "id": step.id,
+                        "inputs": dict(step.inputs),
+                        "explain": dict(step.explain),
+                        "duration_s": round(duration, 2),
+                        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                        "crust_version": __version__,
+                        "outputs": outputs,
+                    }
+                    entry = store.commit(step.kind, step.id, tmp, meta)
+                except (CommandError, OSError) as exc:
+                    progress.finished(step, f"FAILED after {time.monotonic() - started:.1f}s")
+                    full = disk_full(exc, tmp, f"{step.kind} step of {step.name}")
+                    if full is not None:
+                        raise full from exc
+                    if isinstance(exc, CommandError):
+                        raise StepFailed(f"{step.kind} step of {step.name} failed: {exc}") from exc
+                    raise
+                except BaseException:
+                    progress.finished(step, f"stopped after {time.monotonic() - started:.1f}s")
+                    raise
+        except OSError as exc:  # the step log's last write (on close) can fail on a full disk too
+            if isinstance(exc.__context__, DiskFull):
+                raise exc.__context__ from None
+            full = disk_full(exc, store.root / "tmp", f"{step.kind} step of {step.name}")
+            if full is not None:
+                raise full from exc
+            raise
         progress.finished(step, f"built in {duration:.1f}s")
         return Built(entry, False)
+
+
+def disk_full(exc: BaseException, folder: Path, what: str) -> DiskFull | None:
+    """A DiskFull error when exc comes from a full disk under folder: ENOSPC, or a command
+    that says so (or failed with less than 32 MiB left there, as tools word it differently)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if isinstance(exc, OSError):
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    elif isinstance(exc, CommandError):
+        full = NO_SPACE in exc.tail.lower() or free < 32 * 1024 * 1024
+    else:
+        full = False
+    return DiskFull(what, folder, free) if full else None
+
+
+def drop_corrupt_facts(facts: Path) -> None:
+    """Ansible's fact cache writes in place: a build killed during that write leaves a file
+    that would fail the next run ("the cache file was corrupt ... re-run"). Drop such files."""
+    if not facts.is_dir():
+        return
+    for path in facts.iterdir():
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
 
 
 def file_facts(path: Path) -> dict[str, Any]:
@@ -236,9 +278,11 @@ def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path, facts_root:
         configure.write_kernel_cmdline(tree, plan.layout.cmdline)
         configure.mask_generators(tree, plan.distro.masked_generators)
         facts = facts_root / digest_text(packages.path.name + plan.rendered.text)[:24]
+        drop_corrupt_facts(facts)
         ansible.apply_roles(tree, plan.roles, plan.variables, roles_dir, work, facts)
         configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
         configure.run_scripts(tree, ks.scripts, work)
+        faults.point("tree.seal")
         seal(tree, ks)
         shutil.rmtree(work)
         return {"packages": installed_packages(tree), "kernel": sorted(p.name for p in (tree / "boot").glob("vmlinuz-*"))}
@@ -257,6 +301,7 @@ def make_image(plan: AppliancePlan, tree: Entry) -> Callable[[Path], dict[str, A
         # build, nothing is published) while the disk is assembled from it — the audit is
         # Python, the assembly external tools, so the two share the cores — and list its
         # packages in the SBOM.
+        faults.point("image.start")
         disk = tmp / "disk.raw"
         with ThreadPoolExecutor(1, thread_name_prefix="audit") as pool:
             audit = pool.submit(audit_tree, tree.path / "tree", policy_from_kickstart(plan.ks))
@@ -291,16 +336,67 @@ def make_convert(plan: AppliancePlan, image: Entry, fmt: str, vmdk: Path | None)
     return action
 
 
-def publish(src: Path, dest: Path) -> None:
-    """Hard-link (or copy, across file systems) src to dest by atomic rename."""
+def stage(src: Path, dest: Path) -> Path:
+    """Hard-link (or copy, across file systems) src beside dest under a temporary name."""
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        tmp.unlink()
+    tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
     except OSError:
         run(["cp", "--sparse=always", "--reflink=auto", str(src), str(tmp)])
-    os.replace(tmp, dest)
+    return tmp
+
+
+PREVIOUS_MANIFEST = ".manifest.json.previous"
+
+
+def publish(out_dir: Path, files: list[tuple[Path, Path]], manifest: dict[str, Any], gone: list[Path]) -> None:
+    """Make out_dir hold these artifacts (src, dest) and manifest, and none of gone.
+
+    manifest.json never names a file that does not match it: (1) every artifact is staged
+    under a temporary name (the slow part; nothing visible changes), (2) the old manifest is
+    moved aside, (3) the artifacts are renamed into place, (4) the new manifest is written by
+    rename and the old one dropped. A build killed on the way leaves at worst complete
+    artifacts without a manifest.json (commands that need one say the appliance is not built)
+    and temporary files, which the next build removes (remove_stale_files).
+    """
+    from crust.store import remove_stale_files
+
+    remove_stale_files(out_dir)
+    staged: list[tuple[Path, Path]] = []
+    current, previous = out_dir / "manifest.json", out_dir / PREVIOUS_MANIFEST
+    tmp = out_dir / f".manifest.json.tmp-{os.getpid()}"
+    renamed, moved_aside = 0, False
+    try:
+        for src, dest in files:
+            if dest.exists() and os.path.samefile(src, dest):
+                continue  # already this very file (a hard link): renaming onto it would do nothing
+            staged.append((stage(src, dest), dest))
+        faults.point("publish.staged")
+        keep_cloud_records(current if current.exists() else previous, manifest)
+        if current.exists():
+            os.replace(current, previous)
+            moved_aside = True
+        for staged_file, dest in staged:
+            os.replace(staged_file, dest)
+            renamed += 1
+            faults.point("publish.artifact")
+        for path in gone:  # what an earlier build published and this one did not
+            path.unlink(missing_ok=True)
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        faults.point("publish.manifest")
+        os.replace(tmp, current)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        for _src, dest in files:  # staged, or half-copied by cp
+            dest.with_name(f".{dest.name}.tmp-{os.getpid()}").unlink(missing_ok=True)
+        if moved_aside and renamed == 0:
+            os.replace(previous, current)  # nothing replaced yet: the old manifest still holds
+        full = disk_full(exc, out_dir, f"publishing {out_dir.name}") if isinstance(exc, (CommandError, OSError)) else None
+        if full is not None:
+            raise full from exc
+        raise
+    previous.unlink(missing_ok=True)
 
 
 def raw_digest(manifest: dict[str, Any]) -> str | None:
@@ -334,21 +430,21 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, roles_dir: 
     out_dir = output / plan.spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     artifacts = []
+    files: list[tuple[Path, Path]] = []
     for fmt, (entry, filename) in artifacts_from.items():
         dest = out_dir / f"{plan.spec.name}.{fmt}"
-        publish(entry.path / filename, dest)
+        files.append((entry.path / filename, dest))
         facts = entry.meta["outputs"][filename]
         artifacts.append({"format": fmt, "path": str(dest), **facts})
     manifest = make_manifest(plan, built, artifacts, store)
     image_outputs = built["image"].entry.meta["outputs"]  # the audit passed, or the image step failed
     sbom = out_dir / f"{plan.spec.name}.cdx.json"
-    publish(built["image"].entry.path / "sbom.cdx.json", sbom)
+    files.append((built["image"].entry.path / "sbom.cdx.json", sbom))
     manifest["audit"] = image_outputs["audit"]
     manifest["sbom"] = {"path": str(sbom), "format": "CycloneDX 1.6 JSON", **image_outputs["sbom.cdx.json"]}
-    keep_cloud_records(out_dir / "manifest.json", manifest)
-    write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
-    for fmt in set(FORMATS) - set(artifacts_from):  # what an earlier build published and this one did not
-        (out_dir / f"{plan.spec.name}.{fmt}").unlink(missing_ok=True)
+    gone = [out_dir / f"{plan.spec.name}.{fmt}" for fmt in sorted(set(FORMATS) - set(artifacts_from))]
+    with store.lock(f"publish-{plan.spec.name}"):
+        publish(out_dir, files, manifest, gone)
     store.record_build(
         plan.spec.name,
         {

@@ -1,7 +1,8 @@
 """Free loopback ports for guest port forwards, reserved so that concurrent runs never collide.
 
 A port is taken only if it can be bound on 127.0.0.1 and its lock file can be flocked; the
-lock is held until release(), so two Crust processes never hand out the same port.
+lock is held until release(), so two Crust processes never hand out the same port. A lock file
+holds its owner's pid: files of killed owners are removed by the next reservation.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -17,9 +19,27 @@ from typing import IO
 LOCK_DIR = Path(os.environ.get("CRUST_PORT_LOCKS", "/run/crust/ports"))
 
 
+def remove_stale_locks(lock_dir: Path) -> None:
+    """Lock files left by killed runs: nobody holds them and their pid is gone (or, without
+    a pid, they are older than a minute, so not a reservation between open and flock)."""
+    from crust.store import pid_alive
+
+    for path in lock_dir.glob("*.lock"):
+        try:
+            with open(path) as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                owner = fh.read().strip()
+                stale = not pid_alive(int(owner)) if owner.isdigit() else time.time() - os.fstat(fh.fileno()).st_mtime > 60
+                if stale:
+                    path.unlink()
+        except (OSError, ValueError):
+            continue
+
+
 @contextlib.contextmanager
 def reserved_ports(count: int, lock_dir: Path = LOCK_DIR) -> Iterator[list[int]]:
     lock_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_locks(lock_dir)
     held: list[IO[str]] = []
     ports: list[int] = []
     try:
@@ -31,12 +51,15 @@ def reserved_ports(count: int, lock_dir: Path = LOCK_DIR) -> Iterator[list[int]]
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = int(probe.getsockname()[1])
-            fh: IO[str] = open(lock_dir / f"{port}.lock", "w")  # held until release
+            fh: IO[str] = open(lock_dir / f"{port}.lock", "a+")  # held until release; "a+" keeps a holder's pid
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.close()
                 continue
+            fh.truncate(0)
+            fh.write(str(os.getpid()))
+            fh.flush()
             held.append(fh)
             ports.append(port)
         yield ports

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from crust.errors import CommandError, UserError
+from crust import faults
+from crust.errors import CommandError, UserError, command_name
 
 # Debian package that provides each external tool Crust calls.
 TOOL_PACKAGES: Mapping[str, str] = {
@@ -147,6 +148,7 @@ def run(
     with _live_lock:
         _live.add(proc)
     try:
+        faults.point(f"run:{command_name(args)}")
         if capture:
             out, err = proc.communicate(input_text, timeout=timeout)
             out_chunks.append(out)

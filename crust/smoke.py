@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 import libvirt
 
+from crust import faults
 from crust.checks import CheckContext, CheckResult, checks_digest_input, load_module, run_check
 from crust.digest import digest_file, digest_json
 from crust.domain import DomainConfig, domain_xml
@@ -35,7 +36,7 @@ from crust.guest import Guest, GuestNotReady
 from crust.ports import reserved_ports
 from crust.runner import run
 from crust.spec import ApplianceSpec
-from crust.store import write_atomic
+from crust.store import pid_alive, write_atomic
 
 KVM_PROBE_SECONDS = 30.0
 RUNS_DIR = Path(os.environ.get("CRUST_RUN_DIR", "/var/lib/crust/runs"))
@@ -65,8 +66,14 @@ def connect(uri: str) -> Any:
 
 
 def reap_orphans(conn: Any) -> list[str]:
-    """Destroy crust domains whose creating process is gone (e.g. killed with SIGKILL)."""
+    """Destroy crust domains whose creating process is gone (e.g. killed with SIGKILL), and
+    remove such processes' run directories (image link, overlay, variables)."""
     reaped = []
+    if RUNS_DIR.is_dir():
+        for workdir in RUNS_DIR.glob(f"{DOMAIN_PREFIX}*"):
+            parts = workdir.name.split("-")
+            if len(parts) >= 3 and parts[-2].isdigit() and not pid_alive(int(parts[-2])):
+                shutil.rmtree(workdir, ignore_errors=True)
     for dom in conn.listAllDomains():
         parts = dom.name().split("-")
         if dom.name().startswith(DOMAIN_PREFIX) and len(parts) >= 3 and parts[-2].isdigit():
@@ -124,10 +131,12 @@ class Run:
 @contextlib.contextmanager
 def running_domain(conn: Any, cfg: DomainConfig) -> Iterator[Any]:
     try:
-        dom = conn.createXML(domain_xml(cfg), 0)
+        # Destroyed by libvirt when this connection closes, so even when Crust is killed.
+        dom = conn.createXML(domain_xml(cfg), libvirt.VIR_DOMAIN_START_AUTODESTROY)
     except libvirt.libvirtError as exc:
         raise CrustError(f"libvirt could not start the smoke-test domain: {str(exc).splitlines()[0]}") from None
     try:
+        faults.point("test.domain")
         yield dom
     finally:
         with contextlib.suppress(libvirt.libvirtError):

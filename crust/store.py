@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crust import faults
 from crust.errors import UserError
 
 
@@ -87,18 +89,23 @@ class Store:
 
     def commit(self, kind: str, step_id: str, tmp: Path, meta: dict[str, Any]) -> Entry:
         (tmp / "step.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        faults.point(f"commit:{kind}")
         final = self.entry_path(kind, step_id)
         remove_tree(final)  # an incomplete leftover without step.json
         os.rename(tmp, final)
         return Entry(kind, step_id, final)
 
     def remove_stale_tmp(self) -> list[Path]:
+        """Remove what killed runs left: their step directories in tmp/ and the temporary
+        files of write_atomic() in the store's records and state."""
         removed = []
         for path in (self.root / "tmp").iterdir():
             pid = path.name.rsplit(".", 1)[-1]
             if pid.isdigit() and not pid_alive(int(pid)):
                 remove_tree(path)
                 removed.append(path)
+        for folder in (self.root / "builds", self.root / "state"):
+            removed += remove_stale_files(folder, recursive=True)
         return removed
 
     @contextlib.contextmanager
@@ -153,7 +160,27 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
+STALE_TMP = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """Remove the temporary files (.NAME.tmp-PID, see write_atomic) of processes that are gone."""
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.rglob(".*.tmp-*") if recursive else folder.glob(".*.tmp-*"):
+        match = STALE_TMP.match(path.name)
+        if match and not pid_alive(int(match.group(1))) and (path.is_file() or path.is_symlink()):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

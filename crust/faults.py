@@ -1,0 +1,57 @@
+"""Fault injection: stop a build at a named point (a test hook, not a user feature).
+
+With CRUST_FAULT="POINT:SIGNAL" in the environment, the Crust process sends itself SIGNAL
+(SIGKILL, SIGINT, SIGTERM or SIGSTOP) the first time it reaches POINT, after printing
+``crust: fault point POINT: SIGNAL`` on stderr. SIGINT goes to Crust's whole process group
+when Crust leads it, as a terminal's Ctrl-C does (the commands run() starts have their own
+sessions, as they do under a terminal), so it takes the normal Ctrl-C path. SIGSTOP lets a test
+act at that point (look at a running command, fill the disk) and then send SIGCONT or kill.
+Unset, a point costs one environment lookup. tests/integration/test_faults.py walks them.
+
+Points, in build order:
+    run:TOOL          a command has just been started by runner.run() (TOOL as errors name it:
+                      mmdebstrap, apt-get, ansible-playbook, ukify, mkfs.ext4, qemu-img, ...)
+    tree.seal         the tree step, after the roles and scripts, before sealing
+    image.start       the image step, before assembly
+    commit:KIND       a step's outputs and step.json are written, before the rename into the store
+    publish.staged    every artifact is linked under a temporary name beside its destination
+    publish.artifact  right after an artifact is renamed into build/NAME (the first one)
+    publish.manifest  the new manifest is written under a temporary name, before its rename
+    test.domain       `test`: the smoke-test domain has just been started
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+ENV = "CRUST_FAULT"
+SIGNALS = ("SIGKILL", "SIGINT", "SIGTERM", "SIGSTOP")
+
+_fired = threading.Event()
+_lock = threading.Lock()
+
+
+def point(name: str) -> None:
+    """Send the configured signal to this process if CRUST_FAULT names this point (once)."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    target, _, sig = spec.rpartition(":")
+    if target != name or sig not in SIGNALS:
+        return
+    with _lock:
+        if _fired.is_set():
+            return
+        _fired.set()
+    from crust.runner import log_line
+
+    log_line(f"# fault point {name}: {sig}")
+    print(f"crust: fault point {name}: {sig}", file=sys.stderr, flush=True)
+    signum = signal.Signals[sig]
+    if signum == signal.SIGINT and os.getpgrp() == os.getpid():
+        os.killpg(os.getpgrp(), signum)
+    else:
+        os.kill(os.getpid(), signum)
