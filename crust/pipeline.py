@@ -279,7 +279,9 @@ def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path, facts_root:
         configure.mask_generators(tree, plan.distro.masked_generators)
         facts = facts_root / digest_text(packages.path.name + plan.rendered.text)[:24]
         drop_corrupt_facts(facts)
-        ansible.apply_roles(tree, plan.roles, plan.variables, roles_dir, work, facts)
+        # What %packages installed (name -> version): the roles check their packages in it.
+        variables = {**plan.variables, "crust_packages": packages.meta["outputs"]["packages"]}
+        ansible.apply_roles(tree, plan.roles, variables, roles_dir, work, facts)
         configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
         configure.run_scripts(tree, ks.scripts, work)
         faults.point("tree.seal")
@@ -306,13 +308,13 @@ def make_image(plan: AppliancePlan, tree: Entry) -> Callable[[Path], dict[str, A
         with ThreadPoolExecutor(1, thread_name_prefix="audit") as pool:
             audit = pool.submit(audit_tree, tree.path / "tree", policy_from_kickstart(plan.ks))
             assemble(tree.path / "tree", plan.layout, tmp, disk, plan.image.id)
+            facts = file_facts(disk)  # hashed while the audit may still run: hashlib lets go of the GIL
             findings = audit.result()
         for finding in findings:
             log_line(f"audit: {finding}")
         if findings:
             raise StepFailed(f"image step of {plan.spec.name} failed: the audit found {summarize(findings)}")
         os.chmod(disk, 0o444)
-        facts = file_facts(disk)
         sbom = tmp / "sbom.cdx.json"
         subject = Subject(plan.spec.name, plan.spec.version, plan.spec.description, facts["sha256"], {"distribution": plan.distro.name})
         counts = write_sbom(tree.path / "tree", subject, sbom)
