@@ -1,15 +1,24 @@
-"""Apply Ansible roles to a tree through the chroot connection (community.general.chroot)."""
+"""Apply Ansible roles to a tree through the chroot connection (community.general.chroot).
+
+Build secrets the roles declare (crust_secret in meta/argument_specs.yml) are files on a tmpfs
+at /run/crust-secrets inside the tree for the run, mounted in its private namespace by
+crust/secretfs.py from what run() writes to its stdin; the variables hold their paths.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from crust import buildsecrets as secrets
+from crust.roles import secret_options
 from crust.runner import check_tools, find_tool, run, sandboxed
 
 
@@ -49,7 +58,10 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
         return
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
     (tree / WHEEL_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    variables = {**variables, "crust_wheel_cache": str(WHEEL_CACHE), "crust_wheel_dir": WHEEL_DIR}
+    needed = {opt.name: opt.secret for opt in secret_options(roles_dir, roles)}
+    given = secrets.given(sorted(set(needed.values())))  # their content: only ever on run()'s stdin
+    paths = {name: f"{secrets.SECRETS_DIR}/{sid}" for name, sid in needed.items()}
+    variables = {**variables, "crust_wheel_cache": str(WHEEL_CACHE), "crust_wheel_dir": WHEEL_DIR, **paths}
     playbook = write_playbook(workdir, tree, roles, variables)
     check_tools(["ansible-playbook"])
     ansible_playbook = str(find_tool("ansible-playbook"))
@@ -77,18 +89,16 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
         "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
     }
     try:
-        _run_playbook(ansible_playbook, workdir, playbook, tree, env)
+        _run_playbook(ansible_playbook, workdir, playbook, tree, env, given)
     finally:
         (tree / WHEEL_DIR.lstrip("/")).rmdir()
 
 
-def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, tree: Path, env: dict[str, str]) -> None:
-    run(
-        sandboxed(
-            [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.json'}", str(playbook)],
-            root=tree,
-            binds=[(WHEEL_CACHE, WHEEL_DIR)],
-        ),
-        env=env,
-        cwd=workdir,
-    )
+def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, tree: Path, env: dict[str, str], given: Mapping[str, bytes]) -> None:
+    argv = [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.json'}", str(playbook)]
+    payload = None
+    if given:
+        mount = str(tree / secrets.SECRETS_DIR.lstrip("/"))
+        argv = [sys.executable, str(Path(__file__).with_name("secretfs.py")), mount, "--", *argv]
+        payload = json.dumps({sid: base64.b64encode(value).decode("ascii") for sid, value in given.items()})
+    run(sandboxed(argv, root=tree, binds=[(WHEEL_CACHE, WHEEL_DIR)]), env=env, cwd=workdir, input_text=payload)

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from crust.buildsecrets import register_environment
 from crust.cloudcli import CLOUD_COMMANDS, add_cloud_verbs, check_targets, targets_reference
 from crust.errors import CrustError, UserError
-from crust.spec import FORMATS, appliance_path, list_appliance_names, load_appliance, settings_reference
+from crust.spec import FORMATS, appliance_path, list_appliance_names, load_appliance, roles_dir, settings_reference
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="artifact directory (default: build, or $CRUST_OUTPUT)",
     )
     parser.add_argument("--appliances", type=Path, help="read appliance files from this directory instead of appliances/ (or $CRUST_APPLIANCES)")
+    parser.add_argument("--roles", type=Path, help="read Ansible roles from this directory instead of roles/ (or $CRUST_ROLES)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     sub.required = True
 
@@ -96,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="formats",
         metavar="FMT",
         help=f"also write this format ({', '.join(FORMATS)}), besides the appliance's image.formats; repeatable",
+    )
+    p.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        dest="secrets",
+        metavar="ID=SRC",
+        help="give the roles the build secret ID (they declare it with crust_secret), read from a file (ID=PATH) or an "
+        "environment variable (ID=env:NAME); repeatable. Available as a file under /run/crust-secrets during the Ansible "
+        "run only; never in the image, the logs, the manifest, or any step id (a changed secret does not rebuild)",
     )
     add_test_options(p)
 
@@ -199,11 +211,14 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from crust.plan import validate_appliance
+    from crust.roles import needed_secrets
 
     for name in names_from(args):
         spec, distro, _rendered, ks = validate_appliance(PROJECT_ROOT, name)
         check_targets(name)
-        print(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'})")
+        needs = needed_secrets(roles_dir(PROJECT_ROOT), spec.roles)
+        secrets = f", build secrets: {', '.join(sorted(needs))}" if needs else ""
+        print(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'}{secrets})")
     return 0
 
 
@@ -237,24 +252,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from crust import buildsecrets as secrets
     from crust.pipeline import Progress, build_all, make_progress, missing_steps, preflight
     from crust.plan import plan_appliance, validate_appliance
+    from crust.roles import needed_secrets
     from crust.store import Store
 
     names = names_from(args)
     if args.jobs < 1:
         raise UserError(f"-j {args.jobs}: need at least one job", hint="use -j 1 or more")
     check_directory(args.output, "--output")
+    given = secrets.parse_secrets(args.secrets)  # read now: a missing or unreadable file stops here
     store = Store(args.store)
+    needed = {}
     for name in names:  # all of them before the first plan reads the mirror's state; no cache written yet
-        validate_appliance(PROJECT_ROOT, name, store.root / "state" / "cache", write_cache=False)
+        spec = validate_appliance(PROJECT_ROOT, name, store.root / "state" / "cache", write_cache=False)[0]
+        needed[name] = needed_secrets(roles_dir(PROJECT_ROOT), spec.roles)
+    secrets.check_needed(needed, given)
+    secrets.provide(given)
     plans = [plan_appliance(PROJECT_ROOT, n, store.root / "state", args.refresh, args.formats) for n in names]
     preflight(plans, store, missing_steps(plans, store))
     store.remove_stale_tmp()
     progress = make_progress() if any(store.get(s.kind, s.id) is None for p in plans for s in p.steps) else Progress()
     try:
         with store.shared():
-            manifests = build_all(plans, store, args.output, PROJECT_ROOT / "roles", progress, args.jobs)
+            manifests = build_all(plans, store, args.output, roles_dir(PROJECT_ROOT), progress, args.jobs)
     finally:
         progress.close()
     for name, manifest in manifests.items():
@@ -400,12 +422,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     signal.signal(signal.SIGTERM, _terminate)
+    register_environment()  # credentials of this environment are redacted from every log line
     try:
         args = build_parser().parse_args(argv)
         if args.appliances:
             if not args.appliances.is_dir():
                 raise UserError(f"--appliances {args.appliances}: no such directory", hint="give the directory that holds the NAME.toml files")
             os.environ["CRUST_APPLIANCES"] = str(args.appliances.resolve())
+        if args.roles:
+            if not args.roles.is_dir():
+                raise UserError(f"--roles {args.roles}: no such directory", hint="give the directory that holds the roles (ROLE/tasks/main.yml)")
+            os.environ["CRUST_ROLES"] = str(args.roles.resolve())
         return COMMANDS[args.verb](args)
     except UserError as exc:
         if debug:

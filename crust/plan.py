@@ -27,6 +27,7 @@ from crust.mirror import mirror_state
 from crust.render import PendingBytecodeCache, Rendered, render
 from crust.roles import check_vars, path_inputs, role_closure, role_files
 from crust.spec import FORMATS, ApplianceSpec, appliance_path, load_appliance
+from crust.spec import roles_dir as roles_dir_of
 from crust.store import write_atomic
 
 PACKAGE_DIR = Path(__file__).parent
@@ -89,7 +90,7 @@ def validate_appliance(
     is good, unless write_cache is false): spec, templates, kickstart, role vars."""
     spec = load_appliance(appliance_path(root, name), root)
     distro = load_distribution(root, spec.distribution)
-    check_vars(root / "roles", spec.roles, spec.vars, spec.source)
+    check_vars(roles_dir_of(root), spec.roles, spec.vars, spec.source)
     # The caches are written only once everything is known good: bad input leaves no file.
     bytecode = PendingBytecodeCache(cache_dir / "jinja") if cache_dir else None
     rendered = render(spec, distro, root, bytecode)
@@ -133,7 +134,7 @@ def base_step(distro: Distribution, state_dir: Path, refresh: bool) -> Step:
 def plan_appliance(root: Path, name: str, state_dir: Path, refresh: bool = False, formats: Sequence[str] = ()) -> AppliancePlan:
     """The appliance's steps; formats adds output formats to the appliance's image.formats."""
     spec, distro, rendered, ks = validate_appliance(root, name, state_dir / "cache")
-    roles_dir = root / "roles"
+    roles_dir = roles_dir_of(root)
     options = check_vars(roles_dir, spec.roles, spec.vars, spec.source)
     base = base_step(distro, state_dir, refresh)
     package_set = package_list(ks, distro)

@@ -4,6 +4,10 @@ Appliance variables are checked against the ``meta/argument_specs.yml`` of the r
 appliance uses before anything runs (unknown names and wrong types are errors naming the
 appliance file and key). Variables of type ``path`` name files on the host: their content is
 part of the configured tree's id, so editing the app a variable points at rebuilds the tree.
+
+An option with ``crust_secret: ID`` is a build secret (crust/buildsecrets.py): Crust sets it to the
+secret's path inside the tree during the run; the appliance cannot set it, the build must be
+given the secret (``--secret ID=...``), and its content is no part of any id.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from crust.buildsecrets import ID_RE, SECRETS_DIR
 from crust.errors import UserError
 from crust.tomlfile import find_line
 
@@ -41,6 +46,7 @@ class Option:
     elements: str
     required: bool = False  # and no default: the appliance must set it
     choices: tuple[Any, ...] = ()
+    secret: str = ""  # crust_secret: the ID of the build secret whose path this variable holds
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
@@ -130,6 +136,19 @@ def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
             opt = _mapping(raw, spec_file, f"{where}.options.{name}")
             if not isinstance(opt.get("choices") or [], list):
                 raise UserError(f"{where}.options.{name}.choices: expected a list", file=spec_file, hint="list the allowed values")
+            secret = opt.get("crust_secret", "")
+            if "crust_secret" in opt and (not isinstance(secret, str) or not ID_RE.fullmatch(secret)):
+                raise UserError(
+                    f"{where}.options.{name}.crust_secret: {secret!r} is not a secret ID",
+                    file=spec_file,
+                    hint="use 1-64 letters, digits, '_', '.' and '-', starting with a letter or digit",
+                )
+            if secret and ("default" in opt or str(opt.get("type", "str")) not in ("str", "path")):
+                raise UserError(
+                    f"{where}.options.{name}: a build secret's variable holds its path: it takes no default and is of type path",
+                    file=spec_file,
+                    hint="write `type: path` and no default",
+                )
             options[name] = Option(
                 role,
                 name,
@@ -137,8 +156,27 @@ def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
                 str(opt.get("elements", "")),
                 bool(opt.get("required")) and "default" not in opt,
                 tuple(opt.get("choices") or ()),
+                secret,
             )
     return options
+
+
+def secret_options(roles_dir: Path, roles: tuple[str, ...]) -> list[Option]:
+    """The build-secret variables of the roles and the roles they depend on."""
+    return [opt for role in role_closure(roles_dir, roles) for opt in role_options(roles_dir, role).values() if opt.secret]
+
+
+def needed_secrets(roles_dir: Path, roles: tuple[str, ...]) -> dict[str, str]:
+    """Secret ID -> the (first) role that needs it."""
+    needed: dict[str, str] = {}
+    for opt in secret_options(roles_dir, roles):
+        needed.setdefault(opt.secret, opt.role)
+    return needed
+
+
+def secret_variables(roles_dir: Path, roles: tuple[str, ...]) -> dict[str, str]:
+    """Variable -> the path of its secret inside the tree, as the Ansible run sees it."""
+    return {opt.name: f"{SECRETS_DIR}/{opt.secret}" for opt in secret_options(roles_dir, roles)}
 
 
 def dependency_vars(roles_dir: Path, roles: tuple[str, ...]) -> set[str]:
@@ -182,6 +220,13 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
                 hint=f"did you mean {close[0]!r}?" if close else "declare it in the role's meta/argument_specs.yml or remove it",
             )
         opt = options[name]
+        if opt.secret:
+            raise UserError(
+                f"vars.{name}: role {opt.role} takes this from the build secret {opt.secret!r}, not from the appliance file",
+                file=source,
+                line=find_line(text, f"vars.{name}"),
+                hint=f"remove it, and give the secret at build time: --secret {opt.secret}=PATH",
+            )
         accepted = _TYPES.get(opt.type, (object,))
         if not isinstance(value, accepted) or (opt.type == "int" and isinstance(value, bool)):
             raise UserError(
@@ -226,7 +271,7 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
                     line=find_line(text, f"vars.{name}"),
                     hint="point it at a file or directory on the build host",
                 )
-    given = {*values, *CRUST_VARS, *dependency_vars(roles_dir, closure)}
+    given = {*values, *CRUST_VARS, *dependency_vars(roles_dir, closure), *(o.name for o in options.values() if o.secret)}
     for role, role_opts in by_role.items():
         for opt in role_opts.values():
             if opt.required and opt.name not in given:

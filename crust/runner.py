@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from crust import faults
+from crust.buildsecrets import child_env, redact
 from crust.errors import CommandError, UserError, command_name
 
 # Debian package that provides each external tool Crust calls.
@@ -86,7 +87,7 @@ def logging_to(log: IO[str]) -> Iterator[None]:
 def log_line(text: str) -> None:
     log = _current_log.get()
     if log is not None:
-        log.write(text.rstrip("\n") + "\n")
+        log.write(redact(text.rstrip("\n")) + "\n")
         log.flush()
 
 
@@ -128,7 +129,9 @@ def run(
     log = _current_log.get()
     log_line(f"$ {shlex.join(args)}")
     tail: collections.deque[str] = collections.deque(maxlen=40)
-    full_env = dict(os.environ)
+    # No credential of Crust's environment reaches a child; a command in the build sandbox
+    # (it works on the tree) inherits only an allow-list (crust.buildsecrets.child_env).
+    full_env = child_env(os.environ, sandboxed=args[0] == "unshare")
     full_env.update(env or {})
     full_env.setdefault("LC_ALL", "C.UTF-8")
     started = time.monotonic()
@@ -152,7 +155,7 @@ def run(
         if capture:
             out, err = proc.communicate(input_text, timeout=timeout)
             out_chunks.append(out)
-            for line in err.splitlines():
+            for line in redact(err).splitlines():
                 tail.append(line)
                 if log is not None:
                     log.write(line + "\n")
@@ -161,7 +164,7 @@ def run(
                 proc.stdin.write(input_text)
                 proc.stdin.close()
             assert proc.stdout is not None
-            for line in proc.stdout:
+            for line in map(redact, proc.stdout):  # no given secret or credential in a log or an error
                 tail.append(line.rstrip("\n"))
                 if log is not None:
                     log.write(line)

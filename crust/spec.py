@@ -341,13 +341,15 @@ def load_appliance(path: Path, project_root: Path) -> ApplianceSpec:
             line=find_line(text, "kickstart"),
             hint='name a file in kickstarts/, e.g. "' + path.stem + '.ks.j2"',
         )
+    roles = roles_dir(project_root)
+    shown = "roles/" if roles == project_root / "roles" else f"{roles}/"
     for index, role in enumerate(values["roles"]):
-        if "/" in role or not (project_root / "roles" / role / "tasks" / "main.yml").is_file():
+        if "/" in role or not (roles / role / "tasks" / "main.yml").is_file():
             raise UserError(
-                f"roles[{index}]: role {role!r} not found (no roles/{role}/tasks/main.yml)",
+                f"roles[{index}]: role {role!r} not found (no {shown}{role}/tasks/main.yml)",
                 file=path,
                 line=find_line(text, "roles"),
-                hint="name a directory in roles/",
+                hint=f"name a directory in {shown}",
             )
     if "/" in values["distribution"] or not (project_root / "distributions" / f"{values['distribution']}.toml").is_file():
         known = sorted(p.stem for p in (project_root / "distributions").glob("*.toml"))
@@ -412,6 +414,12 @@ def appliances_dir(project_root: Path) -> Path:
     """Where appliance files are read from: appliances/, or $CRUST_APPLIANCES (a site's own)."""
     override = os.environ.get("CRUST_APPLIANCES")
     return Path(override) if override else project_root / "appliances"
+
+
+def roles_dir(project_root: Path) -> Path:
+    """Where roles are read from: roles/, or $CRUST_ROLES (a site's own, set by --roles)."""
+    override = os.environ.get("CRUST_ROLES")
+    return Path(override) if override else project_root / "roles"
 
 
 def appliance_path(project_root: Path, name: str) -> Path:

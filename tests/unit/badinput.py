@@ -127,8 +127,10 @@ def project_root(project: Path) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(crust.cli, "PROJECT_ROOT", project)
         mp.setattr(crust.cloudcli, "PROJECT_ROOT", project)
-        # main() sets $CRUST_APPLIANCES for --appliances: monkeypatch restores it afterwards.
+        # main() sets $CRUST_APPLIANCES for --appliances, $CRUST_ROLES for --roles: monkeypatch
+        # restores them afterwards.
         mp.setenv("CRUST_APPLIANCES", str(project / "appliances"))
+        mp.setenv("CRUST_ROLES", str(project / "roles"))
         for name in ("CRUST_STORE", "CRUST_OUTPUT"):
             mp.delenv(name, raising=False)
         for module, attribute in TRIPWIRES:

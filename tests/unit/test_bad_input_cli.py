@@ -1,6 +1,7 @@
 """Bad input, command lines: unknown verbs and options, missing or unknown names, --all with
-names, bad -j / --format / --keep values, bad --store / --output / --appliances paths, and bad
-arguments of test, audit, upload, launch and terminate (including their unmet preconditions:
+names, bad -j / --format / --keep values, bad --store / --output / --appliances / --roles paths,
+bad build secrets (--secret syntax, files, variables, secrets missing or unused, roles declaring
+them wrongly), and bad arguments of test, audit, upload, launch and terminate (including their unmet preconditions:
 an appliance that is not built, a manifest without its image).
 
 Each case runs ./build.py's main() in-process on a project copy; tests/unit/badinput.py says
@@ -38,13 +39,17 @@ def case(case_id: str, argv: str | tuple[str, ...], words: str, setup: Setup | N
     return CliCase(case_id, tuple(argv.split()) if isinstance(argv, str) else argv, words, setup, file)
 
 
+PACKAGES = {"cloud-init": "25.1.4-1", "openssh-server": "1:10.0p1-7"}  # a build lists the image's packages
+
+
 def manifest(name: str, artifacts: list[dict[str, object]]) -> Setup:
     """inputs/out/NAME/manifest.json, as a build writes it (use with --output {inputs}/out)."""
 
     def setup(project: Path, inputs: Path) -> None:
         folder = inputs / "out" / name
         folder.mkdir(parents=True)
-        (folder / "manifest.json").write_text(json.dumps({"appliance": name, "version": "1.0", "artifacts": artifacts}), encoding="utf-8")
+        record = {"appliance": name, "version": "1.0", "artifacts": artifacts, "packages": PACKAGES}
+        (folder / "manifest.json").write_text(json.dumps(record), encoding="utf-8")
 
     return setup
 
@@ -58,7 +63,8 @@ def built(name: str) -> Setup:
         data = b"\0" * 4096
         (folder / f"{name}.raw").write_bytes(data)
         raw = {"format": "raw", "path": str(folder / f"{name}.raw"), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        (folder / "manifest.json").write_text(json.dumps({"appliance": name, "version": "1.0", "artifacts": [raw]}), encoding="utf-8")
+        record = {"appliance": name, "version": "1.0", "artifacts": [raw], "packages": PACKAGES}
+        (folder / "manifest.json").write_text(json.dumps(record), encoding="utf-8")
 
     return setup
 
@@ -250,7 +256,111 @@ CLOUD = [
     ),
 ]
 
-CASES = GLOBAL + NAMES + OPTIONS + TEST + AUDIT + CLOUD
+SECRET_SPEC = """\
+argument_specs:
+  main:
+    short_description: Uses a deploy key at build time.
+    options:
+      vault_probe_key_file:
+        type: path
+        required: true
+        crust_secret: {sid}
+        description: Path of the deploy key inside the tree (a build secret).
+"""
+
+
+def secret_role(spec: str = SECRET_SPEC.format(sid="deploy_key"), vars_text: str = "") -> Setup:
+    """roles/vault_probe declaring a build secret, and demo.toml using it (plus vars_text in [vars])."""
+
+    def setup(project: Path, inputs: Path) -> None:
+        write_into(project, "roles/vault_probe/tasks/main.yml", "---\n- name: Nothing\n  ansible.builtin.meta: noop\n")
+        write_into(project, "roles/vault_probe/meta/argument_specs.yml", spec)
+        text = GOOD.replace('roles = ["common", "wsgi"]', 'roles = ["common", "wsgi", "vault_probe"]')
+        write_into(project, APPLIANCE, text.replace("wsgi_workers = 3", "wsgi_workers = 3" + vars_text))
+
+    return setup
+
+
+def fifo(project: Path, inputs: Path) -> None:
+    os.mkfifo(inputs / "fifo")
+
+
+def big_file(project: Path, inputs: Path) -> None:
+    (inputs / "big").write_bytes(b"k" * (1024 * 1024 + 1))
+
+
+SECRET = "{inputs}/id_ed25519"
+SECRETS = [
+    case("secret-without-value", "build wsgi --secret", "argument --secret: expected one argument"),
+    case("secret-no-equals", "build wsgi --secret deploy_key", "--secret deploy_key: expected ID=PATH or ID=env:VARIABLE"),
+    case("secret-empty-id", f"build wsgi --secret ={SECRET}", "expected ID=PATH or ID=env:VARIABLE"),
+    case("secret-empty-source", "build wsgi --secret deploy_key=", "--secret deploy_key=: expected ID=PATH"),
+    case("secret-id-with-slash", f"build wsgi --secret ../key={SECRET}", "'../key' is not a secret ID"),
+    case("secret-id-leading-dot", f"build wsgi --secret .key={SECRET}", "'.key' is not a secret ID"),
+    case("secret-id-space", ("build", "wsgi", "--secret", f"deploy key={SECRET}"), "'deploy key' is not a secret ID"),
+    case("secret-id-too-long", f"build wsgi --secret {'k' * 65}={SECRET}", "is not a secret ID"),
+    case("secret-id-nul", ("build", "wsgi", "--secret", f"k\x00={SECRET}"), "is not a secret ID"),
+    case("secret-file-missing", "build wsgi --secret deploy_key={inputs}/nowhere", "--secret deploy_key={inputs}/nowhere: no such file"),
+    case("secret-file-a-directory", "build wsgi --secret deploy_key={inputs}/dir", "not a regular file"),
+    case("secret-file-a-fifo", "build wsgi --secret deploy_key={inputs}/fifo", "not a regular file", fifo),
+    case("secret-file-under-a-file", "build wsgi --secret deploy_key={inputs}/file/key", "cannot read it: Not a directory"),
+    case("secret-file-empty", "build wsgi --secret deploy_key={inputs}/empty.raw", "the secret is empty"),
+    case("secret-file-too-big", "build wsgi --secret deploy_key={inputs}/big", "larger than 1024 KiB", big_file),
+    case("secret-env-unset", "build wsgi --secret token=env:CRUST_TEST_NEVER_SET", "the environment variable CRUST_TEST_NEVER_SET is not set"),
+    case("secret-env-bad-name", "build wsgi --secret token=env:1TOKEN", "'1TOKEN' is not an environment variable name"),
+    case("secret-env-no-name", "build wsgi --secret token=env:", "'' is not an environment variable name"),
+    case("secret-given-twice", f"build demo --secret deploy_key={SECRET} --secret deploy_key={SECRET}", "given twice", secret_role()),
+    case("secret-not-used", f"build wsgi --secret deploy_key={SECRET}", "--secret deploy_key: no role of wsgi uses this secret"),
+    case("secret-not-used-all", f"build --all --secret deploy_key={SECRET}", "--secret deploy_key: no role of demo, ids, moksha"),
+    case("secret-missing", "build demo", "demo: role vault_probe needs the build secret 'deploy_key'", secret_role()),
+    case("secret-misspelt", f"build demo --secret deploy_kye={SECRET}", "needs the build secret 'deploy_key'", secret_role()),
+    case("secret-missing-second", f"build wsgi demo --secret other={SECRET}", "needs the build secret 'deploy_key'", secret_role()),
+    case(
+        "secret-set-in-appliance",
+        f"build demo --secret deploy_key={SECRET}",
+        "vars.vault_probe_key_file: role vault_probe takes this from the build secret 'deploy_key'",
+        secret_role(vars_text='\nvault_probe_key_file = "/root/.ssh/id_ed25519"'),
+        APPLIANCE,
+    ),
+    case(
+        "secret-set-in-appliance-validate",
+        "validate demo",
+        "takes this from the build secret",
+        secret_role(vars_text='\nvault_probe_key_file = "/tmp/k"'),
+        APPLIANCE,
+    ),
+    case(
+        "secret-role-bad-id",
+        "validate demo",
+        "crust_secret: 'deploy key' is not a secret ID",
+        secret_role(SECRET_SPEC.format(sid='"deploy key"')),
+        "roles/vault_probe/meta/argument_specs.yml",
+    ),
+    case(
+        "secret-role-id-not-a-string",
+        "build demo",
+        "crust_secret: 3 is not a secret ID",
+        secret_role(SECRET_SPEC.format(sid="3")),
+        "roles/vault_probe/meta/argument_specs.yml",
+    ),
+    case(
+        "secret-role-with-default",
+        "plan demo",
+        "a build secret's variable holds its path",
+        secret_role(SECRET_SPEC.format(sid="deploy_key") + "        default: /root/key\n"),
+        "roles/vault_probe/meta/argument_specs.yml",
+    ),
+    case("roles-missing-directory", "--roles {inputs}/nowhere validate wsgi", "--roles {inputs}/nowhere: no such directory"),
+    case("roles-a-file", "--roles {inputs}/file build wsgi", "--roles {inputs}/file: no such directory"),
+    case(
+        "roles-without-common",
+        "--roles {inputs}/dir validate demo",
+        "role 'common' not found (no {inputs}/dir/common/tasks/main.yml)",
+        file=APPLIANCE,
+    ),
+]
+
+CASES = GLOBAL + NAMES + OPTIONS + TEST + AUDIT + CLOUD + SECRETS
 
 
 def make_inputs(inputs: Path) -> None:

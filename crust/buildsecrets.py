@@ -1,0 +1,203 @@
+"""Build secrets: values a role needs while the tree is configured, and never after.
+
+A role declares a secret in its ``meta/argument_specs.yml``: an option with ``crust_secret: ID``
+is the variable that holds the *path* of the secret inside the tree (``/run/crust-secrets/ID``),
+never its content. ``./build.py build NAME --secret ID=PATH`` (or ``ID=env:VARIABLE``) gives
+it. The content is read once, before any work, and kept in memory:
+
+- it is written only to a tmpfs mounted in the Ansible run's private mount namespace
+  (crust/secretfs.py), which vanishes with the run: nothing of it reaches the tree's disk;
+- it is no input of any step id (like BuildKit's ``--secret``): a rotated key does not
+  rebuild, and a tree built with the old one stays in use until another input changes;
+- it is redacted from every line Crust logs or reports (``redact``), together with the values
+  of credential variables of Crust's own environment, which no child process gets
+  (``child_env``).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crust.errors import UserError
+
+SECRETS_DIR = "/run/crust-secrets"  # inside the tree, during the Ansible run only
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_BYTES = 1024 * 1024
+SYNTAX = "ID=PATH or ID=env:VARIABLE"
+EXAMPLE = "--secret deploy_key=$HOME/.ssh/id_ed25519"
+
+# Environment variables that carry credentials: no child process of a build gets them.
+CREDENTIAL_ENV = re.compile(
+    r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN|SECURITY_TOKEN|PROFILE|DEFAULT_PROFILE|SHARED_CREDENTIALS_FILE|CONFIG_FILE"
+    r"|WEB_IDENTITY_TOKEN_FILE|ROLE_ARN|ROLE_SESSION_NAME|CONTAINER_CREDENTIALS_\w+|CONTAINER_AUTHORIZATION_TOKEN\w*)"
+    r"|\w*(SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE_KEY|API_KEY|ACCESS_KEY|AUTH)\w*"
+    r"|SSH_AUTH_SOCK|SSH_AGENT_PID|GOOGLE_APPLICATION_CREDENTIALS|AZURE_\w+|ARM_CLIENT_\w+|OS_PASSWORD|KRB5CCNAME|GPG_AGENT_INFO",
+    re.IGNORECASE,
+)
+# What a command in the build sandbox (mmdebstrap, chroot, Ansible) may inherit from Crust's
+# environment; the caller adds what the command needs (CHROOT_ENV, ANSIBLE_*) on top.
+SANDBOX_ENV = re.compile(
+    r"PATH|HOME|USER|LOGNAME|SHELL|TERM|TZ|TMPDIR|LANG|LANGUAGE|LC_\w+|SOURCE_DATE_EPOCH|CRUST_\w+"
+    r"|(http|https|ftp|all|no)_proxy|(HTTP|HTTPS|FTP|ALL|NO)_PROXY"
+)
+MIN_REDACTED = 8  # shorter values would blank out ordinary words
+
+
+@dataclass(frozen=True)
+class Secret:
+    id: str
+    source: str  # where it came from, for messages: "file PATH" or "environment variable NAME"
+    value: bytes = field(repr=False)
+
+
+_given: dict[str, Secret] = {}
+_redacted: set[str] = set()
+_lock = threading.Lock()
+
+
+def parse_secret(text: str, environ: Mapping[str, str] | None = None) -> Secret:
+    """One --secret argument, read now: ID=PATH (a regular file) or ID=env:VARIABLE."""
+    environ = os.environ if environ is None else environ
+    sid, sep, where = text.partition("=")
+    shown = f"--secret {sid}{sep}{where}" if sep else f"--secret {text}"
+    if not sep or not sid or not where:
+        raise UserError(f"{shown}: expected {SYNTAX}", hint=f"e.g. {EXAMPLE}")
+    if not ID_RE.fullmatch(sid):
+        raise UserError(f"{shown}: {sid!r} is not a secret ID", hint="use 1-64 letters, digits, '_', '.' and '-', starting with a letter or digit")
+    if where.startswith("env:"):
+        name = where[len("env:") :]
+        if not ENV_NAME_RE.fullmatch(name):
+            raise UserError(f"{shown}: {name!r} is not an environment variable name", hint=f"write {sid}=env:NAME, e.g. {sid}=env:DEPLOY_TOKEN")
+        if name not in environ:
+            raise UserError(f"{shown}: the environment variable {name} is not set", hint=f"export {name}, or give the secret as a file: {sid}=PATH")
+        value = environ[name].encode("utf-8", "surrogateescape")
+        source = f"environment variable {name}"
+    else:
+        path = Path(where).expanduser()
+        value = read_secret_file(path, shown)
+        source = f"file {path}"
+    if not value.strip():
+        raise UserError(f"{shown}: the secret is empty", hint=f"check the {source.split(' ', 1)[0]} holds the secret")
+    if len(value) > MAX_BYTES:
+        raise UserError(f"{shown}: the secret is larger than {MAX_BYTES // 1024} KiB", hint="give a key or token, not a bundle of files")
+    return Secret(sid, source, value)
+
+
+def read_secret_file(path: Path, shown: str) -> bytes:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"{shown}: no such file", hint="give the path of the file that holds the secret") from None
+    except OSError as exc:
+        raise UserError(f"{shown}: cannot read it: {exc.strerror or exc}", hint="give a readable file") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+        raise UserError(f"{shown}: not a regular file", hint="give the path of the file that holds the secret")
+    if st.st_size > MAX_BYTES:
+        raise UserError(f"{shown}: the secret is larger than {MAX_BYTES // 1024} KiB", hint="give a key or token, not a bundle of files")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"{shown}: cannot read it: {exc.strerror or exc}", hint="give a file this user can read") from None
+
+
+def parse_secrets(args: Iterable[str], environ: Mapping[str, str] | None = None) -> dict[str, Secret]:
+    """Every --secret argument, by ID; an ID given twice is an error."""
+    found: dict[str, Secret] = {}
+    for text in args:
+        secret = parse_secret(text, environ)
+        if secret.id in found:
+            raise UserError(f"--secret {secret.id}: given twice ({found[secret.id].source}, {secret.source})", hint="give each secret ID once")
+        found[secret.id] = secret
+    return found
+
+
+def check_needed(needed: Mapping[str, Mapping[str, str]], given: Mapping[str, Secret]) -> None:
+    """needed: appliance -> {secret ID: the role that needs it}. Every needed secret is given,
+    and every given secret is needed by one of the appliances (an unused one is a typo)."""
+    for appliance, ids in needed.items():
+        for sid, role in sorted(ids.items()):
+            if sid not in given:
+                raise UserError(
+                    f"{appliance}: role {role} needs the build secret {sid!r}",
+                    hint=f"give it: ./build.py build {appliance} --secret {sid}=PATH (or {sid}=env:VARIABLE)",
+                )
+    used = {sid for ids in needed.values() for sid in ids}
+    for sid in given:
+        if sid not in used:
+            known = ", ".join(sorted(used)) or "none"
+            raise UserError(
+                f"--secret {sid}: no role of {', '.join(needed) or 'these appliances'} uses this secret (they use: {known})",
+                hint="remove it, or fix the ID (roles declare theirs with crust_secret in meta/argument_specs.yml)",
+            )
+
+
+def provide(secrets: Mapping[str, Secret]) -> None:
+    """Make the secrets available to this process's builds, and redact them from now on."""
+    with _lock:
+        _given.update(secrets)
+    for secret in secrets.values():
+        register(secret.value.decode("utf-8", "replace"))
+
+
+def given(ids: Iterable[str]) -> dict[str, bytes]:
+    """The content of each secret ID; a missing one is an error (checked before work starts)."""
+    with _lock:
+        missing = sorted(set(ids) - set(_given))
+        if missing:
+            raise UserError(f"build secret {missing[0]!r} was not given", hint=f"give it: --secret {missing[0]}=PATH")
+        return {sid: _given[sid].value for sid in ids}
+
+
+def clear() -> None:
+    """Forget the given secrets (the redaction list stays)."""
+    with _lock:
+        _given.clear()
+
+
+def fragments(value: str) -> set[str]:
+    """What to redact for one secret: itself, each of its lines (a PEM key is logged line by
+    line) and its base64 form (Ansible's slurp returns that)."""
+    found = {value.strip(), *(line.strip() for line in value.splitlines()), base64.b64encode(value.encode("utf-8", "replace")).decode("ascii")}
+    return {f for f in found if len(f) >= MIN_REDACTED and not (f.startswith("-----") and "\n" not in f)}  # not PEM armour lines
+
+
+def register(value: str) -> None:
+    """Redact value (and its fragments) from every line Crust logs or reports from now on."""
+    parts = fragments(value)
+    with _lock:
+        _redacted.update(parts)
+
+
+def register_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Redact the values of credential variables of Crust's own environment."""
+    environ = os.environ if environ is None else environ
+    for name, value in environ.items():
+        if CREDENTIAL_ENV.fullmatch(name) and len(value) >= MIN_REDACTED:
+            register(value)
+
+
+def redact(text: str) -> str:
+    """text with every registered secret value replaced by <redacted>."""
+    if not _redacted:
+        return text
+    with _lock:
+        parts = sorted(_redacted, key=len, reverse=True)
+    for part in parts:
+        if part in text:
+            text = text.replace(part, "<redacted>")
+    return text
+
+
+def child_env(environ: Mapping[str, str], sandboxed: bool) -> dict[str, str]:
+    """The part of Crust's environment a child process inherits: never a credential variable,
+    and for commands in the build sandbox (they work on the tree) only SANDBOX_ENV's names."""
+    return {name: value for name, value in environ.items() if not CREDENTIAL_ENV.fullmatch(name) and (not sandboxed or SANDBOX_ENV.fullmatch(name))}

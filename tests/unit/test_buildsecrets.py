@@ -1,0 +1,229 @@
+"""Build secrets: parsing --secret, redaction, the environment children get, the roles that
+declare secrets, and the tmpfs a secret lives on during the run (a real mount namespace)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crust import buildsecrets as secrets
+from crust.errors import UserError
+from crust.roles import check_vars, needed_secrets, secret_variables
+from crust.runner import logging_to, run, sandboxed
+from tests.conftest import need_root, need_tool
+
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\nQyNTUxOQAAACDcanaryCANARYcanaryCANARY0123\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry() -> object:
+    """Each test starts with no given secret and no redaction (the registry is per process)."""
+    with secrets._lock:
+        saved = set(secrets._redacted)
+        secrets._redacted.clear()
+    secrets.clear()
+    yield None
+    secrets.clear()
+    with secrets._lock:
+        secrets._redacted.clear()
+        secrets._redacted.update(saved)
+
+
+def test_parse_file_and_env(tmp_path: Path) -> None:
+    key = tmp_path / "id"
+    key.write_text(KEY)
+    found = secrets.parse_secrets([f"deploy_key={key}", "token=env:MY_TOKEN"], {"MY_TOKEN": "t0ken-value"})
+    assert found["deploy_key"].value == KEY.encode() and found["deploy_key"].source == f"file {key}"
+    assert found["token"].value == b"t0ken-value" and found["token"].source == "environment variable MY_TOKEN"
+    assert KEY not in repr(found) and "t0ken" not in repr(found), "a secret's repr never shows its value"
+
+
+def test_parse_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "key").write_text("abc")
+    assert secrets.parse_secret("k=~/key").value == b"abc"
+
+
+@pytest.mark.parametrize(
+    ("arg", "environ", "words"),
+    [
+        ("k=env:EMPTY", {"EMPTY": ""}, "the secret is empty"),
+        ("k=env:BLANK", {"BLANK": " \n"}, "the secret is empty"),
+        ("k=env:A-B", {}, "'A-B' is not an environment variable name"),
+        ("k=env:UNSET", {}, "UNSET is not set"),
+        ("k", {}, "expected ID=PATH or ID=env:VARIABLE"),
+        ("=x", {}, "expected ID=PATH"),
+        ("k/../x=/etc/hostname", {}, "is not a secret ID"),
+    ],
+)
+def test_parse_errors(arg: str, environ: dict[str, str], words: str) -> None:
+    with pytest.raises(UserError) as info:
+        secrets.parse_secret(arg, environ)
+    assert words in info.value.one_line() and "(fix: " in info.value.one_line()
+
+
+def test_check_needed() -> None:
+    given = {"deploy_key": secrets.Secret("deploy_key", "file x", b"v")}
+    secrets.check_needed({"a": {"deploy_key": "r"}, "b": {}}, given)
+    with pytest.raises(UserError, match="role r needs the build secret 'other'"):
+        secrets.check_needed({"a": {"deploy_key": "r", "other": "r"}}, given)
+    with pytest.raises(UserError, match="no role of a, b uses this secret"):
+        secrets.check_needed({"a": {}, "b": {}}, given)
+
+
+def test_given_and_missing() -> None:
+    secrets.provide({"k": secrets.Secret("k", "file x", b"value-of-k")})
+    assert secrets.given(["k"]) == {"k": b"value-of-k"}
+    with pytest.raises(UserError, match="build secret 'nope' was not given"):
+        secrets.given(["k", "nope"])
+
+
+def test_redaction_of_a_key_line_by_line_and_in_base64() -> None:
+    secrets.register(KEY)
+    body = KEY.splitlines()[2]
+    assert secrets.redact(f"fatal: {body} trailing") == "fatal: <redacted> trailing"
+    assert "canary" not in secrets.redact(json.dumps({"content": KEY}))  # one line, with \n escapes
+    assert "<redacted>" in secrets.redact(base64.b64encode(KEY.encode()).decode())
+    assert secrets.redact("-----BEGIN OPENSSH PRIVATE KEY-----") == "-----BEGIN OPENSSH PRIVATE KEY-----", "armour is no secret"
+    secrets.register("short")
+    assert secrets.redact("a short word") == "a short word", "values under 8 characters are not redacted"
+
+
+def test_environment_credentials_are_redacted() -> None:
+    secrets.register_environment({"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "HOME": "/root/home-dir"})
+    assert secrets.redact("key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY!") == "key <redacted>!"
+    assert secrets.redact("/root/home-dir") == "/root/home-dir"
+
+
+ENV = {
+    "PATH": "/usr/bin",
+    "HOME": "/root",
+    "LC_ALL": "C.UTF-8",
+    "https_proxy": "http://proxy:3128",
+    "CRUST_STORE": "/s",
+    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "x" * 40,
+    "AWS_SESSION_TOKEN": "t" * 40,
+    "AWS_PROFILE": "prod",
+    "GITHUB_TOKEN": "ghp_x",
+    "VAULT_TOKEN": "s.x",
+    "DB_PASSWORD": "pw",
+    "SSH_AUTH_SOCK": "/tmp/agent.sock",
+    "GOOGLE_APPLICATION_CREDENTIALS": "/k.json",
+    "AZURE_CLIENT_SECRET": "a",
+    "PYTHONPATH": "/src",
+    "EDITOR": "vi",
+}
+
+
+def test_child_env() -> None:
+    host = secrets.child_env(ENV, sandboxed=False)
+    assert set(host) == {"PATH", "HOME", "LC_ALL", "https_proxy", "CRUST_STORE", "PYTHONPATH", "EDITOR"}
+    sandbox = secrets.child_env(ENV, sandboxed=True)
+    assert set(sandbox) == {"PATH", "HOME", "LC_ALL", "https_proxy", "CRUST_STORE"}
+
+
+def test_run_gives_children_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "canary-secret-access-key-0123456789")
+    monkeypatch.setenv("CRUST_TEST_PLAIN", "plain")
+    out = run(["env"], capture=True).stdout
+    assert "canary-secret-access-key" not in out and "AWS_SECRET_ACCESS_KEY" not in out
+    assert "CRUST_TEST_PLAIN=plain" in out
+    out = run(["env"], capture=True, env={"EXTRA": "given"}).stdout
+    assert "EXTRA=given" in out, "what the caller passes is added"
+
+
+def test_sandboxed_children_get_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    need_root()
+    need_tool("unshare")
+    monkeypatch.setenv("SOME_APP_SETTING", "x")
+    out = run(sandboxed(["env"]), capture=True).stdout
+    assert "SOME_APP_SETTING" not in out and "PATH=" in out
+
+
+def test_run_redacts_its_log_and_errors() -> None:
+    secret = "canary-deploy-token-5f3a9c"
+    secrets.provide({"t": secrets.Secret("t", "env T", secret.encode())})
+    log = io.StringIO()
+    with logging_to(log), pytest.raises(Exception) as info:
+        run(["sh", "-c", f"echo using {secret}; echo {secret} >&2; exit 3"])
+    assert secret not in log.getvalue() and "using <redacted>" in log.getvalue()
+    assert secret not in str(info.value) and "<redacted>" in str(info.value)
+
+
+def write_role(roles: Path, name: str, spec: str) -> None:
+    (roles / name / "tasks").mkdir(parents=True)
+    (roles / name / "tasks/main.yml").write_text("---\n- name: Nothing\n  ansible.builtin.meta: noop\n")
+    (roles / name / "meta").mkdir()
+    (roles / name / "meta/argument_specs.yml").write_text(spec)
+
+
+SPEC = """\
+argument_specs:
+  main:
+    options:
+      {var}:
+        type: path
+        required: true
+        crust_secret: {sid}
+"""
+
+
+def test_roles_declare_secrets(tmp_path: Path) -> None:
+    roles = tmp_path / "roles"
+    write_role(roles, "a", SPEC.format(var="a_key_file", sid="deploy_key"))
+    write_role(roles, "b", SPEC.format(var="b_token_file", sid="api_token"))
+    (roles / "b/meta/main.yml").write_text("dependencies: [a]\n")
+    assert needed_secrets(roles, ("b",)) == {"deploy_key": "a", "api_token": "b"}
+    assert secret_variables(roles, ("b",)) == {"a_key_file": "/run/crust-secrets/deploy_key", "b_token_file": "/run/crust-secrets/api_token"}
+    appliance = tmp_path / "x.toml"
+    appliance.write_text("[vars]\n")
+    check_vars(roles, ("b",), {}, appliance)  # a required secret variable is given by Crust
+
+
+def secretfs(tree: Path, payload: dict[str, bytes], command: list[str]) -> subprocess.CompletedProcess[str]:
+    data = json.dumps({k: base64.b64encode(v).decode() for k, v in payload.items()})
+    helper = str(Path(secrets.__file__).with_name("secretfs.py"))
+    argv = sandboxed([sys.executable, helper, str(tree / "run/crust-secrets"), "--", *command], root=tree)
+    return subprocess.run(argv, input=data, capture_output=True, text=True, check=False, env=secrets.child_env(os.environ, True))
+
+
+def test_secret_lives_on_a_tmpfs_of_the_run_only(tmp_path: Path) -> None:
+    need_root()
+    need_tool("unshare")
+    tree = tmp_path / "tree"
+    (tree / "run").mkdir(parents=True)
+    where = tree / "run/crust-secrets/deploy_key"
+    script = f"stat -c '%a %U' {where}; cat {where}; grep ' {tree}/run/crust-secrets ' /proc/self/mounts; cat /proc/self/fd/0 | wc -c"
+    out = secretfs(tree, {"deploy_key": KEY.encode()}, ["sh", "-c", script])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "400 root"
+    assert "\n".join(lines[1:5]) + "\n" == KEY
+    assert " tmpfs " in lines[5] and "noexec" in lines[5]
+    assert lines[6] == "0", "the command's stdin is /dev/null, not the secrets"
+    assert list((tree / "run").iterdir()) == [], "nothing on the tree's disk after the run"
+    assert KEY not in Path("/proc/mounts").read_text()
+
+
+def test_secretfs_refuses_a_directory_on_disk(tmp_path: Path) -> None:
+    """Run outside the sandbox, the tree's /run is its disk: no secret may be written there."""
+    tree = tmp_path / "tree"
+    (tree / "run").mkdir(parents=True)
+    helper = str(Path(secrets.__file__).with_name("secretfs.py"))
+    out = subprocess.run(
+        [sys.executable, helper, str(tree / "run/crust-secrets"), "--", "true"],
+        input='{"k": "dmFsdWU="}',
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2 and "is not a tmpfs of this namespace" in out.stderr
+    assert list((tree / "run").iterdir()) == []
