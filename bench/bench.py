@@ -85,6 +85,8 @@ def main() -> int:
         for name in COPY:
             src = ROOT / name
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+        # Byte-compiled, as an installed package (and ./setup.sh's checkout) is.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(work / "crust")], check=True, stdout=subprocess.DEVNULL)
         names = sorted(p.stem for p in (work / "appliances").glob("*.toml"))
 
         cold, _ = crust(work, "build", "wsgi")

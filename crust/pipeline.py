@@ -226,10 +226,10 @@ def file_facts(path: Path) -> dict[str, Any]:
 
 
 def make_base(plan: AppliancePlan) -> Callable[[Path], dict[str, Any]]:
-    from crust.base import build_base
-    from crust.configure import installed_packages
-
     def action(tmp: Path) -> dict[str, Any]:
+        from crust.base import build_base
+        from crust.configure import installed_packages
+
         build_base(plan.distro, tmp, tmp / "tree")
         return {"packages": installed_packages(tmp / "tree")}
 
@@ -237,10 +237,10 @@ def make_base(plan: AppliancePlan) -> Callable[[Path], dict[str, Any]]:
 
 
 def make_packages(plan: AppliancePlan, base: Entry) -> Callable[[Path], dict[str, Any]]:
-    from crust import configure
-    from crust.plan import package_list
-
     def action(tmp: Path) -> dict[str, Any]:
+        from crust import configure
+        from crust.plan import package_list
+
         tree = tmp / "tree"
         run(["cp", "-a", "--reflink=auto", str(base.path / "tree"), str(tree)])
         configure.guard_services(tree)
@@ -253,13 +253,13 @@ def make_packages(plan: AppliancePlan, base: Entry) -> Callable[[Path], dict[str
 
 
 def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path, facts_root: Path) -> Callable[[Path], dict[str, Any]]:
-    from crust import ansible, configure
-    from crust.configure import installed_packages
-    from crust.seal import seal
-
     ks = plan.ks
 
     def action(tmp: Path) -> dict[str, Any]:
+        from crust import ansible, configure
+        from crust.configure import installed_packages
+        from crust.seal import seal
+
         tree = tmp / "tree"
         work = tmp / "work"
         work.mkdir()
@@ -293,12 +293,12 @@ def make_tree(plan: AppliancePlan, packages: Entry, roles_dir: Path, facts_root:
 
 
 def make_image(plan: AppliancePlan, tree: Entry) -> Callable[[Path], dict[str, Any]]:
-    from crust.assemble import assemble
-    from crust.audit import audit_tree, findings_json, policy_from_kickstart, summarize
-    from crust.runner import log_line
-    from crust.sbom import Subject, write_sbom
-
     def action(tmp: Path) -> dict[str, Any]:
+        from crust.assemble import assemble
+        from crust.audit import audit_tree, findings_json, policy_from_kickstart, summarize
+        from crust.runner import log_line
+        from crust.sbom import Subject, write_sbom
+
         # The sealed tree is the image's root file system: audit it (a finding fails the
         # build, nothing is published) while the disk is assembled from it — the audit is
         # Python, the assembly external tools, so the two share the cores — and list its
