@@ -58,7 +58,7 @@ def require_first_boot_agent(manifest_path: Path, manifest: Mapping[str, Any]) -
     name = manifest.get("appliance", manifest_path.parent.name)
     raise UserError(
         f"{manifest_path}: {name}'s image has no cloud-init, so a cloud instance of it would take no SSH key and no user data",
-        hint=f'add cloud-init to %packages in its kickstart and "cloud_init" to roles in appliances/{name}.toml, then rebuild',
+        hint=f'add cloud-init to %packages in its kickstart and "cloud_init" to roles in the appliance file of {name}, then rebuild',
     )
 
 

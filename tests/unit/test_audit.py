@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from crust.audit import AuditPolicy, Finding, audit_tree, policy_from_kickstart, summarize
+from crust.audit import AuditPolicy, Finding, audit_tree, files_with_anchors, policy_from_kickstart, summarize, walk
 from crust.kickstart import load
 from crust.seal import SSHD_POLICY
 
@@ -323,7 +324,21 @@ def test_secrets_after_near_misses_in_binaries_and_odd_names(tree: Path) -> None
     odd = os.fsencode(tree / "srv") + b"/app/key-\xff.pem"
     with open(odd, "wb") as fh:
         fh.write(pem("OPENSSH PRIVATE KEY").encode())
+    write(tree, "/srv/app/only-a-near-miss", f"XXAKIA{'Q' * 16}\n")
     reasons = {(f.path, f.reason) for f in audit_tree(tree, AuditPolicy())}
-    assert ("/usr/local/lib/libcrust.so", "AWS access key id at line 1") in reasons
-    assert ("/srv/app/near-miss", "AWS access key id at line 2") in reasons
-    assert (os.fsdecode(b"/srv/app/key-\xff.pem"), "private key (OPENSSH PRIVATE KEY) at line 1") in reasons
+    assert reasons == {
+        ("/usr/local/lib/libcrust.so", "AWS access key id at line 1"),
+        ("/srv/app/near-miss", "AWS access key id at line 2"),
+        (os.fsdecode(b"/srv/app/key-\xff.pem"), "private key (OPENSSH PRIVATE KEY) at line 1"),
+    }
+
+
+def test_grep_narrows_the_files_read_to_those_holding_an_anchor(tree: Path) -> None:
+    write(tree, "/srv/app/near-miss", f"XXAKIA{'Q' * 16}\n")
+    write(tree, "/srv/app/key.pem", pem("RSA PRIVATE KEY"))
+    listed = files_with_anchors(tree)
+    assert listed is not None
+    assert {"/srv/app/near-miss", "/srv/app/key.pem"} <= listed
+    assert "/etc/passwd" not in listed and "/etc/ssh/sshd_config" not in listed
+    every = sum(1 for _, st in walk(tree) if stat.S_ISREG(st.st_mode))
+    assert len(listed) < every / 2, "grep lists only the files with an anchor"

@@ -197,7 +197,7 @@ def test_an_image_without_cloud_init_is_refused(tmp_path: Path, project: Path, v
     line = out.stderr.strip()
     assert len(line.splitlines()) == 1 and "Traceback" not in line
     assert f"{path}: demo's image has no cloud-init" in line
-    assert 'fix: add cloud-init to %packages in its kickstart and "cloud_init" to roles in appliances/demo.toml' in line
+    assert 'fix: add cloud-init to %packages in its kickstart and "cloud_init" to roles in the appliance file of demo' in line
     manifest["packages"]["cloud-init"] = "25.1.4-1"
     path.write_text(json.dumps(manifest))
     out = build_py("--appliances", str(project / "appliances"), "--output", str(tmp_path), verb, "demo", "--target", "aws", env=env)
