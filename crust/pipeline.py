@@ -32,7 +32,7 @@ STEP_TOOLS = {
     "base": ["mmdebstrap", "unshare", "mount"],
     "packages": ["unshare", "mount", "chroot", "dpkg-query", "cp"],
     "tree": ["unshare", "mount", "chroot", "systemctl", "useradd", "dpkg-query", "ansible-playbook", "cp"],
-    "image": ["sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "dd", "unshare"],
+    "image": ["sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "dd", "unshare", "grep"],
     "convert": ["qemu-img"],
 }
 GIB = 1024**3
