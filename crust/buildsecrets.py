@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import threading
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +44,16 @@ CREDENTIAL_ENV = re.compile(
     re.IGNORECASE,
 )
 # What a command in the build sandbox (mmdebstrap, chroot, Ansible) may inherit from Crust's
-# environment; the caller adds what the command needs (CHROOT_ENV, ANSIBLE_*) on top.
+# environment; the caller adds what the command needs (CHROOT_ENV, ANSIBLE_*) on top. No
+# CRUST_* variable: Crust reads its own settings (CRUST_STORE, CRUST_ROLES, CRUST_FAULT...) in
+# its own process, and what a sandboxed command needs of them is passed with run(env=...).
 SANDBOX_ENV = re.compile(
-    r"PATH|HOME|USER|LOGNAME|SHELL|TERM|TZ|TMPDIR|LANG|LANGUAGE|LC_\w+|SOURCE_DATE_EPOCH|CRUST_\w+"
+    r"PATH|HOME|USER|LOGNAME|SHELL|TERM|TZ|TMPDIR|LANG|LANGUAGE|LC_\w+|SOURCE_DATE_EPOCH"
     r"|(http|https|ftp|all|no)_proxy|(HTTP|HTTPS|FTP|ALL|NO)_PROXY"
 )
-MIN_REDACTED = 8  # shorter values would blank out ordinary words
+# Variables that may hold a URL with a user:password part (children need the proxy itself).
+PROXY_ENV = re.compile(r"(http|https|ftp|all|no)_proxy", re.IGNORECASE)
+MIN_REDACTED = 8  # shorter values would blank out ordinary words; a shorter secret is refused
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Secret:
 
 _given: dict[str, Secret] = {}
 _redacted: set[str] = set()
+_source_vars: set[str] = set()  # variables given as ID=env:NAME: no child process gets them
 _lock = threading.Lock()
 
 
@@ -80,6 +86,8 @@ def parse_secret(text: str, environ: Mapping[str, str] | None = None) -> Secret:
             raise UserError(f"{shown}: the environment variable {name} is not set", hint=f"export {name}, or give the secret as a file: {sid}=PATH")
         value = environ[name].encode("utf-8", "surrogateescape")
         source = f"environment variable {name}"
+        with _lock:  # from now on, before any child runs
+            _source_vars.add(name)
     else:
         path = Path(where).expanduser()
         value = read_secret_file(path, shown)
@@ -88,6 +96,11 @@ def parse_secret(text: str, environ: Mapping[str, str] | None = None) -> Secret:
         raise UserError(f"{shown}: the secret is empty", hint=f"check the {source.split(' ', 1)[0]} holds the secret")
     if len(value) > MAX_BYTES:
         raise UserError(f"{shown}: the secret is larger than {MAX_BYTES // 1024} KiB", hint="give a key or token, not a bundle of files")
+    if len(value.strip()) < MIN_REDACTED:  # a value this short could not be told from ordinary words in the logs
+        raise UserError(
+            f"--secret {sid}: the secret is shorter than {MIN_REDACTED} characters, too short to redact from the logs",
+            hint=f"use a secret of {MIN_REDACTED} characters or more",
+        )
     return Secret(sid, source, value)
 
 
@@ -95,7 +108,12 @@ def read_secret_file(path: Path, shown: str) -> bytes:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise UserError(f"{shown}: no such file", hint="give the path of the file that holds the secret") from None
+        # Not the text given: a secret typed in place of its path would be shown on the terminal.
+        sid = shown.removeprefix("--secret ").partition("=")[0]
+        raise UserError(
+            f"--secret {sid}: no such file (the path given is not shown: it may be the secret itself)",
+            hint=f"give the path of the file that holds the secret: {sid}=PATH",
+        ) from None
     except OSError as exc:
         raise UserError(f"{shown}: cannot read it: {exc.strerror or exc}", hint="give a readable file") from None
     if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
@@ -145,7 +163,7 @@ def provide(secrets: Mapping[str, Secret]) -> None:
     with _lock:
         _given.update(secrets)
     for secret in secrets.values():
-        register(secret.value.decode("utf-8", "replace"))
+        register(secret.value)
 
 
 def given(ids: Iterable[str]) -> dict[str, bytes]:
@@ -158,23 +176,45 @@ def given(ids: Iterable[str]) -> dict[str, bytes]:
 
 
 def clear() -> None:
-    """Forget the given secrets (the redaction list stays)."""
+    """Forget the given secrets (the redaction list and the hidden variables stay)."""
     with _lock:
         _given.clear()
 
 
-def fragments(value: str) -> set[str]:
+def fragments(value: str | bytes) -> set[str]:
     """What to redact for one secret: itself, each of its lines (a PEM key is logged line by
-    line) and its base64 form (Ansible's slurp returns that)."""
-    found = {value.strip(), *(line.strip() for line in value.splitlines()), base64.b64encode(value.encode("utf-8", "replace")).decode("ascii")}
+    line) and its base64 form (Ansible's slurp returns that), encoded from the secret's own
+    bytes. Logged text is decoded as run() decodes a child's output (UTF-8, "replace")."""
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+    text = raw.decode("utf-8", "replace")
+    encoded = {base64.b64encode(raw).decode("ascii"), base64.b64encode(raw.strip()).decode("ascii")}
+    found = {text.strip(), *(line.strip() for line in text.splitlines()), *encoded}
     return {f for f in found if len(f) >= MIN_REDACTED and not (f.startswith("-----") and "\n" not in f)}  # not PEM armour lines
 
 
-def register(value: str) -> None:
+def register(value: str | bytes) -> None:
     """Redact value (and its fragments) from every line Crust logs or reports from now on."""
     parts = fragments(value)
     with _lock:
         _redacted.update(parts)
+
+
+def proxy_fragments(url: str) -> set[str]:
+    """The password of a proxy URL (http://user:password@host:port), as written and decoded,
+    and its user:password@ part (redacted whatever its length: it cannot be an ordinary word)."""
+    try:
+        split = urllib.parse.urlsplit(url.strip())
+    except ValueError:
+        return set()
+    userinfo, at, _host = split.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return set()
+    raw = userinfo.partition(":")[2]
+    if not raw:
+        return set()
+    found = {f"{userinfo}@", f":{raw}@"}
+    found |= {p for p in (raw, urllib.parse.unquote(raw)) if len(p) >= MIN_REDACTED}
+    return found
 
 
 def register_environment(environ: Mapping[str, str] | None = None) -> None:
@@ -183,6 +223,11 @@ def register_environment(environ: Mapping[str, str] | None = None) -> None:
     for name, value in environ.items():
         if CREDENTIAL_ENV.fullmatch(name) and len(value) >= MIN_REDACTED:
             register(value)
+        elif PROXY_ENV.fullmatch(name):
+            for url in value.split(","):  # no_proxy is a list; a proxy URL may carry a password
+                parts = proxy_fragments(url)
+                with _lock:
+                    _redacted.update(parts)
 
 
 def redact(text: str) -> str:
@@ -198,6 +243,13 @@ def redact(text: str) -> str:
 
 
 def child_env(environ: Mapping[str, str], sandboxed: bool) -> dict[str, str]:
-    """The part of Crust's environment a child process inherits: never a credential variable,
-    and for commands in the build sandbox (they work on the tree) only SANDBOX_ENV's names."""
-    return {name: value for name, value in environ.items() if not CREDENTIAL_ENV.fullmatch(name) and (not sandboxed or SANDBOX_ENV.fullmatch(name))}
+    """The part of Crust's environment a child process inherits: never a credential variable
+    nor a variable a --secret was read from (ID=env:NAME), and for commands in the build
+    sandbox (they work on the tree) only SANDBOX_ENV's names."""
+    with _lock:
+        hidden = set(_source_vars)
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in hidden and not CREDENTIAL_ENV.fullmatch(name) and (not sandboxed or SANDBOX_ENV.fullmatch(name))
+    }

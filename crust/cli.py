@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import select
 import signal
 import sys
 import traceback
@@ -449,5 +451,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: partial outputs removed", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not stdout_closed():  # not our reader going away: some other pipe broke, a failure
+            if debug:
+                traceback.print_exc()
+            print(f"error: broken pipe: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+            return 1
+        # The reader of our output went away (./build.py plan | head): nothing more to say.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # else Python's final flush of stdout complains
+            os.close(devnull)
         return 0
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader is gone: writing to it fails with EPIPE."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (captured output)
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _fd, events in poller.poll(0))

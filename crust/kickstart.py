@@ -315,10 +315,9 @@ def _check_hash(value: str, what: str, line: int) -> str:
 
 def _hash_plaintext(value: str) -> str:
     """SHA-512 crypt of a plain-text password (only when plain text is explicitly allowed)."""
-    import subprocess
+    from crust.runner import run  # as every command: no credential of Crust's environment reaches it
 
-    out = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=value, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    return run(["openssl", "passwd", "-6", "-stdin"], capture=True, input_text=value).stdout.strip()
 
 
 def _check_rootpw(handler: Any, allow: bool) -> str:

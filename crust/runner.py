@@ -161,8 +161,7 @@ def run(
                     log.write(line + "\n")
         else:
             if input_text is not None and proc.stdin is not None:
-                proc.stdin.write(input_text)
-                proc.stdin.close()
+                feed_stdin(proc.stdin, input_text)
             assert proc.stdout is not None
             for line in map(redact, proc.stdout):  # no given secret or credential in a log or an error
                 tail.append(line.rstrip("\n"))
@@ -185,6 +184,16 @@ def run(
         log_path = Path(log.name) if log is not None and isinstance(getattr(log, "name", None), str) else None
         raise CommandError(args, status, "\n".join(tail), log_path)
     return Result(tuple(args), status, "".join(out_chunks))
+
+
+def feed_stdin(stdin: IO[str], text: str) -> None:
+    """Write text to a child's stdin and close it. A child that exits without reading it all
+    closes the pipe: that is no error of Crust's (as in Popen.communicate), the child's exit
+    status tells whether the command failed."""
+    with contextlib.suppress(BrokenPipeError):
+        stdin.write(text)
+    with contextlib.suppress(BrokenPipeError):
+        stdin.close()  # flushes what write() left in the buffer: the same broken pipe
 
 
 def stop_all() -> None:

@@ -1,12 +1,14 @@
 """Build secrets never leak: canaries planted in a real build are searched for in every output.
 
 A small role (written here, under the test's tmp dir, with a variant of the wsgi appliance that
-shares its packages step) is given a freshly generated SSH private key and an API token with
---secret, while the build's environment holds canary AWS credentials and a GitHub token. The
-role uses the secrets for real: it derives the key's public key with ssh-keygen inside the
-chroot and installs it as root's authorized_keys, and records the token's sha256. It also
-records what the run could see: the secret file's mode and file system, the environment of
-commands in the tree, and the controller's view of the AWS variables.
+shares its packages step) is given a freshly generated SSH private key, an API token and two
+keys read from variables with neutral names (DEPLOY_KEY, and CRUST_DEPLOY_KEY, which looks like
+one of Crust's own settings) with --secret, while the build's environment holds canary AWS
+credentials and a GitHub token. The role uses the secrets for real: it derives the key's public
+key with ssh-keygen inside the chroot and installs it as root's authorized_keys, and records the
+sha256 of the token and of the keys. It also records what the run could see: the secret file's
+mode and file system, the environment of commands in the tree, the names in the ansible_env
+fact, and the controller's view of the variables.
 
 Then every output is searched for every canary (the key's base64 body lines, its raw private
 seed, the token, the AWS values): the raw disk image (the whole file) and the qcow2, the store
@@ -15,6 +17,10 @@ fact cache, build/NAME/ (manifest, SBOM), and the build's stdout and stderr. The
 key and the token's digest must be in the image (else the role never saw the secrets, and the
 search proves nothing). A rebuild with a rotated key and token reuses the tree (secrets are
 no step input). A role that prints a secret and fails shows it redacted, in stderr and its log.
+
+Each run builds its own tree, image and qcow2 (a fresh nonce, ~1.2 GB): at teardown the test
+removes exactly those store entries (and their logs and build records), never one that another
+appliance's build uses.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any
 
 import pytest
 
+from crust.store import Store, remove_tree
 from tests.conftest import ROOT, build_py, need_tool
 
 pytestmark = pytest.mark.integration
@@ -60,6 +67,16 @@ argument_specs:
         required: true
         crust_secret: api_token
         description: Path of the API token inside the tree (a build secret).
+      secret_probe_site_key_file:
+        type: path
+        required: true
+        crust_secret: site_key
+        description: A key given from $DEPLOY_KEY (a variable named like no credential).
+      secret_probe_crust_key_file:
+        type: path
+        required: true
+        crust_secret: crust_key
+        description: A key given from $CRUST_DEPLOY_KEY (named like a setting of Crust's).
       secret_probe_nonce:
         type: str
         default: ""
@@ -94,6 +111,13 @@ ROLE_TASKS = """\
   ansible.builtin.command:
     argv: [sha256sum, "{{ secret_probe_token_file }}"]
   register: secret_probe_token
+  changed_when: false
+  no_log: true
+
+- name: Digest the keys given from variables
+  ansible.builtin.command:
+    argv: [sha256sum, "{{ secret_probe_site_key_file }}", "{{ secret_probe_crust_key_file }}"]
+  register: secret_probe_env_keys
   changed_when: false
   no_log: true
 
@@ -137,8 +161,12 @@ ROLE_TASKS = """\
       key_owner={{ secret_probe_key.stat.pw_name }}
       mount={{ secret_probe_mount.stdout }}
       token_sha256={{ secret_probe_token.stdout.split()[0] }}
+      site_key_sha256={{ secret_probe_env_keys.stdout_lines[0].split()[0] }}
+      crust_key_sha256={{ secret_probe_env_keys.stdout_lines[1].split()[0] }}
       controller_aws_secret={{ lookup('ansible.builtin.env', 'AWS_SECRET_ACCESS_KEY', default='absent') }}
       controller_github_token={{ lookup('ansible.builtin.env', 'GITHUB_TOKEN', default='absent') }}
+      controller_deploy_key={{ lookup('ansible.builtin.env', 'DEPLOY_KEY', default='absent') }}
+      controller_crust_deploy_key={{ lookup('ansible.builtin.env', 'CRUST_DEPLOY_KEY', default='absent') }}
       facts_env_names={{ ansible_env.keys() | sort | join(',') }}
       --- env in the tree
       {{ secret_probe_env.stdout }}
@@ -220,6 +248,11 @@ def env_canaries() -> dict[str, str]:
     }
 
 
+def secret_env() -> dict[str, str]:
+    """The variables --secret reads from: neutral names, which no credential pattern matches."""
+    return {"PROBE_API_TOKEN": token("tok_", 40), "DEPLOY_KEY": token("dk_", 40), "CRUST_DEPLOY_KEY": token("cdk_", 40)}
+
+
 def regular_files(root: Path) -> Iterator[Path]:
     """Every regular file under root (no symlink followed, no device or FIFO opened)."""
     if root.is_file():
@@ -250,7 +283,8 @@ def search(roots: list[Path], needles: dict[str, bytes]) -> list[str]:
     return sorted(set(hits))
 
 
-def build(apps: Path, roles: Path, out: Path, key: Path, env: dict[str, str], api_token: str) -> subprocess.CompletedProcess[str]:
+def build(apps: Path, roles: Path, out: Path, key: Path, env: dict[str, str], given: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Build the probe: the key from a file, the other secrets from the variables of given."""
     return build_py(
         "--appliances",
         str(apps),
@@ -264,7 +298,11 @@ def build(apps: Path, roles: Path, out: Path, key: Path, env: dict[str, str], ap
         f"deploy_key={key}",
         "--secret",
         "api_token=env:PROBE_API_TOKEN",
-        env={**env, "PROBE_API_TOKEN": api_token},
+        "--secret",
+        "site_key=env:DEPLOY_KEY",
+        "--secret",
+        "crust_key=env:CRUST_DEPLOY_KEY",
+        env={**env, **given},
         timeout=1200,
     )
 
@@ -274,7 +312,46 @@ def step(manifest: dict[str, Any], kind: str) -> dict[str, Any]:
     return found
 
 
-def test_no_secret_in_any_output(built: Built, tmp_path: Path) -> None:
+OWN_KINDS = ("tree", "image", "convert")  # what a probe build makes; base and packages are wsgi's
+
+
+def names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+@pytest.fixture
+def own_entries() -> Iterator[list[Path]]:
+    """Removes, at teardown, the store entries the test's builds made (each run's nonce makes its
+    tree, image and qcow2 new: ~1.2 GB a run) and their logs and build records: only entries of
+    this appliance, made during the test, that no other appliance's build record uses. The test
+    appends the logs of steps that failed (they have no entry)."""
+    steps, logs, records = STORE / "steps", STORE / "logs", STORE / "builds" / NAME
+    before = (names(steps), names(logs), names(records))
+    failed_logs: list[Path] = []
+    yield failed_logs
+    with Store(STORE).exclusive():  # as ./build.py clean: no build is using them meanwhile
+        used_elsewhere: set[str] = set()
+        for record in (STORE / "builds").glob("*/*.json"):
+            if record.parent.name != NAME:
+                used_elsewhere |= {f"{s['kind']}-{s['id']}" for s in json.loads(record.read_text()).get("steps", [])}
+        removed: list[str] = []
+        for name in sorted(names(steps) - before[0]):
+            meta = steps / name / "step.json"
+            kind = name.split("-", 1)[0]
+            if kind not in OWN_KINDS or name in used_elsewhere or not meta.is_file():
+                continue
+            made_for = json.loads(meta.read_text())["name"]
+            if made_for == NAME or made_for.startswith(f"{NAME}."):  # convert steps are named NAME.FORMAT
+                remove_tree(steps / name)
+                removed.append(name)
+        for name in sorted(names(logs) - before[1]):
+            if name.removesuffix(".log") in removed or name in {p.name for p in failed_logs}:
+                (logs / name).unlink()
+        for name in sorted(names(records) - before[2]):
+            (records / name).unlink()
+
+
+def test_no_secret_in_any_output(built: Built, tmp_path: Path, own_entries: list[Path]) -> None:
     need_tool("ssh-keygen")
     built("wsgi")  # the variant reuses its base and packages steps
     started = time.monotonic()
@@ -282,12 +359,13 @@ def test_no_secret_in_any_output(built: Built, tmp_path: Path) -> None:
     apps, roles = make_project(tmp_path, nonce)
     out = tmp_path / "out"
     key, public = new_key(tmp_path, "deploy_key")
-    api_token = token("tok_", 40)
+    given = secret_env()
+    api_token = given["PROBE_API_TOKEN"]
     env = env_canaries()
-    needles = {**key_canaries(key), **{name: value.encode() for name, value in env.items()}, "api token": api_token.encode()}
+    needles = {**key_canaries(key), **{name: value.encode() for name, value in {**env, **given}.items()}}
     needles["api token in base64"] = base64.b64encode(api_token.encode())
 
-    first = build(apps, roles, out, key, env, api_token)
+    first = build(apps, roles, out, key, env, given)
     assert first.returncode == 0, first.stderr[-4000:]
     assert "packages up to date" in " ".join(first.stderr.split()), "the packages step is shared with wsgi"
     manifest = json.loads((out / NAME / "manifest.json").read_text())
@@ -301,11 +379,16 @@ def test_no_secret_in_any_output(built: Built, tmp_path: Path) -> None:
     assert "key_mode=0400" in probe and "key_owner=root" in probe
     assert "mount=tmpfs" in probe and "noexec" in probe, probe
     assert f"token_sha256={hashlib.sha256(api_token.encode()).hexdigest()}" in probe
+    assert f"site_key_sha256={hashlib.sha256(given['DEPLOY_KEY'].encode()).hexdigest()}" in probe
+    assert f"crust_key_sha256={hashlib.sha256(given['CRUST_DEPLOY_KEY'].encode()).hexdigest()}" in probe
     assert (tree / "root/.ssh/authorized_keys").read_text().split()[1] == public
     # Nothing of the build's credentials reached Ansible or the tree's commands.
     assert "controller_aws_secret=absent" in probe and "controller_github_token=absent" in probe
+    assert "controller_deploy_key=absent" in probe and "controller_crust_deploy_key=absent" in probe
     assert "PATH=" in probe.split("--- env in the tree", 1)[1], "the tree's environment was recorded"
-    assert not any(name in probe for name in (*env, "PROBE_API_TOKEN")), probe
+    facts_env = probe.split("facts_env_names=", 1)[1].split("\n", 1)[0].split(",")
+    assert "PATH" in facts_env, "the ansible_env fact was recorded"
+    assert not any(name in probe for name in (*env, *given)), probe  # names: the values are searched for below
     assert not (tree / "run/crust-secrets").exists(), "the secrets' tmpfs left nothing in the tree"
 
     raw, qcow2 = out / NAME / f"{NAME}.raw", out / NAME / f"{NAME}.qcow2"
@@ -320,7 +403,7 @@ def test_no_secret_in_any_output(built: Built, tmp_path: Path) -> None:
         STORE / "state" / "facts",
         STORE / "tmp",
     ]
-    assert {s["kind"] for s in manifest["steps"] if not s["reused"]} == {"tree", "image", "convert"}
+    assert {s["kind"] for s in manifest["steps"] if not s["reused"]} == set(OWN_KINDS)
     assert all(p.exists() for p in outputs), [p for p in outputs if not p.exists()]
     leaks = search(outputs, needles)
     leaks += [f"{what} in stdout/stderr" for what, needle in needles.items() if needle in (first.stdout + first.stderr).encode()]
@@ -329,14 +412,14 @@ def test_no_secret_in_any_output(built: Built, tmp_path: Path) -> None:
 
     # A rotated key and token: no step runs again (secrets are no input of any step id).
     key2, public2 = new_key(tmp_path, "rotated_key")
-    token2 = token("tok_", 40)
-    second = build(apps, roles, out, key2, env, token2)
+    given2 = secret_env()
+    second = build(apps, roles, out, key2, env, given2)
     assert second.returncode == 0, second.stderr[-4000:]
     again = json.loads((out / NAME / "manifest.json").read_text())
     assert step(again, "tree")["id"] == tree_step["id"] and all(s["reused"] for s in again["steps"])
-    assert "tree     up to date" in second.stderr
+    assert "tree up to date" in " ".join(second.stderr.split())
     assert (tree / "root/.ssh/authorized_keys").read_text().split()[1] == public, "the tree built with the first key is kept"
-    needles2 = {**key_canaries(key2), "api token 2": token2.encode()}
+    needles2 = {**key_canaries(key2), **{f"{name} 2": value.encode() for name, value in given2.items()}}
     small = [out / NAME / "manifest.json", out / NAME / f"{NAME}.cdx.json", STORE / "builds" / NAME]
     leaks = search(small, {**needles, **needles2})
     leaks += [f"{what} in stdout/stderr" for what, needle in {**needles, **needles2}.items() if needle in (second.stdout + second.stderr).encode()]
@@ -345,22 +428,24 @@ def test_no_secret_in_any_output(built: Built, tmp_path: Path) -> None:
     print(f"\nsecrets: {len(needles)} canaries, first build + search {searched - started:.0f}s, rotated rebuild {time.monotonic() - searched:.0f}s")
 
 
-def test_a_role_that_prints_a_secret_shows_it_redacted(built: Built, tmp_path: Path) -> None:
+def test_a_role_that_prints_a_secret_shows_it_redacted(built: Built, tmp_path: Path, own_entries: list[Path]) -> None:
     need_tool("ssh-keygen")
     built("wsgi")
     apps, roles = make_project(tmp_path, token("", 16), leak=True)
     out = tmp_path / "out"
     key, _ = new_key(tmp_path, "deploy_key")
     env = env_canaries()
-    failed = build(apps, roles, out, key, env, token("tok_", 40))
+    given = secret_env()
+    failed = build(apps, roles, out, key, env, given)
     assert failed.returncode == 1, failed.stderr[-4000:]
     assert f"tree step of {NAME} failed" in failed.stderr
     found = re.search(r"full log: (\S+\.log)", failed.stderr)
     assert found, failed.stderr
     log = Path(found.group(1))
+    own_entries.append(log)  # the failed tree step's log: removed at teardown
     text = log.read_text()
     assert "A careless role prints the key" in text and "<redacted>" in text, text[-3000:]
-    needles = {**key_canaries(key), **{name: value.encode() for name, value in env.items()}}
+    needles = {**key_canaries(key), **{name: value.encode() for name, value in {**env, **given}.items()}}
     leaks = search([log, STORE / "tmp"], needles)
     leaks += [f"{what} in stdout/stderr" for what, needle in needles.items() if needle in (failed.stdout + failed.stderr).encode()]
     assert leaks == [], leaks

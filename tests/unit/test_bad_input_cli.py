@@ -285,6 +285,10 @@ def fifo(project: Path, inputs: Path) -> None:
     os.mkfifo(inputs / "fifo")
 
 
+def short_file(project: Path, inputs: Path) -> None:
+    (inputs / "short").write_bytes(b"pin1234\n")  # 7 characters: could not be redacted
+
+
 def big_file(project: Path, inputs: Path) -> None:
     (inputs / "big").write_bytes(b"k" * (1024 * 1024 + 1))
 
@@ -300,12 +304,18 @@ SECRETS = [
     case("secret-id-space", ("build", "wsgi", "--secret", f"deploy key={SECRET}"), "'deploy key' is not a secret ID"),
     case("secret-id-too-long", f"build wsgi --secret {'k' * 65}={SECRET}", "is not a secret ID"),
     case("secret-id-nul", ("build", "wsgi", "--secret", f"k\x00={SECRET}"), "is not a secret ID"),
-    case("secret-file-missing", "build wsgi --secret deploy_key={inputs}/nowhere", "--secret deploy_key={inputs}/nowhere: no such file"),
+    case("secret-file-missing", "build wsgi --secret deploy_key={inputs}/nowhere", "--secret deploy_key: no such file"),
     case("secret-file-a-directory", "build wsgi --secret deploy_key={inputs}/dir", "not a regular file"),
     case("secret-file-a-fifo", "build wsgi --secret deploy_key={inputs}/fifo", "not a regular file", fifo),
     case("secret-file-under-a-file", "build wsgi --secret deploy_key={inputs}/file/key", "cannot read it: Not a directory"),
     case("secret-file-empty", "build wsgi --secret deploy_key={inputs}/empty.raw", "the secret is empty"),
     case("secret-file-too-big", "build wsgi --secret deploy_key={inputs}/big", "larger than 1024 KiB", big_file),
+    case(
+        "secret-file-short",
+        "build wsgi --secret deploy_key={inputs}/short",
+        "--secret deploy_key: the secret is shorter than 8 characters",
+        short_file,
+    ),
     case("secret-env-unset", "build wsgi --secret token=env:CRUST_TEST_NEVER_SET", "the environment variable CRUST_TEST_NEVER_SET is not set"),
     case("secret-env-bad-name", "build wsgi --secret token=env:1TOKEN", "'1TOKEN' is not an environment variable name"),
     case("secret-env-no-name", "build wsgi --secret token=env:", "'' is not an environment variable name"),
@@ -387,6 +397,30 @@ def test_bad_command_line(cli: CliCase, tmp_path: Path) -> None:
         line = check_bad(argv, Workdir(tmp_path / "work"), expect, watch=[inputs])
     if cli.file is None:
         assert not line.startswith(("error: appliances/", "error: kickstarts/", "error: roles/")), line
+
+
+TYPED = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"  # a token typed in place of its path
+
+
+@pytest.mark.parametrize(
+    ("secret", "environ", "words"),
+    [
+        (f"api_token={TYPED}", {}, "--secret api_token: no such file"),
+        (f"api_token=~/{TYPED}", {}, "--secret api_token: no such file"),
+        ("api_token=env:CRUST_TEST_SHORT", {"CRUST_TEST_SHORT": "1234567"}, "--secret api_token: the secret is shorter than 8 characters"),
+        ("api_token=env:CRUST_TEST_SHORT", {"CRUST_TEST_SHORT": "    abc\n\n"}, "the secret is shorter than 8 characters"),
+    ],
+    ids=["typed-token", "typed-token-under-home", "env-short", "env-short-padded"],
+)
+def test_bad_secret_values_are_not_shown(secret: str, environ: dict[str, str], words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused secret's text never reaches the terminal: a token typed where its path goes, a
+    value too short to redact."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    project = copy_project(tmp_path / "project")
+    with project_root(project):
+        line = check_bad(["build", "wsgi", "--secret", secret], Workdir(tmp_path / "work"), Expect(words=(words,)))
+    assert TYPED not in line and "1234567" not in line, line
 
 
 def test_case_ids_are_unique() -> None:

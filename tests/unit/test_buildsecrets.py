@@ -4,6 +4,7 @@ declare secrets, and the tmpfs a secret lives on during the run (a real mount na
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crust import buildsecrets as secrets
-from crust.errors import UserError
+from crust.errors import CommandError, UserError
 from crust.roles import check_vars, needed_secrets, secret_variables
 from crust.runner import logging_to, run, sandboxed
 from tests.conftest import need_root, need_tool
@@ -26,14 +27,17 @@ KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE
 def fresh_registry() -> object:
     """Each test starts with no given secret and no redaction (the registry is per process)."""
     with secrets._lock:
-        saved = set(secrets._redacted)
+        saved, hidden = set(secrets._redacted), set(secrets._source_vars)
         secrets._redacted.clear()
+        secrets._source_vars.clear()
     secrets.clear()
     yield None
     secrets.clear()
     with secrets._lock:
         secrets._redacted.clear()
         secrets._redacted.update(saved)
+        secrets._source_vars.clear()
+        secrets._source_vars.update(hidden)
 
 
 def test_parse_file_and_env(tmp_path: Path) -> None:
@@ -47,8 +51,8 @@ def test_parse_file_and_env(tmp_path: Path) -> None:
 
 def test_parse_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / "key").write_text("abc")
-    assert secrets.parse_secret("k=~/key").value == b"abc"
+    (tmp_path / "key").write_text("abcdefgh")
+    assert secrets.parse_secret("k=~/key").value == b"abcdefgh"
 
 
 @pytest.mark.parametrize(
@@ -58,6 +62,8 @@ def test_parse_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("k=env:BLANK", {"BLANK": " \n"}, "the secret is empty"),
         ("k=env:A-B", {}, "'A-B' is not an environment variable name"),
         ("k=env:UNSET", {}, "UNSET is not set"),
+        ("k=env:SHORT", {"SHORT": "1234567"}, "--secret k: the secret is shorter than 8 characters"),
+        ("k=env:PADDED", {"PADDED": "  1234567\n"}, "the secret is shorter than 8 characters"),
         ("k", {}, "expected ID=PATH or ID=env:VARIABLE"),
         ("=x", {}, "expected ID=PATH"),
         ("k/../x=/etc/hostname", {}, "is not a secret ID"),
@@ -93,7 +99,52 @@ def test_redaction_of_a_key_line_by_line_and_in_base64() -> None:
     assert "<redacted>" in secrets.redact(base64.b64encode(KEY.encode()).decode())
     assert secrets.redact("-----BEGIN OPENSSH PRIVATE KEY-----") == "-----BEGIN OPENSSH PRIVATE KEY-----", "armour is no secret"
     secrets.register("short")
-    assert secrets.redact("a short word") == "a short word", "values under 8 characters are not redacted"
+    assert secrets.redact("a short word") == "a short word", "values under 8 characters are not redacted (--secret refuses them)"
+
+
+def test_short_secrets_are_refused(tmp_path: Path) -> None:
+    """A secret too short to redact would be printed in clear: refused, from a file or a variable."""
+    (tmp_path / "short").write_bytes(b"pin1234\n")
+    with pytest.raises(UserError, match="--secret pin: the secret is shorter than 8 characters"):
+        secrets.parse_secret(f"pin={tmp_path / 'short'}")
+    assert secrets.parse_secret("pin=env:PIN", {"PIN": "pin12345"}).value == b"pin12345", "8 characters are enough"
+
+
+def test_a_secret_typed_in_place_of_its_path_is_not_shown() -> None:
+    typed = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+    with pytest.raises(UserError) as info:
+        secrets.parse_secret(f"tok={typed}")
+    assert "--secret tok: no such file" in info.value.one_line() and typed not in info.value.one_line()
+
+
+def test_binary_secret_in_base64_is_redacted() -> None:
+    """The base64 form is the secret's own bytes encoded (as Ansible's slurp returns a file),
+    not that of its text decoded with replacement characters."""
+    value = b"\xff\xfe\x00binary-deploy-secret\x80\xc3(\n"
+    secrets.provide({"blob": secrets.Secret("blob", "file x", value)})
+    encoded = base64.b64encode(value).decode()
+    assert secrets.redact(f'ok: {{"content": "{encoded}", "encoding": "base64"}}') == 'ok: {"content": "<redacted>", "encoding": "base64"}'
+    shown = value.decode("utf-8", "replace")  # how run() decodes a child's output
+    assert "binary-deploy-secret" not in secrets.redact(f"cat: {shown}")
+
+
+def test_proxy_passwords_are_redacted() -> None:
+    secrets.register_environment(
+        {
+            "https_proxy": "http://builder:pr0xy-passw0rd@proxy.example:3128",
+            "HTTP_PROXY": "http://ops:p%40ss%2Fw0rd-42@proxy.example:3128/",
+            "ALL_PROXY": "socks5://u:pw@10.0.0.1:1080",
+            "no_proxy": "localhost,http://x:no-proxy-pass-1@h",
+            "http_proxy": "http://proxy.example:3128",  # no password: nothing to redact
+        }
+    )
+    line = secrets.redact(
+        "E: Failed to fetch http://builder:pr0xy-passw0rd@proxy.example:3128 via ops:p%40ss%2Fw0rd-42@ (p@ss/w0rd-42) socks5://u:pw@10.0.0.1 no-proxy-pass-1"
+    )
+    for password in ("pr0xy-passw0rd", "p%40ss%2Fw0rd-42", "p@ss/w0rd-42", ":pw@", "no-proxy-pass-1"):
+        assert password not in line, line
+    assert "proxy.example:3128" in line and "10.0.0.1" in line, "the proxy's address is no secret"
+    assert secrets.redact("http://proxy.example:3128") == "http://proxy.example:3128"
 
 
 def test_environment_credentials_are_redacted() -> None:
@@ -127,7 +178,21 @@ def test_child_env() -> None:
     host = secrets.child_env(ENV, sandboxed=False)
     assert set(host) == {"PATH", "HOME", "LC_ALL", "https_proxy", "CRUST_STORE", "PYTHONPATH", "EDITOR"}
     sandbox = secrets.child_env(ENV, sandboxed=True)
-    assert set(sandbox) == {"PATH", "HOME", "LC_ALL", "https_proxy", "CRUST_STORE"}
+    assert set(sandbox) == {"PATH", "HOME", "LC_ALL", "https_proxy"}, "no CRUST_* variable: the sandbox needs none"
+
+
+def test_variables_secrets_are_read_from_reach_no_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--secret ID=env:NAME: NAME is dropped from every child's environment, whatever its name
+    (DEPLOY_KEY looks like no credential; CRUST_DEPLOY_KEY looked like one of Crust's settings)."""
+    environ = {"PATH": "/usr/bin", "DEPLOY_KEY": "canary-deploy-key-7d1e", "CRUST_DEPLOY_KEY": "canary-crust-key-9b2f", "OTHER": "x"}
+    given = secrets.parse_secrets(["a=env:DEPLOY_KEY", "b=env:CRUST_DEPLOY_KEY"], environ)
+    assert set(given) == {"a", "b"}
+    assert secrets.child_env(environ, sandboxed=False) == {"PATH": "/usr/bin", "OTHER": "x"}
+    assert secrets.child_env(environ, sandboxed=True) == {"PATH": "/usr/bin"}
+    monkeypatch.setenv("DEPLOY_KEY", "canary-deploy-key-7d1e")
+    monkeypatch.setenv("CRUST_DEPLOY_KEY", "canary-crust-key-9b2f")
+    out = run(["env"], capture=True).stdout
+    assert "canary-" not in out and "DEPLOY_KEY" not in out, out
 
 
 def test_run_gives_children_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,6 +221,58 @@ def test_run_redacts_its_log_and_errors() -> None:
         run(["sh", "-c", f"echo using {secret}; echo {secret} >&2; exit 3"])
     assert secret not in log.getvalue() and "using <redacted>" in log.getvalue()
     assert secret not in str(info.value) and "<redacted>" in str(info.value)
+
+
+def test_a_command_that_does_not_read_its_stdin_fails_by_its_status() -> None:
+    """The child exits before reading its input (secretfs refusing to start, say): the pipe
+    breaks, and the failure is the command's exit status, not a BrokenPipeError."""
+    payload = "x" * (4 << 20)  # more than a pipe holds: the write is under way when the child exits
+    with pytest.raises(CommandError) as info:
+        run(["sh", "-c", "echo refusing; exit 3"], input_text=payload)
+    assert info.value.status == 3 and "refusing" in info.value.tail
+    assert run(["sh", "-c", "exit 0"], input_text=payload, check=False).status == 0
+
+
+def test_main_reports_a_step_whose_command_broke_its_pipe(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A build whose command exits without reading its stdin fails (main() once mapped every
+    BrokenPipeError to exit 0, meant for a closed stdout: ./build.py plan | head)."""
+    from crust import cli
+
+    def failing_build(args: object) -> int:
+        run(["sh", "-c", "exit 3"], input_text="x" * (4 << 20))
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "build", failing_build)
+    assert cli.main(["build", "wsgi"]) == 1
+    assert "sh exited with status 3" in capsys.readouterr().err
+
+    def broken_elsewhere(args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "build", broken_elsewhere)
+    assert cli.main(["build", "wsgi"]) == 1, "a pipe other than stdout broke: a failure"
+    assert capsys.readouterr().err.startswith("error: broken pipe")
+
+
+def test_main_exits_0_when_the_reader_of_its_output_goes_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crust import cli
+
+    read, write = os.pipe()
+    os.close(read)
+    stdout = os.fdopen(write, "w")
+    monkeypatch.setattr(sys, "stdout", stdout)
+
+    def chatty(args: object) -> int:
+        for _ in range(10000):
+            print("a line of a long listing")
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "plan", chatty)
+    try:
+        assert cli.main(["plan", "wsgi"]) == 0
+    finally:
+        with contextlib.suppress(OSError):
+            stdout.close()
 
 
 def write_role(roles: Path, name: str, spec: str) -> None:
