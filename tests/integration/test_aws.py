@@ -117,6 +117,7 @@ class Workspace:
             "version": "1.0.0",
             "build_id": "0123456789ab",
             "artifacts": [{"format": "raw", "path": str(self.image), "sha256": digest, "size": size}],
+            "packages": {"cloud-init": "25.1.4-1", "openssh-server": "1:10.0p1-7"},  # as a build lists them
             **(extra or {}),
         }
         self.manifest_path.write_text(json.dumps(manifest, indent=2))
