@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# A suite started in the background by a non-interactive shell (`.ci/run &`, nohup-style
+# wrappers) inherits SIGINT ignored, and so would every build.py it starts: Python then never
+# raises KeyboardInterrupt and the Ctrl-C tests would see builds go on. Restore the default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def need(condition: bool, why: str) -> None:
