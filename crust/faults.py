@@ -6,6 +6,10 @@ With CRUST_FAULT="POINT:SIGNAL" in the environment, the Crust process sends itse
 when Crust leads it, as a terminal's Ctrl-C does (the commands run() starts have their own
 sessions, as they do under a terminal), so it takes the normal Ctrl-C path. SIGSTOP lets a test
 act at that point (look at a running command, fill the disk) and then send SIGCONT or kill.
+At a ``run:TOOL`` point, SIGSTOP stops the command's process group first (its pgid is in the
+line on stderr: ``... SIGSTOP (command: process group PGID)``): a test can then let the tool
+run in small steps, stopping it again between looks, until it is at work (a short-lived tool
+cannot finish unseen), resume it and signal Crust while the tool runs.
 Unset, a point costs one environment lookup. tests/integration/test_faults.py walks them.
 
 Points, in build order:
@@ -34,8 +38,11 @@ _fired = threading.Event()
 _lock = threading.Lock()
 
 
-def point(name: str) -> None:
-    """Send the configured signal to this process if CRUST_FAULT names this point (once)."""
+def point(name: str, child: int | None = None) -> None:
+    """Send the configured signal to this process if CRUST_FAULT names this point (once).
+
+    child: the process group of a command just started (run:TOOL points), stopped too by SIGSTOP.
+    """
     spec = os.environ.get(ENV)
     if not spec:
         return
@@ -48,9 +55,16 @@ def point(name: str) -> None:
         _fired.set()
     from crust.runner import log_line
 
-    log_line(f"# fault point {name}: {sig}")
-    print(f"crust: fault point {name}: {sig}", file=sys.stderr, flush=True)
     signum = signal.Signals[sig]
+    also = ""
+    if signum == signal.SIGSTOP and child is not None:
+        try:
+            os.killpg(child, signal.SIGSTOP)
+            also = f" (command: process group {child})"
+        except ProcessLookupError:
+            also = " (command: already gone)"
+    log_line(f"# fault point {name}: {sig}{also}")
+    print(f"crust: fault point {name}: {sig}{also}", file=sys.stderr, flush=True)
     if signum == signal.SIGINT and os.getpgrp() == os.getpid():
         os.killpg(os.getpgrp(), signum)
     else:

@@ -192,9 +192,15 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
         return Built(entry, False)
 
 
+# Words in a failed command's output that let low free space explain the failure.
+SPACE_WORDS = ("space", "writ", "enospc", "quota")  # writ: write, writing, written
+
+
 def disk_full(exc: BaseException, folder: Path, what: str) -> DiskFull | None:
     """A DiskFull error when exc comes from a full disk under folder: ENOSPC, or a command
-    that says so (or failed with less than 32 MiB left there, as tools word it differently)."""
+    that says so, or one that failed writing (its output speaks of space or writes: tools word
+    ENOSPC differently) with less than 32 MiB left there. Any other failure keeps its own
+    message, however little space is left."""
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
@@ -202,7 +208,9 @@ def disk_full(exc: BaseException, folder: Path, what: str) -> DiskFull | None:
     if isinstance(exc, OSError):
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
     elif isinstance(exc, CommandError):
-        full = NO_SPACE in exc.tail.lower() or free < 32 * 1024 * 1024
+        tail = exc.tail.lower()
+        writing = any(word in tail for word in SPACE_WORDS)
+        full = NO_SPACE in tail or (writing and free < 32 * 1024 * 1024)
     else:
         full = False
     return DiskFull(what, folder, free) if full else None

@@ -36,6 +36,18 @@ def remove_stale_locks(lock_dir: Path) -> None:
             continue
 
 
+def same_file(fh: IO[str], path: Path) -> bool:
+    """Whether the open file is still the one at path: a lock on a file that another process
+    removed (remove_stale_locks, a release) guards nothing, as a third process would create
+    and lock a new file at the same path."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fh.fileno())
+    return (mine.st_dev, mine.st_ino) == (st.st_dev, st.st_ino)
+
+
 @contextlib.contextmanager
 def reserved_ports(count: int, lock_dir: Path = LOCK_DIR) -> Iterator[list[int]]:
     lock_dir.mkdir(parents=True, exist_ok=True)
@@ -51,10 +63,14 @@ def reserved_ports(count: int, lock_dir: Path = LOCK_DIR) -> Iterator[list[int]]
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = int(probe.getsockname()[1])
-            fh: IO[str] = open(lock_dir / f"{port}.lock", "a+")  # held until release; "a+" keeps a holder's pid
+            path = lock_dir / f"{port}.lock"
+            fh: IO[str] = open(path, "a+")  # held until release; "a+" keeps a holder's pid
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                fh.close()
+                continue
+            if not same_file(fh, path):  # unlinked between open and flock (a sweep, a release)
                 fh.close()
                 continue
             fh.truncate(0)

@@ -151,7 +151,7 @@ def run(
     with _live_lock:
         _live.add(proc)
     try:
-        faults.point(f"run:{command_name(args)}")
+        faults.point(f"run:{command_name(args)}", child=proc.pid)  # its own session: pgid = pid
         if capture:
             out, err = proc.communicate(input_text, timeout=timeout)
             out_chunks.append(out)

@@ -11,12 +11,21 @@ complete, and the image is checked (qemu-img check, digests) and booted with all
 
 Everything happens in a separate store and output directory, both on one tmpfs (so artifacts
 are published as hard links, as build/ and .crust/ are), which the disk-full case shrinks: the
-shared store is never touched. Kills come from crust/faults.py points
-(CRUST_FAULT) or from outside, when a watched process shows the build inside a tool.
+shared store is never touched. Kills come from crust/faults.py points (CRUST_FAULT), or from
+outside when a watched process shows the build inside a long-running tool. A short-lived tool
+(cp, ukify, mkfs.ext4, qemu-img) is not left to a poll's luck: the build stops at the tool's
+run:TOOL point together with the tool's process group, the test lets the tool run in 10 ms
+steps, stopped between looks, until it is at work, then resumes it and signals Crust while the
+tool runs.
+
+The tests are stages of one walk (each starts from the store the previous ones left): run the
+whole module; a stage selected alone fails saying so, and a stage after a failed one is skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -34,11 +43,13 @@ from typing import Any
 
 import pytest
 
+from crust import ports, smoke
 from tests.conftest import ROOT, need, need_root, need_tool
 
 pytestmark = pytest.mark.integration
 
-STORE_SIZE_MIB = 10 * 1024
+STORE_SIZE_MIB = 8 * 1024  # a cap, not a reservation (peak use is printed); the preflight wants ~7 GiB free
+STEP_S = 0.01  # how long a stopped tool runs between two looks
 NAME = "wsgi"
 
 
@@ -53,6 +64,8 @@ class Lab:
     disk_full: list[str] = field(default_factory=list)
     last_killed: int | None = None
     started: float = field(default_factory=time.monotonic)
+    stages: dict[str, str] = field(default_factory=dict)  # test name -> "passed" or "failed"
+    peak_used: int = 0
 
 
 # --- observing the machine ------------------------------------------------------------------
@@ -126,9 +139,33 @@ def find_process(predicate: Callable[[str, str, str], bool]) -> int | None:
     return None
 
 
-def alive(pid: int) -> bool:
+def state(pid: int) -> str:
     stat = read(Path(f"/proc/{pid}/stat"))
-    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    return stat.rsplit(")", 1)[1].split()[0] if stat else "X"
+
+
+def alive(pid: int) -> bool:
+    return state(pid) not in ("Z", "X")
+
+
+def group_states(pgid: int) -> dict[int, str]:
+    """The processes of a process group (wherever their PID namespace), with their states."""
+    found = {}
+    for pid, entry in proc_entries():
+        fields = read(entry / "stat").rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[2] == str(pgid):
+            found[pid] = fields[0]
+    return found
+
+
+def wait_group_stopped(pgid: int, seconds: float = 10) -> dict[int, str]:
+    """Until no process of the group runs (stopped, or exited: a zombie, as Crust is stopped)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        states = group_states(pgid)
+        if all(st in ("T", "t", "Z", "X") for st in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.001)
 
 
 _digests: dict[tuple[int, int, int], str] = {}
@@ -210,8 +247,17 @@ class Run:
         return time.monotonic() - self.started
 
     def stopped(self) -> bool:
-        stat = read(Path(f"/proc/{self.pid}/stat"))
-        return bool(stat) and stat.rsplit(")", 1)[1].split()[0] == "T"
+        return state(self.pid) == "T"
+
+    def stopped_command(self, point: str) -> int:
+        """The process group of the command the build stopped with at a run:TOOL point."""
+        pattern = re.compile(rf"crust: fault point {re.escape(point)}: SIGSTOP \(command: process group (\d+)\)")
+        deadline = time.monotonic() + 10
+        while not (match := pattern.search(self.stderr)):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the build did not stop a command at {point}\n{self.stderr[-3000:]}")
+            time.sleep(0.01)
+        return int(match.group(1))
 
     def send(self, sig: signal.Signals) -> None:
         if sig == signal.SIGINT:
@@ -304,23 +350,37 @@ def kill(
         run = Run(lab, None, *verb)
     namespaces: set[str] = set()
     seen = ""
-    finder = then if stop_at else watch
+    group: int | None = None
     if stop_at:
         run.wait_until(f"the build stops at {stop_at}", run.stopped)
-    if finder is not None:
+        if stop_at.startswith("run:"):
+            group = run.stopped_command(stop_at)
+    pid: int | None = None
+    if group is not None and then is not None:
+        pid, steps = step_until_at_work(run, lab, group, where, then)
+    elif stop_at and then is not None:
+        pid = then(lab)
+        assert pid is not None, f"not at work at {stop_at}: {where}"
+        steps = 0
+    elif watch is not None:
         found: list[int] = []
 
         def inside() -> bool:
-            pid = finder(lab)
+            pid = watch(lab)
             if pid is not None:
                 found.append(pid)
             return pid is not None
 
-        run.wait_until(where, inside, timeout=60 if stop_at else 900)
+        run.wait_until(where, inside, timeout=900)
         pid = found[-1]
+    if pid is not None:
         own = {link(Path("/proc/self/ns/mnt")), link(Path("/proc/self/ns/pid")), ""}
         namespaces = {link(Path(f"/proc/{pid}/ns/mnt")), link(Path(f"/proc/{pid}/ns/pid"))} - own
         seen = f"{read(Path(f'/proc/{pid}/comm'))} (pid {pid}) running" + (f" in namespaces {sorted(namespaces)}" if namespaces else "")
+    if group is not None:
+        os.killpg(group, signal.SIGCONT)  # the tool works on while Crust is signalled
+        assert pid is not None and alive(pid) and state(pid) not in ("T", "t"), f"{where}: the tool is not running ({state(pid or 0)})"
+        seen += f", resumed after {steps} steps of {STEP_S * 1000:.0f} ms"
     if stop_at or watch:
         run.send(sig)
     at = time.monotonic() - run.started
@@ -355,6 +415,31 @@ def kill(
     lab.kills.append(row)
     print(f"\nkill {row['n']:2}: {sig.name:7} {where} [{row['how']}] at {at:.1f}s; {seen or '-'}; tmp left: {left or 'none'}; output: {output}")
     return run
+
+
+def step_until_at_work(run: Run, lab: Lab, group: int, where: str, then: Callable[[Lab], int | None], timeout: float = 120) -> tuple[int, int]:
+    """Let the stopped command's process group run STEP_S at a time, and look while it is
+    stopped, until `then` finds the tool at work: (its pid, the steps it took). The tool is
+    stopped when this returns."""
+    deadline = time.monotonic() + timeout
+    steps = 0
+    while True:
+        states = wait_group_stopped(group)
+        pid = then(lab)
+        if pid is not None:
+            return pid, steps
+        if not any(st not in ("Z", "X") for st in states.values()):
+            pytest.fail(f"the command (process group {group}) ended before: {where}\n{run.stderr[-3000:]}")
+        if run.proc.poll() is not None:
+            pytest.fail(f"the build ended (status {run.proc.returncode}) before: {where}\n{run.stderr[-3000:]}")
+        if time.monotonic() > deadline:
+            os.killpg(group, signal.SIGKILL)
+            run.proc.kill()
+            pytest.fail(f"timed out ({steps} steps) waiting for: {where}\n{run.stderr[-3000:]}")
+        os.killpg(group, signal.SIGCONT)
+        time.sleep(STEP_S)
+        os.killpg(group, signal.SIGSTOP)
+        steps += 1
 
 
 def complete_build(lab: Lab) -> dict[str, Any]:
@@ -451,37 +536,80 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("faults")
     fs = root / "fs"
     fs.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={STORE_SIZE_MIB}m,mode=0755", "crust-faults", str(fs)], check=True)
     appliances = root / "appliances"
     appliances.mkdir()
     shutil.copy(ROOT / "appliances" / f"{NAME}.toml", appliances)
     shutil.copy(ROOT / "appliances" / f"{NAME}_checks.py", appliances)
     the_lab = Lab(root, fs, fs / "store", fs / "out", appliances)
-    try:
+    done = threading.Event()
+
+    def sample() -> None:  # the tmpfs's peak use (it is memory)
+        while not done.wait(0.25):
+            with contextlib.suppress(OSError):
+                the_lab.peak_used = max(the_lab.peak_used, shutil.disk_usage(fs).used)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:  # from the mount on, every way out (a failed setup, a failed test, Ctrl-C) unmounts
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={STORE_SIZE_MIB}m,mode=0755", "crust-faults", str(fs)], check=True)
+        sampler.start()
         yield the_lab
     finally:
-        for pid, entry in proc_entries():  # a build a failed test left running
+        done.set()
+        for pid, entry in proc_entries():  # a build a failed test left running (or stopped)
             if str(root) in read(entry / "cmdline") and "build.py" in read(entry / "cmdline"):
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         time.sleep(1)
-        if subprocess.run(["umount", str(fs)], check=False).returncode != 0:
+        if os.path.ismount(fs) and subprocess.run(["umount", str(fs)], check=False).returncode != 0:
             subprocess.run(["umount", "--lazy", str(fs)], check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        still_mounted = os.path.ismount(fs)
+        if not still_mounted:
+            shutil.rmtree(root, ignore_errors=True)
         signals = [k["signal"] for k in the_lab.kills]
         print(
             f"\n\nfault suite: {len(the_lab.kills)} kills at {len({k['where'] for k in the_lab.kills})} distinct points "
             f"({signals.count('SIGKILL')} SIGKILL, {signals.count('SIGINT')} SIGINT); disk-full cases: {len(the_lab.disk_full)}; "
-            f"{time.monotonic() - the_lab.started:.0f}s"
+            f"{time.monotonic() - the_lab.started:.0f}s; tmpfs peak use {the_lab.peak_used / (1 << 20):.0f} of {STORE_SIZE_MIB} MiB"
         )
         for k in the_lab.kills:
             print(f"  {k['n']:2} {k['signal']:7} {k['where']}  ({k['how']}, at {k['at_s']}s)")
         for case in the_lab.disk_full:
             print(f"  disk full: {case}")
+        assert not still_mounted, f"{fs} is still mounted"
 
 
 # --- the walk, in pipeline order ------------------------------------------------------------
 
+STAGES: list[str] = []
 
+
+def stage(test: Callable[..., None]) -> Callable[..., None]:
+    """A stage of the walk: it runs only after every earlier stage passed in this session."""
+    STAGES.append(test.__name__)
+
+    @functools.wraps(test)
+    def walk(**fixtures: Any) -> None:
+        lab: Lab = fixtures["lab"]
+        name = test.__name__
+        earlier = STAGES[: STAGES.index(name)]
+        missing = [s for s in earlier if s not in lab.stages]
+        if missing:
+            pytest.fail(
+                f"run the whole module: stages depend on each other ({name} starts from what {', '.join(missing)} "
+                f"left in the lab's store, and {'they' if len(missing) > 1 else 'it'} did not run in this session)",
+                pytrace=False,
+            )
+        failed = [s for s in earlier if lab.stages[s] != "passed"]
+        if failed:
+            pytest.skip(f"an earlier stage failed ({', '.join(failed)}); {name} starts from what it left")
+        lab.stages[name] = "failed"  # until it returns
+        test(**fixtures)
+        lab.stages[name] = "passed"
+
+    return walk
+
+
+@stage
 def test_kills_in_the_base_step(lab: Lab) -> None:
     where = "base: dpkg unpacking inside mmdebstrap's chroot"
     kill(lab, where, signal.SIGKILL, watch=dpkg_in_mmdebstrap)
@@ -489,6 +617,7 @@ def test_kills_in_the_base_step(lab: Lab) -> None:
     kill(lab, "base: tree written, before its rename into the store", signal.SIGKILL, point="commit:base")
 
 
+@stage
 def test_kills_in_the_packages_and_tree_steps(lab: Lab) -> None:
     kill(lab, "packages: apt installing inside the chroot", signal.SIGINT, watch=apt_in_packages)
     kill(lab, "packages: cp copying the base tree", signal.SIGKILL, stop_at="run:cp", then=cp_copying)
@@ -502,6 +631,7 @@ def test_kills_in_the_packages_and_tree_steps(lab: Lab) -> None:
     kill(lab, "tree: roles applied, before sealing", signal.SIGINT, point="tree.seal")
 
 
+@stage
 def test_disk_full_during_assembly(lab: Lab) -> None:
     """The store's file system fills up as the image is assembled: one clear line, exit 1,
     nothing left in the store's tmp/ or the output; with space again, the build goes on."""
@@ -535,6 +665,7 @@ def test_disk_full_during_assembly(lab: Lab) -> None:
     lab.disk_full.append(f"image step, store shrunk to {size_mib} MiB ({64} MiB free): exit {status}, {last}")
 
 
+@stage
 def test_kills_in_the_image_and_convert_steps(lab: Lab) -> None:
     kill(lab, "image: mkfs.ext4 writing the root file system", signal.SIGKILL, stop_at="run:mkfs.ext4", then=mkfs_writing)
     kill(lab, "image: ukify building the UKI in the sandboxed tree", signal.SIGINT, stop_at="run:ukify", then=ukify_running)
@@ -545,6 +676,7 @@ def test_kills_in_the_image_and_convert_steps(lab: Lab) -> None:
     check_image(lab, manifest)
 
 
+@stage
 def test_kills_while_publishing_a_new_image(lab: Lab) -> None:
     """A rebuild with a different qcow2 (compressed now): killed while replacing the published
     files, build/NAME never has a manifest that does not match its files."""
@@ -564,6 +696,7 @@ def test_kills_while_publishing_a_new_image(lab: Lab) -> None:
     assert len(qcow2) == 2, "the rebuild published a different qcow2"
 
 
+@stage
 def test_kills_during_the_smoke_boot_then_the_image_boots(lab: Lab) -> None:
     killed = []
     for sig in (signal.SIGKILL, signal.SIGINT):
@@ -576,7 +709,8 @@ def test_kills_during_the_smoke_boot_then_the_image_boots(lab: Lab) -> None:
     record = json.loads("".join(run.out))[0]
     assert record["passed"] and all(c["passed"] for c in record["checks"]), record
     assert [d for d in crust_domains() if f"-{run.pid}-" in d] == []
+    assert smoke.RUNS_DIR.is_dir() and ports.LOCK_DIR.is_dir(), "the runs used these directories"
     for pid in killed:  # the smoke test after the kills removed what the killed runs left
-        assert not list(Path("/var/lib/crust/runs").glob(f"crust-{NAME}-{pid}-*")), "run directory of a killed run"
-        assert [p for p in Path("/run/crust/ports").glob("*.lock") if read(p) == str(pid)] == [], "port lock of a killed run"
+        assert not list(smoke.RUNS_DIR.glob(f"crust-{NAME}-{pid}-*")), f"run directory of a killed run in {smoke.RUNS_DIR}"
+        assert [p for p in ports.LOCK_DIR.glob("*.lock") if read(p) == str(pid)] == [], f"port lock of a killed run in {ports.LOCK_DIR}"
     print(f"\nsmoke test after the kills: {len(record['checks'])} checks passed under {record['accel']} in {time.monotonic() - run.started:.0f}s")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from crust import faults
+from crust import faults, pipeline
 from crust.errors import CommandError, DiskFull
 from crust.pipeline import PREVIOUS_MANIFEST, disk_full, publish
 from tests.conftest import ROOT
@@ -46,6 +49,41 @@ def test_a_point_fires_only_when_named(spec: str | None, name: str, status: int,
 def test_sigint_takes_the_ctrl_c_path() -> None:
     out = fire("tree.seal:SIGINT", "tree.seal")
     assert "KeyboardInterrupt" in out.stderr and "went on" not in out.stdout
+
+
+def state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_sigstop_at_a_run_point_stops_the_command_too() -> None:
+    """The command started (in its own session, as runner.run() starts them) is stopped
+    before Crust stops itself: a test can look at it without it finishing unseen."""
+    code = (
+        "import subprocess, sys; from crust import faults\n"
+        "p = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+        "print(p.pid, flush=True)\n"
+        "faults.point('run:sleep', child=p.pid)\n"
+        "p.kill(); p.wait(); print('went on', flush=True)\n"
+    )
+    env = {**os.environ, faults.ENV: "run:sleep:SIGSTOP"}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        child = int(proc.stdout.readline())
+        line = proc.stderr.readline().strip()
+        assert line == f"crust: fault point run:sleep: SIGSTOP (command: process group {child})"
+        deadline = time.monotonic() + 10
+        while (state(proc.pid), state(child)) != ("T", "T") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (state(proc.pid), state(child)) == ("T", "T")
+        os.killpg(child, signal.SIGCONT)
+        os.kill(proc.pid, signal.SIGCONT)
+        out, _err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and "went on" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class Stop(BaseException):
@@ -112,3 +150,33 @@ def test_disk_full_is_recognized_and_worded(tmp_path: Path) -> None:
     assert isinstance(disk_full(OSError(errno.ENOSPC, "No space left on device"), tmp_path, "x"), DiskFull)
     assert disk_full(OSError(errno.EACCES, "Permission denied"), tmp_path, "x") is None
     assert disk_full(CommandError(["false"], 1, "some other failure", None), tmp_path, "x") is None
+
+
+class Usage(NamedTuple):
+    total: int
+    used: int
+    free: int
+
+
+@pytest.mark.parametrize(
+    ("tail", "full"),
+    [
+        ("qemu-img: error while writing sector 4194304: Input/output error", True),
+        ("mcopy: short write", True),
+        ("cp: error writing 'tree/usr/lib/x.so': ENOSPC", True),
+        ("E: You don't have enough free space in /var/cache/apt/archives/.", True),
+        ("ukify: error: invalid kernel command line", False),
+        ("fatal: [tree]: FAILED! => {'msg': 'the module failed to execute'}", False),
+        ("Segmentation fault", False),
+    ],
+)
+def test_little_free_space_explains_only_failures_about_space_or_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: str, full: bool
+) -> None:
+    """With under 32 MiB free, a failure that speaks of writing or space is reported as a full
+    disk; any other keeps its own message (the free space would hide the real cause)."""
+    failed = CommandError(["tool"], 1, tail, None)
+    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda _p: Usage(1 << 30, (1 << 30) - (8 << 20), 8 << 20))
+    assert isinstance(disk_full(failed, tmp_path, "image step of wsgi"), DiskFull) is full
+    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda _p: Usage(1 << 30, 0, 1 << 30))
+    assert disk_full(failed, tmp_path, "image step of wsgi") is None  # plenty of space: never "disk full"
