@@ -34,3 +34,16 @@ def built() -> Callable[[str], dict[str, Any]]:
 
 def store_entry(kind: str, step_id: str) -> Path:
     return ROOT / ".crust" / "steps" / f"{kind}-{step_id}"
+
+
+def crust_domains() -> list[str]:
+    """Names of the libvirt domains Crust started (smoke.DOMAIN_PREFIX) that still exist."""
+    import libvirt
+
+    from crust.smoke import DOMAIN_PREFIX
+
+    conn = libvirt.open("qemu:///system")
+    try:
+        return [d.name() for d in conn.listAllDomains() if d.name().startswith(DOMAIN_PREFIX)]
+    finally:
+        conn.close()

@@ -45,6 +45,7 @@ import pytest
 
 from crust import ports, smoke
 from tests.conftest import ROOT, need, need_root, need_tool
+from tests.integration.conftest import crust_domains
 
 pytestmark = pytest.mark.integration
 
@@ -118,16 +119,6 @@ def our_mounts(lab: Lab) -> list[str]:
 
 def processes_in(namespaces: set[str]) -> list[str]:
     return [f"{pid}" for pid, entry in proc_entries() if {link(entry / "ns" / "mnt"), link(entry / "ns" / "pid")} & namespaces]
-
-
-def crust_domains() -> list[str]:
-    import libvirt
-
-    conn = libvirt.open("qemu:///system")
-    try:
-        return [d.name() for d in conn.listAllDomains() if d.name().startswith("crust-")]
-    finally:
-        conn.close()
 
 
 def find_process(predicate: Callable[[str, str, str], bool]) -> int | None:
@@ -600,8 +591,7 @@ def stage(test: Callable[..., None]) -> Callable[..., None]:
                 pytrace=False,
             )
         failed = [s for s in earlier if lab.stages[s] != "passed"]
-        if failed:
-            pytest.skip(f"an earlier stage failed ({', '.join(failed)}); {name} starts from what it left")
+        need(not failed, f"an earlier stage failed ({', '.join(failed)}); {name} starts from what it left")
         lab.stages[name] = "failed"  # until it returns
         test(**fixtures)
         lab.stages[name] = "passed"

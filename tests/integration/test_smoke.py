@@ -17,20 +17,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, build_py, need
+from tests.integration.conftest import crust_domains
 
 pytestmark = pytest.mark.integration
 
 Built = Callable[[str], dict[str, Any]]
-
-
-def libvirt_domains() -> list[str]:
-    import libvirt
-
-    conn = libvirt.open("qemu:///system")
-    try:
-        return [d.name() for d in conn.listAllDomains() if d.name().startswith("crust-")]
-    finally:
-        conn.close()
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +32,7 @@ def libvirt_up() -> None:
 
 def leftovers(name: str) -> list[str]:
     """Domains, per-run directories and port locks a test run must not leave behind."""
-    found = libvirt_domains()
+    found = crust_domains()
     found += [str(p) for p in Path("/var/lib/crust/runs").glob(f"crust-{name}-*")]
     found += [str(p) for p in Path("/run/crust/ports").glob("*.lock")]
     return found
@@ -124,7 +115,7 @@ def test_unbootable_image_fails_within_the_timeout(tmp_path: Path) -> None:
     assert elapsed < 60, f"took {elapsed:.0f}s"
     assert "FAILED check 'front page names the appliance'" in out.stderr
     assert "| " in out.stderr  # console lines (the firmware's boot attempts)
-    assert libvirt_domains() == []
+    assert crust_domains() == []
     assert leftovers("wsgi") == []
 
 
@@ -137,9 +128,9 @@ def test_ctrl_c_cleans_up(built: Built) -> None:
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not libvirt_domains() and time.monotonic() < deadline:
+    while not crust_domains() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert libvirt_domains(), "the domain never started"
+    assert crust_domains(), "the domain never started"
     time.sleep(2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
