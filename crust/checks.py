@@ -7,6 +7,7 @@ guest-side checks (unit, command, no_failed_units) through the qemu guest agent.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 import socket
@@ -35,6 +36,7 @@ class CheckContext:
     module: ModuleType | None = None
     notes: list[str] = field(default_factory=list)
     deadline: float = float("inf")  # monotonic time the running check must end by
+    stopped: Callable[[], str | None] = lambda: None  # why the guest no longer runs, or None
 
     def address(self, guest_port: int) -> tuple[str, int]:
         return "127.0.0.1", self.forwards[guest_port]
@@ -88,20 +90,44 @@ def expectation(check: CheckSpec) -> str:
     return "no failed systemd units once boot has finished"
 
 
+LISTEN = "0A"  # the TCP state "listen" in /proc/net/tcp and tcp6
+
+
+def listening_ports(proc_net_tcp: str) -> set[int]:
+    """Local ports in the LISTEN state, from the text of /proc/net/tcp and /proc/net/tcp6."""
+    ports = set()
+    for line in proc_net_tcp.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == LISTEN and ":" in fields[1]:
+            with contextlib.suppress(ValueError):
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def attempt_tcp(check: CheckSpec, ctx: CheckContext) -> tuple[bool, str]:
-    # Through qemu's user-mode forward the host side always accepts; a closed guest port shows
-    # as the connection being dropped at once. An open one stays up (or greets us).
-    with socket.create_connection(ctx.address(check.options["port"]), timeout=3) as sock:
+    """A listener in the guest accepted a connection through the forward.
+
+    The host side of qemu's user-mode forward accepts whatever the guest does, and a guest
+    still in its firmware (no network stack) never resets the connection: an open host socket
+    proves nothing. So the guest itself must show the port listening (its kernel's socket table,
+    read through the agent), and then a connection through the forward must be accepted, not
+    dropped (a listener bound to the guest's loopback only is dropped).
+    """
+    port = check.options["port"]
+    table = ctx.guest_exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeout=min(10.0, max(2.0, ctx.deadline - time.monotonic())))
+    if port not in listening_ports(table.stdout):
+        return False, f"nothing listens on guest port {port} (the guest's socket table)"
+    with socket.create_connection(ctx.address(port), timeout=3) as sock:
         sock.settimeout(1.0)
         try:
             data = sock.recv(1)
         except TimeoutError:
-            return True, "connection accepted and held open"
+            return True, f"guest port {port} listening; connection through the forward accepted and held open"
         except ConnectionResetError:
-            return False, "connection reset (nothing listens on the guest port)"
+            return False, f"guest port {port} listening, but the connection through the forward was reset"
         if data:
-            return True, "connection accepted (the server spoke first)"
-        return False, "connection closed at once (nothing listens on the guest port)"
+            return True, f"guest port {port} listening; connection accepted (the server spoke first)"
+        return False, f"guest port {port} listening, but the connection through the forward was closed at once (bound to the guest's loopback only?)"
 
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -189,6 +215,11 @@ def run_check(check: CheckSpec, ctx: CheckContext, overall_deadline: float) -> C
         except AssertionError as exc:
             passed, seen = False, f"assertion failed: {exc}"
         now = time.monotonic()
+        if not passed:
+            trouble = ctx.stopped()
+            if trouble is not None:  # no point retrying: the guest is gone or frozen
+                seen = f"{trouble} (last attempt: {seen})"
+                deadline = now
         if passed or now >= deadline:
             return CheckResult(check.name, check.type, passed, expectation(check), seen, round(now - begun, 2), round(now - ctx.started, 2), attempts)
         time.sleep(min(RETRY_INTERVAL, max(0.0, deadline - now)))

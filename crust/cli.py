@@ -424,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     signal.signal(signal.SIGTERM, _terminate)
+    # Files Crust and its commands create (in trees, the store, build/) get the same modes
+    # whatever the caller's umask (077 would make an image's files unreadable to its services).
+    os.umask(0o022)
     register_environment()  # credentials of this environment are redacted from every log line
     try:
         args = build_parser().parse_args(argv)

@@ -23,6 +23,8 @@ class DomainConfig:
     memory_mib: int = 1024
     vcpus: int = 2
     seed: Path | None = None  # a read-only NoCloud seed disk (cloud-init user data)
+    agent: bool = True  # the qemu guest agent's channel
+    extra_args: tuple[str, ...] = ()  # more qemu arguments (crust.accel's fault simulation)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -66,8 +68,9 @@ def domain_xml(cfg: DomainConfig) -> str:
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=str(cfg.serial_log))
     _sub(serial, "target", port="0")
-    channel = _sub(devices, "channel", type="unix")
-    _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
+    if cfg.agent:
+        channel = _sub(devices, "channel", type="unix")
+        _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
     rng = _sub(devices, "rng", model="virtio")
     _sub(rng, "backend", "/dev/urandom", model="random")
     _sub(devices, "memballoon", model="none")
@@ -81,6 +84,7 @@ def domain_xml(cfg: DomainConfig) -> str:
     # firewall or sysctl change.
     cmdline = ET.SubElement(dom, f"{{{QEMU_NS}}}commandline")
     fwd = "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{guest}" for host, guest in cfg.forwards)
-    for arg in ("-netdev", f"user,id=crustnet0{fwd}", "-device", "virtio-net-pci,netdev=crustnet0,bus=pcie.0,addr=0x10,romfile="):
+    netdev = ("-netdev", f"user,id=crustnet0{fwd}", "-device", "virtio-net-pci,netdev=crustnet0,bus=pcie.0,addr=0x10,romfile=")
+    for arg in (*netdev, *cfg.extra_args):
         ET.SubElement(cmdline, f"{{{QEMU_NS}}}arg", {"value": arg})
     return ET.tostring(dom, encoding="unicode")

@@ -48,6 +48,9 @@ TOOL_PACKAGES: Mapping[str, str] = {
 }
 
 PR_SET_PDEATHSIG = 1
+# Every command runs in one locale and time zone, whatever the caller's: a build on a server
+# with LC_ALL=C (Ansible refuses a non-UTF-8 locale) or another TZ is the same build.
+FIXED_ENV: Mapping[str, str] = {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
 
 _live: set[subprocess.Popen[str]] = set()
 _live_lock = threading.Lock()
@@ -132,8 +135,10 @@ def run(
     # No credential of Crust's environment reaches a child; a command in the build sandbox
     # (it works on the tree) inherits only an allow-list (crust.buildsecrets.child_env).
     full_env = child_env(os.environ, sandboxed=args[0] == "unshare")
+    full_env.update(FIXED_ENV)  # whatever the caller's locale and time zone (Ansible refuses a non-UTF-8 one)
+    full_env = {k: v for k, v in full_env.items() if not k.startswith("LC_") or k == "LC_ALL"}
+    full_env.pop("LANGUAGE", None)
     full_env.update(env or {})
-    full_env.setdefault("LC_ALL", "C.UTF-8")
     started = time.monotonic()
     proc = subprocess.Popen(
         [exe, *args[1:]],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from typing import Any, TextIO
 
 import libvirt
 
-from crust import faults
+from crust import accel, faults
 from crust.checks import CheckContext, CheckResult, checks_digest_input, load_module, run_check
 from crust.digest import digest_file, digest_json
 from crust.domain import DomainConfig, domain_xml
@@ -38,10 +39,9 @@ from crust.runner import run
 from crust.spec import ApplianceSpec
 from crust.store import pid_alive, write_atomic
 
-KVM_PROBE_SECONDS = 30.0
 RUNS_DIR = Path(os.environ.get("CRUST_RUN_DIR", "/var/lib/crust/runs"))
 DOMAIN_PREFIX = "crust-"
-CODE_FILES = ("checks.py", "smoke.py", "domain.py", "guest.py")
+CODE_FILES = ("checks.py", "smoke.py", "domain.py", "guest.py", "accel.py")
 
 
 @dataclass(frozen=True)
@@ -102,23 +102,6 @@ def checks_digest(spec: ApplianceSpec) -> str:
     )
 
 
-def kvm_candidate(conn: Any, want: str) -> tuple[bool, str]:
-    if want == "tcg":
-        return False, "TCG requested"
-    if not os.path.exists("/dev/kvm"):
-        return False, "no /dev/kvm"
-    try:
-        conn.getDomainCapabilities(None, "x86_64", "q35", "kvm")
-    except libvirt.libvirtError:
-        return False, "libvirt offers no KVM"
-    return True, "KVM available"
-
-
-def probe_state_path(state_dir: Path) -> Path:
-    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return state_dir / f"kvm-probe-{boot_id}.json"
-
-
 @dataclass
 class Run:
     """What one boot needs and leaves behind."""
@@ -129,18 +112,61 @@ class Run:
 
 
 @contextlib.contextmanager
-def running_domain(conn: Any, cfg: DomainConfig) -> Iterator[Any]:
-    try:
-        # Destroyed by libvirt when this connection closes, so even when Crust is killed.
-        dom = conn.createXML(domain_xml(cfg), libvirt.VIR_DOMAIN_START_AUTODESTROY)
-    except libvirt.libvirtError as exc:
-        raise CrustError(f"libvirt could not start the smoke-test domain: {str(exc).splitlines()[0]}") from None
+def running_domain(dom: Any) -> Iterator[Any]:
+    """Destroy the started domain on the way out (it also dies with Crust's libvirt connection:
+    domains are created AUTODESTROY, so even when Crust is killed)."""
     try:
         faults.point("test.domain")
         yield dom
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             dom.destroy()
+
+
+def domain_config(run_: Run, decision: accel.Decision, forwards: tuple[tuple[int, int], ...] = (), seed: Path | None = None) -> DomainConfig:
+    """The domain of one boot attempt under decision (a KVM attempt may carry a simulated fault)."""
+    kvm_try = decision.accel == "kvm"
+    return DomainConfig(
+        name=run_.name,
+        accel="tcg" if accel.probe_domain_type(decision) == "qemu" else decision.accel,
+        disk=run_.workdir / "overlay.qcow2",
+        nvram=run_.workdir / "vars.fd",
+        serial_log=run_.serial_log,
+        forwards=forwards,
+        seed=seed,
+        agent=not (kvm_try and accel.fault_drops_agent()),
+        extra_args=accel.fault_extra_args() if kvm_try else (),
+    )
+
+
+def choose_accel(uri: str, want: str, image: Path) -> accel.Decision:
+    """The accelerator for a boot that is not a smoke test (the test suite's plain-qemu boot):
+    the same decision as `test`, with a probe boot of image (through libvirt) when this host
+    boot has no verdict yet."""
+    conn = connect(uri)
+    try:
+        decision = accel.decide(conn, uri, want)
+        if not (decision.probe or decision.required):
+            return decision
+        with run_files(image, "probe") as run_:
+            try:
+                dom = start_domain(conn, domain_config(run_, decision))
+            except libvirt.libvirtError as exc:
+                return accel.start_failed(decision, uri, exc)
+            with running_domain(dom):
+                works, why = accel.watch_probe(dom, Guest(dom).ping, accel.probe_seconds())
+        if decision.required:
+            if not works:
+                raise accel.KvmFailed(f"KVM was requested (--accel kvm) but {why} (fix: --accel auto falls back to TCG, --accel tcg forces it)")
+            return decision
+        return accel.after_probe(accel.remember(uri, works, why))
+    finally:
+        conn.close()
+
+
+def start_domain(conn: Any, cfg: DomainConfig) -> Any:
+    """Start a transient domain; libvirt.libvirtError when it does not start."""
+    return conn.createXML(domain_xml(cfg), libvirt.VIR_DOMAIN_START_AUTODESTROY)
 
 
 @contextlib.contextmanager
@@ -200,15 +226,6 @@ def serial_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(clean[-lines:]) or "(no serial output)"
 
 
-def wait_for_agent(guest: Guest, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if guest.ping():
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def smoke_test(
     spec: ApplianceSpec, manifest: dict[str, Any], out_dir: Path, state_dir: Path, options: SmokeOptions, say: TextIO = sys.stderr
 ) -> dict[str, Any]:
@@ -240,7 +257,7 @@ def smoke_test(
     try:
         for name in reap_orphans(conn):
             print(f"{spec.name}: removed orphaned domain {name}", file=say)
-        record = _boot_and_check(conn, spec, manifest, qcow2, out_dir, state_dir, options, module, say)
+        record = _boot_and_check(conn, spec, manifest, qcow2, out_dir, options, module, say)
     finally:
         conn.close()
     record.update({"image": {"path": str(qcow2), "sha256": image_digest}, "checks_digest": cdigest, "reused": False})
@@ -258,67 +275,71 @@ def _boot_and_check(
     manifest: dict[str, Any],
     image: Path,
     out_dir: Path,
-    state_dir: Path,
     options: SmokeOptions,
     module: Any,
     say: TextIO,
 ) -> dict[str, Any]:
     smoke_dir = out_dir / "smoke"
     smoke_dir.mkdir(exist_ok=True)
-    kvm_ok, kvm_why = kvm_candidate(conn, options.accel)
-    probe_file = probe_state_path(state_dir)
-    if kvm_ok and options.accel == "auto" and probe_file.is_file():
-        known = json.loads(probe_file.read_text())
-        kvm_ok, kvm_why = known["works"], f"cached probe: {known['why']}"
-    with reserved_ports(len(spec.test.ports)) as ports, run_files(image, spec.name) as run_:
+    decision = accel.decide(conn, options.uri, options.accel)
+    announced = False  # the reason for TCG is printed once, when KVM failed in this run
+    with reserved_ports(len(spec.test.ports)) as ports:
         forwards = dict(zip(spec.test.ports, ports, strict=True))
-        accel = "kvm" if kvm_ok else "tcg"
-        while True:
-            cfg = DomainConfig(
-                name=run_.name,
-                accel=accel,
-                disk=run_.workdir / "overlay.qcow2",
-                nvram=run_.workdir / "vars.fd",
-                serial_log=run_.serial_log,
-                forwards=tuple((host, guest) for guest, host in forwards.items()),
-                seed=make_seed(run_.workdir, run_.name, spec.name, options.user_data) if options.user_data else None,
-            )
-            with contextlib.suppress(FileNotFoundError):
-                run_.serial_log.unlink()
-            started_wall = dt.datetime.now(dt.UTC)
-            started = time.monotonic()
-            with running_domain(conn, cfg) as dom:
-                guest = Guest(dom)
-                if accel == "kvm" and options.accel == "auto" and not probe_file.is_file():
-                    works = wait_for_agent(guest, KVM_PROBE_SECONDS)
-                    why = "guest agent answered" if works else f"guest did not answer within {KVM_PROBE_SECONDS:.0f}s"
-                    probe_file.parent.mkdir(parents=True, exist_ok=True)
-                    write_atomic(probe_file, json.dumps({"works": works, "why": why}))
-                    if not works:
-                        kvm_why = f"KVM probe failed: {why}"
-                        accel = "tcg"
-                        continue  # leaves the with: the KVM domain is destroyed
-                    kvm_why = f"KVM probe: {why}"
-                print(f"{spec.name}: booting build {manifest['build_id']} as {run_.name} under {accel} ({kvm_why})", file=say)
-                ctx = CheckContext(forwards, guest, started, module)
-                results: list[CheckResult] = []
-                deadline = started + spec.test.boot_timeout
-                for check in spec.test.checks:
-                    result = run_check(check, ctx, deadline)
-                    results.append(result)
-                    mark = "PASS" if result.passed else "FAIL"
-                    print(f"  {mark}  {result.name:44} at {result.at_s:6.1f}s  (took {result.duration_s:.1f}s)", file=say)
-                    if not result.passed:
-                        break
-                analysis = boot_analysis(guest) if results and results[-1].passed else ""
-            shutil.copy(run_.serial_log, smoke_dir / "serial.log") if run_.serial_log.exists() else None
+        while True:  # a second pass only after a failed KVM attempt: TCG, on fresh run files
+            with run_files(image, spec.name) as run_:
+                kvm_try = decision.accel == "kvm"
+                seed = make_seed(run_.workdir, run_.name, spec.name, options.user_data) if options.user_data else None
+                cfg = domain_config(run_, decision, tuple((host, guest) for guest, host in forwards.items()), seed)
+                started_wall = dt.datetime.now(dt.UTC)
+                started = time.monotonic()
+                try:
+                    dom = start_domain(conn, cfg)
+                except libvirt.libvirtError as exc:
+                    if not kvm_try:
+                        raise CrustError(f"libvirt could not start the smoke-test domain: {accel.first_line(exc)}") from None
+                    decision = accel.start_failed(decision, options.uri, exc)
+                    print(f"{spec.name}: {decision.reason}", file=say)
+                    announced = True
+                    continue
+                with running_domain(dom):
+                    guest = Guest(dom)
+                    if decision.probe or decision.required:
+                        works, why = accel.watch_probe(dom, guest.ping, accel.probe_seconds())
+                        if decision.required and not works:
+                            tail = serial_tail(run_.serial_log, 10).replace("\n", " | ")
+                            raise accel.KvmFailed(
+                                f"KVM was requested (--accel kvm) but {why} (fix: --accel auto falls back to TCG, --accel tcg forces it); "
+                                f"serial console: {tail}"
+                            )
+                        if decision.probe:
+                            decision = accel.after_probe(accel.remember(options.uri, works, why))
+                            if not works:
+                                print(f"{spec.name}: {decision.reason}", file=say)
+                                announced = True
+                                continue  # leaves both withs: the KVM domain and its run files are gone
+                    why = "see above" if announced else decision.reason
+                    print(f"{spec.name}: booting build {manifest['build_id']} as {run_.name} under {decision.accel} ({why})", file=say)
+                    ctx = CheckContext(forwards, guest, started, module, stopped=functools.partial(accel.stopped, dom))
+                    results: list[CheckResult] = []
+                    deadline = started + spec.test.boot_timeout
+                    for check in spec.test.checks:
+                        result = run_check(check, ctx, deadline)
+                        results.append(result)
+                        mark = "PASS" if result.passed else "FAIL"
+                        print(f"  {mark}  {result.name:44} at {result.at_s:6.1f}s  (took {result.duration_s:.1f}s)", file=say)
+                        if not result.passed:
+                            break
+                    analysis = boot_analysis(guest) if results and results[-1].passed else ""
+                if run_.serial_log.exists():
+                    shutil.copy(run_.serial_log, smoke_dir / "serial.log")
             break
     passed = len(results) == len(spec.test.checks) and all(r.passed for r in results)
     record: dict[str, Any] = {
         "appliance": spec.name,
         "build_id": manifest["build_id"],
-        "accel": accel,
-        "accel_reason": kvm_why,
+        "accel": decision.accel,
+        "accel_reason": decision.reason,
+        "accel_decision": decision.record(),
         "domain": run_.name,
         "started": started_wall.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -37,10 +37,33 @@ def need_root() -> None:
     need(os.geteuid() == 0, "needs root")
 
 
-def build_py(*args: str, check: bool = False, env: dict[str, str] | None = None, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+def build_py(
+    *args: str, check: bool = False, env: dict[str, str | None] | None = None, timeout: float = 3600, umask: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """./build.py ARGS; env adds variables (None removes one), umask is the caller's umask."""
     full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, str(ROOT / "build.py"), *args], capture_output=True, text=True, check=check, env=full_env, timeout=timeout)
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    return subprocess.run(
+        [sys.executable, str(ROOT / "build.py"), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env=full_env,
+        timeout=timeout,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
+    )
+
+
+# Callers whose locale, time zone and umask Crust must not depend on (issue 13): the shared
+# builds run as a CI runner with the C locale would, a user's build and the smoke tests as
+# other callers do. Each is used by tests that build or boot for real.
+C_LOCALE_CALLER: dict[str, str | None] = {"LC_ALL": "C", "LANG": None, "LANGUAGE": None, "TZ": "Pacific/Chatham"}
+POSIX_CALLER: dict[str, str | None] = {"LC_ALL": "POSIX", "LANG": "POSIX", "TZ": "America/St_Johns"}
+UTF8_CALLER: dict[str, str | None] = {"LC_ALL": None, "LANG": "de_DE.UTF-8", "LC_TIME": "fr_FR.UTF-8", "TZ": "Asia/Kathmandu"}
 
 
 @pytest.fixture

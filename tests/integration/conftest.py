@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, build_py, need_root, need_tool
+from tests.conftest import C_LOCALE_CALLER, ROOT, build_py, need_root, need_tool
 
 _built: dict[str, dict[str, Any]] = {}
 
@@ -20,7 +20,8 @@ def build_once(name: str) -> dict[str, Any]:
         need_root()
         for tool in ("mmdebstrap", "qemu-img", "sfdisk", "mkfs.vfat", "mcopy"):
             need_tool(tool)
-        out = build_py("build", name)
+        # As a CI runner with the C locale, another time zone and umask 077 would run it.
+        out = build_py("build", name, env=C_LOCALE_CALLER, umask=0o077)
         assert out.returncode == 0, f"build {name} failed:\n{out.stderr[-4000:]}"
         _built[name] = json.loads((ROOT / "build" / name / "manifest.json").read_text())
         _built[name]["_stderr"] = out.stderr

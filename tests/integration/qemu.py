@@ -1,4 +1,8 @@
-"""Boot an image with plain qemu (no libvirt): TCG, OVMF, user-mode networking with a host port forward."""
+"""Boot an image with plain qemu (no libvirt): OVMF, user-mode networking with a host port forward.
+
+The accelerator is Crust's decision for this host (crust.accel: KVM only where a probe boot
+showed it works, else TCG), as for every other boot the tests make.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from crust.smoke import choose_accel
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -30,15 +36,15 @@ def booted(image: Path, workdir: Path, guest_port: int) -> Iterator[tuple[int, P
     shutil.copy(OVMF_VARS, nvram)
     serial = workdir / "serial.log"
     port = free_port()
+    decision = choose_accel("qemu:///system", "auto", image.resolve())
+    accel = ["-accel", "kvm", "-cpu", "host"] if decision.accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
+    print(f"plain qemu under {decision.accel}: {decision.reason}")
     proc = subprocess.Popen(
         [
             "qemu-system-x86_64",
             "-machine",
             "q35",
-            "-accel",
-            "tcg",
-            "-cpu",
-            "max",
+            *accel,
             "-m",
             "1024",
             "-smp",

@@ -72,6 +72,17 @@ def test_tree_is_sealed(built: Built, name: str) -> None:
     assert not private.exists() or not list(private.iterdir())
     # Database credentials are made at first boot, never at build time.
     assert not (tree / "etc/crust-tg2/database.env").exists()
+    # Built by a caller with umask 077 (the shared builds are): what Crust, its commands and the
+    # roles made is still readable by the image's services (was 0700/0600 before issue 13).
+    for path, mode in [
+        ("opt/wsgi", 0o755),
+        ("opt/wsgi/venv/bin", 0o755),
+        ("etc/systemd/journald.conf.d", 0o755),
+        ("etc/initramfs-tools/conf.d/crust.conf", 0o644),
+    ]:
+        assert (tree / path).stat().st_mode & 0o777 == mode, path
+    private = [p for top in ("opt", "usr", "etc/systemd") for p in (tree / top).rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o005 == 0]
+    assert private == []
 
 
 def test_wsgi_boots_and_serves_its_page(built: Built, tmp_path: Path) -> None:

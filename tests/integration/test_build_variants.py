@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, build_py
+from tests.conftest import POSIX_CALLER, ROOT, build_py
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,8 @@ def test_a_users_app_is_served(built: Built, tmp_path: Path) -> None:
     )
     (folder / "wsgi-custom.toml").write_text(text)
     out_dir = tmp_path / "out"
-    out = build_py("--appliances", str(folder), "--output", str(out_dir), "build", "wsgi-custom", "--test", "--json")
+    # A caller in the POSIX locale, another time zone, umask 077: the same build and boot.
+    out = build_py("--appliances", str(folder), "--output", str(out_dir), "build", "wsgi-custom", "--test", "--json", env=POSIX_CALLER, umask=0o077)
     assert out.returncode == 0, out.stderr[-4000:]
     assert "packages up to date" in " ".join(out.stderr.split()), "the packages step is shared with wsgi"
     record = json.loads(out.stdout)[0]

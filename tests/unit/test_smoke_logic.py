@@ -118,13 +118,66 @@ def test_http_check(web: int, options: dict[str, Any], passed: bool) -> None:
         assert result.attempts >= 2  # retried until its own timeout
 
 
-def test_tcp_check_open_and_closed(web: int) -> None:
-    assert run_check(check("tcp", 2, port=80), ctx(web), time.monotonic() + 5).passed
+PROC_NET_TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0F02000A:0050 0202000A:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
+  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1 0
+   1: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 06 00000000:00000000 00:00000000 00000000     0        0 5 1 0
+"""
+TABLE = "cat /proc/net/tcp /proc/net/tcp6"
+
+
+def test_listening_ports_are_read_from_the_guests_socket_table() -> None:
+    from crust.checks import listening_ports
+
+    # 80 and 6379 (v4), 22 (v6) listen; 8080 is in TIME_WAIT and 80's established peer is no listener.
+    assert listening_ports(PROC_NET_TCP) == {80, 6379, 22}
+    assert listening_ports("") == set()
+
+
+@pytest.fixture
+def silent() -> Iterator[int]:
+    """A host port that accepts and then says nothing: what qemu's forward looks like while
+    the guest is still in its firmware."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    yield int(server.getsockname()[1])
+    server.close()
+
+
+def test_tcp_check_needs_a_listener_in_the_guest(web: int, silent: int) -> None:
+    listening = FakeGuest({TABLE: ExecResult(0, PROC_NET_TCP, "")})
+    nothing = FakeGuest({TABLE: ExecResult(0, PROC_NET_TCP.replace(" 0A ", " 06 "), "")})
+    assert run_check(check("tcp", 2, port=80), ctx(web, listening), time.monotonic() + 5).passed
+    # An accepted, silent connection is no proof (issue 13: "PASS tcp 6379 open at 1.4s" in the firmware).
+    held = run_check(check("tcp", 0.5, port=80), ctx(silent, nothing), time.monotonic() + 5)
+    assert not held.passed and held.seen == "nothing listens on guest port 80 (the guest's socket table)"
+    assert held.attempts >= 2
+    # Listening in the guest, but the forwarded connection is refused (bound elsewhere).
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    result = run_check(check("tcp", 0.5, port=80), ctx(closed), time.monotonic() + 5)
-    assert not result.passed and "ConnectionRefusedError" in result.seen
+    refused = run_check(check("tcp", 0.5, port=80), ctx(closed, listening), time.monotonic() + 5)
+    assert not refused.passed and "ConnectionRefusedError" in refused.seen
+
+
+def test_tcp_check_waits_for_the_agent() -> None:
+    guest = FakeGuest({TABLE: ExecResult(0, PROC_NET_TCP, "")}, ready_after=100)
+    result = run_check(check("tcp", 0.5, port=80), ctx(1, guest), time.monotonic() + 5)
+    assert not result.passed and "guest agent not answering" in result.seen
+
+
+def test_a_stopped_guest_fails_the_check_at_once() -> None:
+    guest = FakeGuest({}, ready_after=100)
+    context = CheckContext({80: 1}, guest, time.monotonic(), stopped=lambda: "the guest is paused (qemu stopped it)")
+    start = time.monotonic()
+    result = run_check(check("unit", 60, unit="x"), context, start + 60)
+    assert not result.passed and time.monotonic() - start < 2
+    assert result.seen.startswith("the guest is paused (qemu stopped it) (last attempt: guest agent not answering")
 
 
 def test_check_waits_for_the_guest_agent() -> None:

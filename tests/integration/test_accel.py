@@ -1,0 +1,113 @@
+"""Every way KVM fails on hosts of this kind falls back to TCG in the same run (issue 13).
+
+Each mode is made real on any host by crust.accel's test hook (CRUST_FAULT_KVM): qemu
+rejecting an argument at start (libvirt's createXML raises, as with "failed to set MSR"), the
+guest paused as qemu pauses it on a KVM internal error, its qemu process killed, a guest whose
+agent never answers, no /dev/kvm. Each run has its own verdict directory, so none passes on a
+verdict an earlier run left.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, build_py
+from tests.integration.test_smoke import leftovers
+
+pytestmark = pytest.mark.integration
+
+Built = Callable[[str], dict[str, Any]]
+
+ONE_CHECK = """
+[test]
+ports = [80]
+boot_timeout = 240
+
+[[test.checks]]
+name = "front page names the appliance"
+type = "http"
+port = 80
+path = "/"
+status = 200
+body = "Crust WSGI appliance"
+timeout = 200
+"""
+
+# mode -> what the one line printed and recorded says about the failed KVM attempt
+MODES = {
+    "start-fails": "the domain did not start: internal error: qemu unexpectedly closed the monitor",
+    "pauses": "the guest is paused (paused by a client)",
+    "crashes": "the domain is gone (its qemu process exited)",
+    "hangs": "the guest agent did not answer within 8s (the guest hangs)",
+}
+
+
+def one_check(tmp_path: Path) -> Path:
+    text = (ROOT / "appliances" / "wsgi.toml").read_text()
+    folder = tmp_path / "appliances"
+    folder.mkdir()
+    (folder / "wsgi.toml").write_text(text[: text.index("[test]")] + ONE_CHECK)
+    return folder
+
+
+def fault_env(tmp_path: Path, mode: str) -> dict[str, str]:
+    return {"CRUST_FAULT_KVM": mode, "CRUST_KVM_PROBE_SECONDS": "8", "CRUST_ACCEL_STATE": str(tmp_path / "accel")}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_broken_kvm_falls_back_to_tcg_in_the_same_run(built: Built, tmp_path: Path, mode: str) -> None:
+    built("wsgi")
+    env = fault_env(tmp_path, mode)
+    out = build_py("--appliances", str(one_check(tmp_path)), "test", "wsgi", "--force", "--json", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads(out.stdout)[0]
+    assert record["passed"] and record["accel"] == "tcg"
+    # One line says why, before the TCG boot; the record carries the same reason and verdict.
+    lines = out.stderr.splitlines()
+    why = next(line for line in lines if "KVM does not work here" in line)
+    assert MODES[mode] in why and why.endswith("probed now); using TCG"), why
+    assert lines.index(why) < next(i for i, line in enumerate(lines) if "booting build" in line)
+    assert record["accel_reason"] == why.split(": ", 1)[1]
+    probe = record["accel_decision"]["probe"]
+    assert probe["works"] is False and MODES[mode] in probe["why"] and probe["remembered"] is False
+    # Remembered for this host boot: the file says so, and the smoke results too.
+    verdicts = list((tmp_path / "accel").glob("*.json"))
+    assert len(verdicts) == 1 and json.loads(verdicts[0].read_text())["why"] == probe["why"]
+    assert json.loads((ROOT / "build" / "wsgi" / "smoke" / "results.json").read_text())["accel_decision"] == record["accel_decision"]
+    assert leftovers("wsgi") == []
+
+
+def test_no_kvm_device_is_tcg_without_a_probe(built: Built, tmp_path: Path) -> None:
+    built("wsgi")
+    out = build_py("--appliances", str(one_check(tmp_path)), "test", "wsgi", "--force", "--json", env=fault_env(tmp_path, "absent"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads(out.stdout)[0]
+    assert record["accel"] == "tcg" and record["accel_reason"].startswith("no KVM here: no /dev/kvm")
+    assert record["accel_decision"]["probe"] is None
+    assert not (tmp_path / "accel").exists() or list((tmp_path / "accel").iterdir()) == []
+    assert leftovers("wsgi") == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        ("start-fails", "but the domain did not start"),
+        ("hangs", "but the guest agent did not answer within 8s"),
+        ("absent", "but no /dev/kvm"),
+    ],
+)
+def test_kvm_requested_fails_loudly(built: Built, tmp_path: Path, mode: str, words: str) -> None:
+    built("wsgi")
+    out = build_py("--appliances", str(one_check(tmp_path)), "test", "wsgi", "--force", "--accel", "kvm", env=fault_env(tmp_path, mode))
+    assert out.returncode == 1, out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: KVM was requested (--accel kvm) " + words), error
+    assert "fix: --accel auto falls back to TCG" in error
+    assert "booting build" not in out.stderr and "using TCG" not in out.stderr
+    assert not (tmp_path / "accel").exists() or list((tmp_path / "accel").iterdir()) == []
+    assert leftovers("wsgi") == []
