@@ -50,8 +50,8 @@ def crust(work: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[st
 def floor(work: Path, manifest: dict[str, object]) -> float:
     """mmdebstrap alone, same suite, mirror and dpkg options, the image's whole package set."""
     sys.path.insert(0, str(work))
-    from crust.base import DPKG_EXCLUDES
-    from crust.distro import load_distribution
+    from crust.define.distribution import load_distribution
+    from crust.distros.debian.bootstrap import DPKG_EXCLUDES
 
     distro = load_distribution(work, str(manifest["distribution"]))
     sources = work / "floor.sources"

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import IO
 
 from crust import faults
-from crust.buildsecrets import child_env, redact
 from crust.errors import CommandError, UserError, command_name
+from crust.trust.secrets import child_env, redact
 
 # Debian package that provides each external tool Crust calls.
 TOOL_PACKAGES: Mapping[str, str] = {

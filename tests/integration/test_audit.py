@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from cyclonedx.validation.json import JsonStrictValidator
 
-from crust.audit import AuditPolicy, audit_image
-from crust.imagefs import check_copy, extracted_root, root_partition
-from crust.sbom import SCHEMA_VERSION
+from crust.disk.imagefs import check_copy, extracted_root, root_partition
+from crust.trust.audit import AuditPolicy, audit_image
+from crust.trust.sbom import SCHEMA_VERSION
 from tests.conftest import ROOT, build_py, need_tool
 from tests.unit.test_audit import AWS_KEY_ID, GITHUB_TOKEN, make_clean_tree, pem
 

@@ -399,9 +399,9 @@ class Recorder:
 
 
 def in_process_upload(ws: Workspace, monkeypatch: pytest.MonkeyPatch, session: Any) -> dict[str, Any]:
-    from crust.cloud import upload
-    from crust.store import Store
-    from crust.targets import load_aws_target
+    from crust.build.store import Store
+    from crust.cloud.aws.upload import upload
+    from crust.cloud.targets import load_aws_target
 
     monkeypatch.setenv("CRUST_APPLIANCES", str(ws.appliances))
     target = load_aws_target(ROOT, "wsgi")

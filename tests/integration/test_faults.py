@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 
-from crust import ports, smoke
+from crust.boot import ports, smoke
 from tests.conftest import ROOT, need, need_root, need_tool
 from tests.integration.conftest import crust_domains
 

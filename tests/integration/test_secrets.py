@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from crust.store import Store, remove_tree
+from crust.build.store import Store, remove_tree
 from tests.conftest import ROOT, build_py, need_tool
 
 pytestmark = pytest.mark.integration

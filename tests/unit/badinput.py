@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 import pytest
 
 import crust.cli
-import crust.cloudcli
+import crust.cli.cloud
 from tests.conftest import ROOT
 
 PROJECT_PARTS = ("appliances", "kickstarts", "roles", "distributions")
@@ -41,11 +41,11 @@ STORE_SKELETON = ("steps", "tmp", "locks", "logs", "builds", "state")
 
 # Where real work would start. A bad input must be refused before any of these is called.
 TRIPWIRES = (
-    ("crust.plan", "mirror_state"),  # the network (the mirror's InRelease files)
-    ("crust.pipeline", "preflight"),  # a build: tools checked, then steps run
-    ("crust.pipeline", "build_all"),
-    ("crust.smoke", "smoke_test"),  # a boot under libvirt
-    ("crust.aws", "Aws"),  # AWS
+    ("crust.build.plan", "mirror_state"),  # the network (the mirror's InRelease files)
+    ("crust.build.executor", "preflight"),  # a build: tools checked, then steps run
+    ("crust.build.executor", "build_all"),
+    ("crust.boot.smoke", "smoke_test"),  # a boot under libvirt
+    ("crust.cloud.aws.client", "Aws"),  # AWS
 )
 
 # A valid appliance of the suite: every case breaks one thing of it (or of its template).
@@ -126,7 +126,7 @@ def project_root(project: Path) -> Iterator[None]:
     """crust.cli sees PROJECT as the project root; the tripwires are armed; all undone after."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(crust.cli, "PROJECT_ROOT", project)
-        mp.setattr(crust.cloudcli, "PROJECT_ROOT", project)
+        mp.setattr(crust.cli.cloud, "PROJECT_ROOT", project)
         # main() sets $CRUST_APPLIANCES for --appliances, $CRUST_ROLES for --roles: monkeypatch
         # restores them afterwards.
         mp.setenv("CRUST_APPLIANCES", str(project / "appliances"))

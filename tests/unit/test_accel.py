@@ -9,7 +9,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from crust import accel
+from crust.boot import accel
 from crust.errors import CrustError
 
 

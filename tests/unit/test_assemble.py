@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from crust.assemble import ESP_TYPE, ROOT_TYPE_X86_64, Layout, derived_uuid, make_esp, partition, tree_size_mib
+from crust.disk.assemble import ESP_TYPE, ROOT_TYPE_X86_64, Layout, derived_uuid, make_esp, partition, tree_size_mib
 from tests.conftest import need_tool
 
 

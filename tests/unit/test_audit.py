@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from crust.audit import AuditPolicy, Finding, audit_tree, files_with_anchors, policy_from_kickstart, summarize, walk
-from crust.kickstart import load
-from crust.seal import SSHD_POLICY
+from crust.define.kickstart import load
+from crust.tree.seal import SSHD_POLICY
+from crust.trust.audit import AuditPolicy, Finding, audit_tree, files_with_anchors, policy_from_kickstart, summarize, walk
 
 BEGIN, END = "-----BEGIN ", "-----END "
 BODY = base64.b64encode(bytes(range(256)) * 2).decode()

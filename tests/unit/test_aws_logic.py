@@ -9,11 +9,11 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from crust import aws
-from crust.cloud import Undo, raw_image, record, recorded_ami
+from crust.cloud.aws import client as aws
+from crust.cloud.aws.launch import run_params, ssh_public_key, user_data
+from crust.cloud.aws.upload import Undo, raw_image, record, recorded_ami
+from crust.cloud.targets import load_aws_target
 from crust.errors import UserError
-from crust.launch import run_params, ssh_public_key, user_data
-from crust.targets import load_aws_target
 from tests.conftest import build_py
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEx0crustcrustcrustcrustcrustcrustcrustcrust test@crust"
@@ -162,8 +162,8 @@ def test_undo_runs_in_reverse_and_reports_failures() -> None:
 
 
 def test_a_store_entry_hard_link_needs_no_hashing(tmp_path: Path) -> None:
-    from crust.cloud import stored_digest
-    from crust.store import Store
+    from crust.build.store import Store
+    from crust.cloud.aws.upload import stored_digest
 
     store = Store(tmp_path / "store")
     entry = store.entry_path("image", "abc")

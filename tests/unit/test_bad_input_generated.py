@@ -390,7 +390,7 @@ def test_generated_broken_toml(project: Path) -> None:
 def unsupported_commands() -> list[str]:
     from pykickstart.version import makeVersion
 
-    from crust.kickstart import SUPPORTED_COMMANDS
+    from crust.define.kickstart import SUPPORTED_COMMANDS
 
     return sorted(set(makeVersion("F43").commands) - SUPPORTED_COMMANDS)
 
@@ -531,7 +531,7 @@ def test_a_valid_build_trips_the_wire(project: Path) -> None:
     write_into(project, APPLIANCE, GOOD_TEXT)
     write_into(project, KICKSTART, TEMPLATE)
     work = workdir(project)
-    with pytest.raises(AssertionError, match=r"bad input got past validation: crust\.plan\.mirror_state"):
+    with pytest.raises(AssertionError, match=r"bad input got past validation: crust\.build\.plan\.mirror_state"):
         run_cli(["--store", str(work.store), "--output", str(work.output), "build", "demo"])
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from crust import buildsecrets as secrets
+from crust.define.roles import check_vars, needed_secrets, secret_variables
 from crust.errors import CommandError, UserError
-from crust.roles import check_vars, needed_secrets, secret_variables
 from crust.runner import logging_to, run, sandboxed
+from crust.trust import secrets
 from tests.conftest import need_root, need_tool
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\nQyNTUxOQAAACDcanaryCANARYcanaryCANARY0123\n-----END OPENSSH PRIVATE KEY-----\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from crust import configure
-from crust.kickstart import Network, Repo, SshKey, User, load
+from crust.define.kickstart import Network, Repo, SshKey, User, load
+from crust.tree import configure
 from tests.conftest import need_root, need_tool
 
 PASSWD = "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"

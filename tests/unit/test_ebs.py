@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import pytest
 from botocore.exceptions import ClientError
 
-from crust import ebs
-from crust.ebs import BLOCK_SIZE, GIB, ImageHash, ReadStats, aggregate_checksum, block_indices, read_blocks, upload_snapshot, volume_gib
+from crust.cloud.aws import ebs
+from crust.cloud.aws.ebs import BLOCK_SIZE, GIB, ImageHash, ReadStats, aggregate_checksum, block_indices, read_blocks, upload_snapshot, volume_gib
 from crust.errors import UserError
 
 

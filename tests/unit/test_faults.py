@@ -14,9 +14,10 @@ from typing import NamedTuple
 
 import pytest
 
-from crust import faults, pipeline
+from crust import faults
+from crust.build import executor as pipeline
+from crust.build.executor import PREVIOUS_MANIFEST, disk_full, publish
 from crust.errors import CommandError, DiskFull
-from crust.pipeline import PREVIOUS_MANIFEST, disk_full, publish
 from tests.conftest import ROOT
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crust.gc import clean, human
-from crust.store import Store
+from crust.build.gc import clean, human
+from crust.build.store import Store
 
 
 def entry(store: Store, name: str, size: int = 4096) -> None:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from crust import assemble
+from crust.build.executor import Progress, ensure, make_image
+from crust.build.plan import Step
+from crust.build.store import Entry, Store
+from crust.define.kickstart import load
+from crust.disk import assemble
 from crust.errors import StepFailed
-from crust.kickstart import load
-from crust.pipeline import Progress, ensure, make_image
-from crust.plan import Step
-from crust.store import Entry, Store
 from tests.unit.test_audit import make_clean_tree
 
 KS = load("network --hostname=x\npart / --size=1024\nrootpw --lock\n", allow_plaintext=False)

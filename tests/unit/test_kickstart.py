@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from crust.kickstart import KickstartProblem, load
+from crust.define.kickstart import KickstartProblem, load
 
 BASE = """\
 rootpw --lock
@@ -149,7 +149,7 @@ def test_defaults_when_commands_absent() -> None:
 
 
 def test_json_round_trip() -> None:
-    from crust.kickstart import from_json, to_json
+    from crust.define.kickstart import from_json, to_json
 
     ks = load(BASE, allow_plaintext=False)
     assert from_json(json.loads(json.dumps(to_json(ks)))) == ks

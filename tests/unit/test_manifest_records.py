@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crust.pipeline import keep_cloud_records
+from crust.build.executor import keep_cloud_records
 
 CLOUD = {"aws": {"eu-west-1": {"ami": "ami-1", "snapshot": "snap-1"}}}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from crust import plan as plan_mod
-from crust.plan import Step, explain_change, plan_appliance
+from crust.build import plan as plan_mod
+from crust.build.plan import Step, explain_change, plan_appliance
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import pytest
 
-from crust import ports
+from crust.boot import ports
 
 
 def dead_pid() -> int:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from crust import pipeline
+from crust.build import executor as pipeline
+from crust.build.plan import Step
+from crust.build.store import Store
 from crust.errors import UserError
-from crust.plan import Step
 from crust.runner import check_tools
-from crust.store import Store
 
 
 def test_missing_tool_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from crust.distro import load_distribution
+from crust.define.distribution import load_distribution
+from crust.define.render import render
+from crust.define.spec import appliance_path, list_appliance_names, load_appliance
 from crust.errors import UserError
-from crust.render import render
-from crust.spec import appliance_path, list_appliance_names, load_appliance
 from tests.conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cyclonedx.validation.json import JsonStrictValidator
 
-from crust.sbom import SCHEMA_VERSION, Subject, build_sbom, find_python_distributions, read_dpkg_status, sbom_json, write_sbom
+from crust.trust.sbom import SCHEMA_VERSION, Subject, build_sbom, find_python_distributions, read_dpkg_status, sbom_json, write_sbom
 
 STATUS = """\
 Package: nginx

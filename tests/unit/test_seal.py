@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from crust.kickstart import load
-from crust.seal import seal
+from crust.define.kickstart import load
+from crust.tree.seal import seal
 
 KS = load("network --hostname=x\npart / --size=1024\nrepo --name=extra --baseurl=http://example.org/debian\n", allow_plaintext=False)
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from crust.boot.domain import QEMU_NS, DomainConfig, domain_xml
+from crust.boot.guest import ExecResult, GuestNotReady
+from crust.boot.ports import reserved_ports
+from crust.boot.smoke import junit_xml
 from crust.checks import CheckContext, expectation, run_check
-from crust.domain import QEMU_NS, DomainConfig, domain_xml
-from crust.guest import ExecResult, GuestNotReady
-from crust.ports import reserved_ports
-from crust.smoke import junit_xml
-from crust.spec import CheckSpec
+from crust.define.spec import CheckSpec
 
 
 def cfg(accel: str = "tcg") -> DomainConfig:
@@ -240,7 +240,7 @@ def test_junit() -> None:
 
 
 def test_console_text_is_cleaned(tmp_path: Path) -> None:
-    from crust.smoke import serial_tail
+    from crust.boot.smoke import serial_tail
 
     log = tmp_path / "serial.log"
     log.write_bytes(b"\x1b[2J\x1b[01;01HBdsDxe: loading\r\n\x1b[0;32m  OK  \x1b[0m] Started x\n\x07bell\n\n")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from crust.define.spec import Invalid, load_appliance, parse_size_mib
 from crust.errors import UserError
-from crust.spec import Invalid, load_appliance, parse_size_mib
 
 GOOD = """\
 name = "demo"
@@ -103,7 +103,7 @@ def test_bad_sizes(text: object) -> None:
 
 
 def test_every_shipped_appliance_loads() -> None:
-    from crust.spec import appliance_path, list_appliance_names
+    from crust.define.spec import appliance_path, list_appliance_names
     from tests.conftest import ROOT
 
     names = list_appliance_names(ROOT)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crust.sshdconfig import read_sshd_config
+from crust.trust.sshdconfig import read_sshd_config
 
 
 def make(tmp_path: Path, files: dict[str, str]) -> Path:

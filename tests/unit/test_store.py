@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crust.store import Store
+from crust.build.store import Store
 
 
 def test_commit_is_atomic(tmp_path: Path) -> None:

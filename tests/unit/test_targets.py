@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from crust.cloud.targets import DEFAULT_NAME, check_for_upload, image_name, load_aws_target
 from crust.errors import UserError
-from crust.targets import DEFAULT_NAME, check_for_upload, image_name, load_aws_target
 from tests.conftest import build_py
 
 APPLIANCE = """\

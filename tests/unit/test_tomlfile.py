@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from crust.define.tomlfile import find_line, load_toml
 from crust.errors import UserError
-from crust.tomlfile import find_line, load_toml
 
 TEXT = """\
 name = "x"

@@ -1,0 +1,86 @@
+"""Store housekeeping: which entries the kept builds reference, what clean frees, sizes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from crust.build.store import Store, remove_tree
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    removed: list[str]
+    freed_bytes: int
+    kept: int
+    kept_bytes: int
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes allocated under path (hard links counted once, sparse files as allocated)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_blocks * 512
+    for dirpath, dirs, files in os.walk(path):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+def referenced(store: Store, appliances: list[str], keep: int) -> tuple[set[str], list[Path]]:
+    """Entry names (KIND-ID) used by the last `keep` builds of each defined appliance, and the
+    build records that fall out (older ones, and those of appliances no longer defined)."""
+    names: set[str] = set()
+    stale_records: list[Path] = []
+    builds_dir = store.root / "builds"
+    for folder in sorted(p for p in builds_dir.iterdir() if p.is_dir()):
+        records = sorted(folder.glob("*.json"))
+        keep_here = records[-keep:] if keep > 0 and folder.name in appliances else []
+        stale_records += [r for r in records if r not in keep_here]
+        for record in keep_here:
+            data = store.read_record(record)
+            names.update(f"{s['kind']}-{s['id']}" for s in data.get("steps", []))
+    return names, stale_records
+
+
+def clean(store: Store, appliances: list[str], keep: int, dry_run: bool = False) -> CleanReport:
+    """Remove entries no kept build references (and their logs). Waits for running builds."""
+    with store.exclusive():
+        used, stale_records = referenced(store, appliances, keep)
+        removed: list[str] = []
+        freed = kept = kept_bytes = 0
+        for entry in sorted((store.root / "steps").iterdir()):
+            size = disk_usage(entry)
+            if entry.name in used:
+                kept += 1
+                kept_bytes += size
+                continue
+            removed.append(entry.name)
+            freed += size
+            if not dry_run:
+                remove_tree(entry)
+                log = store.root / "logs" / f"{entry.name}.log"
+                if log.exists():
+                    log.unlink()
+        if not dry_run:
+            for record in stale_records:
+                record.unlink()
+            shutil.rmtree(store.root / "state" / "cache", ignore_errors=True)
+            store.remove_stale_tmp()
+        return CleanReport(removed, freed, kept, kept_bytes)
+
+
+def human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.1f} GiB"

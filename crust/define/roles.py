@@ -1,0 +1,299 @@
+"""Ansible roles as build inputs: dependency closure, files, and argument specs.
+
+Appliance variables are checked against the ``meta/argument_specs.yml`` of the roles an
+appliance uses before anything runs (unknown names and wrong types are errors naming the
+appliance file and key). Variables of type ``path`` name files on the host: their content is
+part of the configured tree's id, so editing the app a variable points at rebuilds the tree.
+
+An option with ``crust_secret: ID`` is a build secret (crust/buildsecrets.py): Crust sets it to the
+secret's path inside the tree during the run; the appliance cannot set it, the build must be
+given the secret (``--secret ID=...``), and its content is no part of any id.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crust.define.tomlfile import find_line
+from crust.errors import UserError
+from crust.trust.secrets import ID_RE, SECRETS_DIR
+
+# Set by Crust for every build (plan.py, ansible.py): a role may require them.
+CRUST_VARS = (
+    "crust_appliance",
+    "crust_version",
+    "crust_build_id",
+    "crust_distribution",
+    "crust_description",
+    "crust_roles_dir",
+    "crust_wheel_cache",
+    "crust_wheel_dir",
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    role: str
+    name: str
+    type: str
+    elements: str
+    required: bool = False  # and no default: the appliance must set it
+    choices: tuple[Any, ...] = ()
+    secret: str = ""  # crust_secret: the ID of the build secret whose path this variable holds
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
+
+
+@functools.cache
+def _load_yaml(path: Path) -> Any:
+    """Parsed YAML (cached for the process: role metadata is read once per run)."""
+    data = path.read_bytes()
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=_LOADER)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text: {exc.reason}", file=path, line=data[: exc.start].count(b"\n") + 1, hint="save the file as UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise UserError(
+            f"invalid YAML: {getattr(exc, 'problem', exc)}", file=path, line=mark.line + 1 if mark else None, hint="correct the YAML syntax"
+        ) from None
+
+
+def _mapping(value: Any, path: Path, what: str) -> dict[str, Any]:
+    """A YAML mapping (None is an empty one); anything else is an error naming the file."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{what}: expected a mapping, got {type(value).__name__}", file=path, hint="see Ansible's documentation of role metadata")
+    return value
+
+
+def _dependencies(meta: Path) -> list[dict[str, Any]]:
+    """meta/main.yml's dependencies, each as a mapping with its role name under "role"."""
+    deps = _mapping(_load_yaml(meta), meta, "meta/main.yml").get("dependencies") or []
+    if not isinstance(deps, list):
+        raise UserError("dependencies: expected a list", file=meta, hint="write `dependencies: [role, ...]`")
+    found = []
+    for dep in deps:
+        entry = {"role": dep} if isinstance(dep, str) else _mapping(dep, meta, "a dependency")
+        if not isinstance(entry.get("role") or entry.get("name"), str):
+            raise UserError(f"dependency {dep!r} names no role", file=meta, hint="write `- role: NAME`")
+        found.append({**entry, "role": entry.get("role") or entry.get("name")})
+    return found
+
+
+def role_closure(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
+    """The roles and, depth first, every role they depend on (meta/main.yml), each once."""
+    ordered: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in chain:
+            raise UserError(
+                f"role dependency cycle: {' -> '.join((*chain, name))}",
+                file=roles_dir / name / "meta/main.yml",
+                hint="remove one of these dependencies",
+            )
+        if name in ordered:
+            return
+        if not (roles_dir / name / "tasks/main.yml").is_file():
+            raise UserError(
+                f"role {name!r} not found",
+                file=roles_dir / (chain[-1] if chain else name) / "meta/main.yml",
+                hint=f"create roles/{name}/tasks/main.yml",
+            )
+        meta = roles_dir / name / "meta/main.yml"
+        for dep in _dependencies(meta) if meta.is_file() else []:
+            visit(dep["role"], (*chain, name))
+        ordered.append(name)
+
+    for role in roles:
+        visit(role, ())
+    return tuple(ordered)
+
+
+def role_files(roles_dir: Path, role: str) -> list[Path]:
+    base = roles_dir / role
+    return sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc"))
+
+
+def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
+    spec_file = roles_dir / role / "meta/argument_specs.yml"
+    if not spec_file.is_file():
+        return {}
+    data = _mapping(_load_yaml(spec_file), spec_file, "argument_specs.yml")
+    options: dict[str, Option] = {}
+    for entry_point, entry in _mapping(data.get("argument_specs"), spec_file, "argument_specs").items():
+        where = f"argument_specs.{entry_point}"
+        for name, raw in _mapping(_mapping(entry, spec_file, where).get("options"), spec_file, where + ".options").items():
+            opt = _mapping(raw, spec_file, f"{where}.options.{name}")
+            if not isinstance(opt.get("choices") or [], list):
+                raise UserError(f"{where}.options.{name}.choices: expected a list", file=spec_file, hint="list the allowed values")
+            secret = opt.get("crust_secret", "")
+            if "crust_secret" in opt and (not isinstance(secret, str) or not ID_RE.fullmatch(secret)):
+                raise UserError(
+                    f"{where}.options.{name}.crust_secret: {secret!r} is not a secret ID",
+                    file=spec_file,
+                    hint="use 1-64 letters, digits, '_', '.' and '-', starting with a letter or digit",
+                )
+            if secret and ("default" in opt or str(opt.get("type", "str")) not in ("str", "path")):
+                raise UserError(
+                    f"{where}.options.{name}: a build secret's variable holds its path: it takes no default and is of type path",
+                    file=spec_file,
+                    hint="write `type: path` and no default",
+                )
+            options[name] = Option(
+                role,
+                name,
+                str(opt.get("type", "str")),
+                str(opt.get("elements", "")),
+                bool(opt.get("required")) and "default" not in opt,
+                tuple(opt.get("choices") or ()),
+                secret,
+            )
+    return options
+
+
+def secret_options(roles_dir: Path, roles: tuple[str, ...]) -> list[Option]:
+    """The build-secret variables of the roles and the roles they depend on."""
+    return [opt for role in role_closure(roles_dir, roles) for opt in role_options(roles_dir, role).values() if opt.secret]
+
+
+def needed_secrets(roles_dir: Path, roles: tuple[str, ...]) -> dict[str, str]:
+    """Secret ID -> the (first) role that needs it."""
+    needed: dict[str, str] = {}
+    for opt in secret_options(roles_dir, roles):
+        needed.setdefault(opt.secret, opt.role)
+    return needed
+
+
+def secret_variables(roles_dir: Path, roles: tuple[str, ...]) -> dict[str, str]:
+    """Variable -> the path of its secret inside the tree, as the Ansible run sees it."""
+    return {opt.name: f"{SECRETS_DIR}/{opt.secret}" for opt in secret_options(roles_dir, roles)}
+
+
+def dependency_vars(roles_dir: Path, roles: tuple[str, ...]) -> set[str]:
+    """Variables that roles pass to the roles they depend on (meta/main.yml dependencies)."""
+    names: set[str] = set()
+    for role in roles:
+        meta = roles_dir / role / "meta/main.yml"
+        for dep in _dependencies(meta) if meta.is_file() else []:
+            names.update(k for k in dep if k not in ("role", "name", "vars"))
+            names.update(_mapping(dep.get("vars"), meta, f"dependency {dep['role']}: vars"))
+    return names
+
+
+_TYPES: Mapping[str, tuple[type, ...]] = {
+    "str": (str,),
+    "path": (str,),
+    "int": (int,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+    "float": (int, float),
+    "raw": (object,),
+}
+
+
+def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any], source: Path) -> dict[str, Option]:
+    """Every appliance variable must be declared by a role in use, with a matching type."""
+    options: dict[str, Option] = {}
+    closure = role_closure(roles_dir, roles)
+    by_role = {role: role_options(roles_dir, role) for role in closure}
+    for role_opts in by_role.values():
+        options.update(role_opts)
+    text = source.read_text(encoding="utf-8")
+    for name, value in values.items():
+        if name not in options:
+            close = difflib.get_close_matches(name, list(options), n=1)
+            raise UserError(
+                f"vars.{name}: no role of this appliance declares this variable",
+                file=source,
+                line=find_line(text, f"vars.{name}"),
+                hint=f"did you mean {close[0]!r}?" if close else "declare it in the role's meta/argument_specs.yml or remove it",
+            )
+        opt = options[name]
+        if opt.secret:
+            raise UserError(
+                f"vars.{name}: role {opt.role} takes this from the build secret {opt.secret!r}, not from the appliance file",
+                file=source,
+                line=find_line(text, f"vars.{name}"),
+                hint=f"remove it, and give the secret at build time: --secret {opt.secret}=PATH",
+            )
+        accepted = _TYPES.get(opt.type, (object,))
+        if not isinstance(value, accepted) or (opt.type == "int" and isinstance(value, bool)):
+            raise UserError(
+                f"vars.{name}: expected {opt.type} (role {opt.role}), got {type(value).__name__}",
+                file=source,
+                line=find_line(text, f"vars.{name}"),
+                hint=f"see roles/{opt.role}/meta/argument_specs.yml",
+            )
+        items: list[Any] = value if opt.type == "list" and isinstance(value, list) else [value]
+        if opt.type == "list" and opt.elements in _TYPES:
+            accepted = _TYPES[opt.elements]
+            for i, item in enumerate(items):
+                if not isinstance(item, accepted) or (opt.elements == "int" and isinstance(item, bool)):
+                    raise UserError(
+                        f"vars.{name}[{i}]: expected {opt.elements} elements (role {opt.role}), got {type(item).__name__}",
+                        file=source,
+                        line=find_line(text, f"vars.{name}"),
+                        hint=f"see roles/{opt.role}/meta/argument_specs.yml",
+                    )
+        if opt.choices:
+            for item in items:
+                if item not in opt.choices:
+                    raise UserError(
+                        f"vars.{name}: {item!r} is not a choice of role {opt.role}",
+                        file=source,
+                        line=find_line(text, f"vars.{name}"),
+                        hint="use one of " + ", ".join(repr(c) for c in opt.choices),
+                    )
+        if opt.type == "path" and value:
+            path = Path(str(value))
+            if not path.is_absolute():
+                raise UserError(
+                    f"vars.{name}: path {value!r} must be absolute",
+                    file=source,
+                    line=find_line(text, f"vars.{name}"),
+                    hint="write the full path on the build host",
+                )
+            if not path.exists():
+                raise UserError(
+                    f"vars.{name}: {value} does not exist",
+                    file=source,
+                    line=find_line(text, f"vars.{name}"),
+                    hint="point it at a file or directory on the build host",
+                )
+    given = {*values, *CRUST_VARS, *dependency_vars(roles_dir, closure), *(o.name for o in options.values() if o.secret)}
+    for role, role_opts in by_role.items():
+        for opt in role_opts.values():
+            if opt.required and opt.name not in given:
+                raise UserError(
+                    f"vars.{opt.name}: role {role} requires this variable",
+                    file=source,
+                    line=find_line(text, "vars") or find_line(text, "roles"),
+                    hint=f"set it in [vars] (see roles/{role}/meta/argument_specs.yml)",
+                )
+    return options
+
+
+def path_inputs(options: Mapping[str, Option], values: Mapping[str, Any]) -> list[Path]:
+    """Host files named by path-typed variables (files, or every file under a directory)."""
+    found: list[Path] = []
+    for name, value in sorted(values.items()):
+        opt = options.get(name)
+        if opt is None or opt.type != "path" or not value:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        else:
+            found.append(path)
+    return found

@@ -1,0 +1,199 @@
+"""Assemble a GPT disk image from a sealed tree, in regular files: no loop devices, no mounts.
+
+ESP: a FAT32 image made with mkfs.vfat and filled with mtools, holding a unified kernel image
+(UKI) at \\EFI\\BOOT\\BOOTX64.EFI, so UEFI firmware boots it with no loader and no NVRAM entry.
+Root: ext4 written straight into the disk file at its offset by ``mkfs.ext4 -d``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from crust.errors import UserError
+from crust.runner import run, sandboxed
+from crust.tree.files import CHROOT_ENV
+
+MIB = 1024 * 1024
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ROOT_TYPE_X86_64 = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+NAMESPACE = uuid.UUID("6f1b2c4e-7d0a-4b8e-9c57-3a2d1e0f9b11")
+
+
+@dataclass(frozen=True)
+class Layout:
+    esp_size_mib: int
+    root_size_mib: int
+    root_uuid: str
+    cmdline: str
+    uki: str  # "ukify" or "objcopy"
+
+    @property
+    def esp_offset(self) -> int:
+        return 1 * MIB
+
+    @property
+    def root_offset(self) -> int:
+        return (1 + self.esp_size_mib) * MIB
+
+    @property
+    def disk_size(self) -> int:
+        return (1 + self.esp_size_mib + self.root_size_mib + 1) * MIB
+
+
+def derived_uuid(*parts: str) -> str:
+    """Stable UUIDs from step ids: the same inputs give the same disk."""
+    return str(uuid.uuid5(NAMESPACE, "/".join(parts)))
+
+
+def kernel_files(tree: Path) -> tuple[Path, Path]:
+    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise UserError("no kernel in the tree (/boot/vmlinuz-*)", hint="add the kernel package to the distribution's base_packages")
+    kernel = kernels[-1]
+    initrd = tree / "boot" / kernel.name.replace("vmlinuz-", "initrd.img-")
+    if not initrd.exists():
+        raise UserError(f"no initrd for {kernel.name} in the tree", hint="install initramfs-tools in the base")
+    return kernel, initrd
+
+
+def tree_size_mib(tree: Path) -> int:
+    """Apparent size of the tree plus inodes, counting hard links once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    count = 0
+    for dirpath, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(dirpath, name))
+            count += 1
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += (st.st_size + 4095) // 4096 * 4096
+    return (total + count * 256) // MIB + 1
+
+
+def build_uki(tree: Path, layout: Layout, out: Path) -> None:
+    kernel, initrd = kernel_files(tree)
+    if layout.uki == "ukify":
+        # ukify from the tree itself, run chrooted; the output directory is bind-mounted
+        # at /mnt in the sandbox's private mount namespace (invisible outside it).
+        run(
+            sandboxed(
+                [
+                    "ukify",
+                    "build",
+                    f"--linux=/boot/{kernel.name}",
+                    f"--initrd=/boot/{initrd.name}",
+                    f"--cmdline={layout.cmdline}",
+                    "--output=/mnt/uki.efi",
+                ],
+                root=tree,
+                chroot=True,
+                binds=[(out.parent, "/mnt")],
+            ),
+            env=CHROOT_ENV,
+        )
+        (out.parent / "uki.efi").rename(out)
+        return
+    stub = tree / "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+    if not stub.exists():
+        raise UserError("the tree has no systemd-boot EFI stub", hint="add systemd-boot-efi to base_packages")
+    osrel = tree / "usr/lib/os-release"
+    cmdline = out.parent / "cmdline.txt"
+    cmdline.write_text(layout.cmdline + "\0", encoding="utf-8")
+    run(
+        [
+            "objcopy",
+            "--add-section",
+            f".osrel={osrel}",
+            "--change-section-vma",
+            ".osrel=0x20000",
+            "--add-section",
+            f".cmdline={cmdline}",
+            "--change-section-vma",
+            ".cmdline=0x30000",
+            "--add-section",
+            f".linux={kernel}",
+            "--change-section-vma",
+            ".linux=0x2000000",
+            "--add-section",
+            f".initrd={initrd}",
+            "--change-section-vma",
+            ".initrd=0x3000000",
+            str(stub),
+            str(out),
+        ]
+    )
+
+
+def make_esp(uki: Path, layout: Layout, out: Path, volume_id: str) -> None:
+    esp_kib = layout.esp_size_mib * 1024
+    needed = uki.stat().st_size // 1024 + 2048
+    if needed > esp_kib:
+        raise UserError(
+            f"the UKI ({uki.stat().st_size // MIB} MiB) does not fit the {layout.esp_size_mib} MiB ESP",
+            hint=f"raise image.esp_size (or part /boot/efi --size) to at least {needed // 1024 + 8}",
+        )
+    run(["mkfs.vfat", "-F", "32", "-n", "ESP", "-i", volume_id, "-C", str(out), str(esp_kib)])
+    run(["mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT"])
+    run(["mcopy", "-i", str(out), str(uki), "::/EFI/BOOT/BOOTX64.EFI"])
+
+
+def partition(disk: Path, layout: Layout, disk_guid: str, esp_guid: str, root_guid: str) -> None:
+    with open(disk, "wb") as fh:
+        fh.truncate(layout.disk_size)
+    sectors = MIB // 512
+    script = (
+        "label: gpt\n"
+        f"label-id: {disk_guid}\n"
+        "unit: sectors\n"
+        f'start={sectors}, size={layout.esp_size_mib * sectors}, type={ESP_TYPE}, uuid={esp_guid}, name="esp"\n'
+        f'start={layout.root_offset // 512}, size={layout.root_size_mib * sectors}, type={ROOT_TYPE_X86_64}, uuid={root_guid}, name="root"\n'
+    )
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)], input_text=script)
+
+
+def make_root_fs(tree: Path, disk: Path, layout: Layout) -> None:
+    need = tree_size_mib(tree)
+    if need * 11 // 10 + 32 > layout.root_size_mib:
+        raise UserError(
+            f"the tree needs about {need} MiB but the root partition is {layout.root_size_mib} MiB",
+            hint=f"raise image.root_size (or part / --size) to at least {need * 11 // 10 + 64}",
+        )
+    run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "root",
+            "-U",
+            layout.root_uuid,
+            "-E",
+            f"offset={layout.root_offset},root_owner=0:0,hash_seed={layout.root_uuid}",
+            "-d",
+            str(tree),
+            str(disk),
+            f"{layout.root_size_mib}M",
+        ],
+        env={"E2FSPROGS_FAKE_TIME": "1700000000"},
+    )
+
+
+def place(src: Path, disk: Path, offset: int) -> None:
+    run(["dd", f"if={src}", f"of={disk}", "bs=1M", f"seek={offset // MIB}", "conv=notrunc,sparse", "status=none"])
+
+
+def assemble(tree: Path, layout: Layout, workdir: Path, disk: Path, image_id: str) -> None:
+    """Write disk (raw, sparse): GPT + ESP with the UKI + ext4 root from tree."""
+    uki = workdir / "BOOTX64.EFI"
+    build_uki(tree, layout, uki)
+    esp = workdir / "esp.img"
+    make_esp(uki, layout, esp, volume_id=image_id[:8])
+    partition(disk, layout, derived_uuid(image_id, "disk"), derived_uuid(image_id, "esp"), derived_uuid(image_id, "root-part"))
+    make_root_fs(tree, disk, layout)
+    place(esp, disk, layout.esp_offset)
+    esp.unlink()

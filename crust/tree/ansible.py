@@ -1,0 +1,104 @@
+"""Apply Ansible roles to a tree through the chroot connection (community.general.chroot).
+
+Build secrets the roles declare (crust_secret in meta/argument_specs.yml) are files on a tmpfs
+at /run/crust-secrets inside the tree for the run, mounted in its private namespace by
+crust/secretfs.py from what run() writes to its stdin; the variables hold their paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crust.define.roles import secret_options
+from crust.runner import check_tools, find_tool, run, sandboxed
+from crust.trust import secrets
+
+
+def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]) -> Path:
+    inventory = {
+        "all": {
+            "hosts": {
+                "tree": {
+                    "ansible_host": str(tree),
+                    "ansible_connection": "community.general.chroot",
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                }
+            }
+        }
+    }
+    (workdir / "inventory.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
+    (workdir / "vars.json").write_text(json.dumps(dict(variables), indent=2, sort_keys=True), encoding="utf-8")
+    # Facts of the tree, not of hardware: a chroot's hardware and network facts are the
+    # build host's, and gathering them costs seconds.
+    # Gathered once per packages tree and kickstart (ANSIBLE_GATHERING=smart with a fact cache
+    # keyed by them, see apply_roles): a rebuild after a role edit does not gather again.
+    play = [{"name": "Configure the appliance tree", "hosts": "tree", "gather_subset": ["min"], "roles": list(roles)}]
+    playbook = workdir / "playbook.yml"
+    playbook.write_text(yaml.safe_dump(play, sort_keys=False), encoding="utf-8")
+    return playbook
+
+
+WHEEL_CACHE = Path(os.environ.get("CRUST_WHEEL_CACHE", "/var/cache/crust/wheels"))
+WHEEL_DIR = "/var/tmp/crust-wheels"  # where the host's wheel cache shows inside the tree
+
+
+def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any], roles_dir: Path, workdir: Path, facts_dir: Path) -> None:
+    """Run the roles against tree; /proc, /sys, /dev and /run are mounted in the tree for it,
+    and the host's wheel cache at WHEEL_DIR (read-write: roles fetch into it). facts_dir caches
+    the tree's facts: give each tree-before-roles (packages step + kickstart) its own."""
+    if not roles:
+        return
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (tree / WHEEL_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    needed = {opt.name: opt.secret for opt in secret_options(roles_dir, roles)}
+    given = secrets.given(sorted(set(needed.values())))  # their content: only ever on run()'s stdin
+    paths = {name: f"{secrets.SECRETS_DIR}/{sid}" for name, sid in needed.items()}
+    variables = {**variables, "crust_wheel_cache": str(WHEEL_CACHE), "crust_wheel_dir": WHEEL_DIR, **paths}
+    playbook = write_playbook(workdir, tree, roles, variables)
+    check_tools(["ansible-playbook"])
+    ansible_playbook = str(find_tool("ansible-playbook"))
+    env = {
+        "ANSIBLE_ROLES_PATH": str(roles_dir),
+        "ANSIBLE_HOME": str(workdir / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+        "ANSIBLE_REMOTE_TMP": "/tmp/.ansible-crust",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
+        "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "0",
+        "ANSIBLE_PIPELINING": "1",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "0",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "ANSIBLE_GATHERING": "smart",
+        "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir),
+        "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "0",
+        # Per-task durations in the step log: where a configured tree's time goes.
+        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+    }
+    try:
+        _run_playbook(ansible_playbook, workdir, playbook, tree, env, given)
+    finally:
+        (tree / WHEEL_DIR.lstrip("/")).rmdir()
+
+
+def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, tree: Path, env: dict[str, str], given: Mapping[str, bytes]) -> None:
+    argv = [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.json'}", str(playbook)]
+    payload = None
+    if given:
+        mount = str(tree / secrets.SECRETS_DIR.lstrip("/"))
+        argv = [sys.executable, str(Path(secrets.__file__).with_name("secretfs.py")), mount, "--", *argv]
+        payload = json.dumps({sid: base64.b64encode(value).decode("ascii") for sid, value in given.items()})
+    run(sandboxed(argv, root=tree, binds=[(WHEEL_CACHE, WHEEL_DIR)]), env=env, cwd=workdir, input_text=payload)

@@ -1,0 +1,282 @@
+"""Apply kickstart commands to a tree: packages, repos, accounts, locale, network, services, %post.
+
+Each function takes the tree and the piece of KickstartConfig it honours. File edits are done
+from the host; package installs and scripts run chrooted in the build sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+
+from crust.define.kickstart import KickstartConfig, Network, Repo, Script, SshKey, User
+from crust.errors import CommandError
+from crust.runner import log_line, run, sandboxed
+from crust.tree.files import CHROOT_ENV, in_tree, remove, write_file
+
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+CRUST_SOURCES = "/etc/apt/sources.list.d/crust-{suite}.sources"
+CRUST_PREFS = "/etc/apt/preferences.d/crust-{suite}.pref"
+NETWORK_FILE = "/etc/systemd/network/80-crust.network"
+HOST_RESOLV = Path("/etc/resolv.conf")
+
+
+def guard_services(tree: Path) -> None:
+    """policy-rc.d: packages must not start services in the tree during the build."""
+    write_file(tree, POLICY_RC_D, "#!/bin/sh\n# Crust build guard: no service starts in the tree.\nexit 101\n", 0o755)
+
+
+def use_host_resolver(tree: Path) -> None:
+    """Give the chroot the host's DNS for the build (seal puts the image's own back)."""
+    content = HOST_RESOLV.read_text(encoding="utf-8") if HOST_RESOLV.exists() else ""
+    write_file(tree, "/etc/resolv.conf", content)
+
+
+def implied_packages(ks: KickstartConfig) -> tuple[str, ...]:
+    """Packages that a kickstart setting needs (a locale needs `locales`, a zone needs tzdata)."""
+    extra = ["tzdata"]
+    if ks.lang not in ("C", "C.UTF-8", "POSIX"):
+        extra.append("locales")
+    return tuple(p for p in extra if p not in ks.excluded)
+
+
+def write_repos(tree: Path, repos: tuple[Repo, ...], keyring: str) -> None:
+    for repo in repos:
+        write_file(
+            tree,
+            CRUST_SOURCES.format(suite=repo.suite),
+            f"Types: deb\nURIs: {repo.uri}\nSuites: {repo.suite}\nComponents: {' '.join(repo.components)}\nSigned-By: {keyring}\n",
+        )
+        stanzas = []
+        if repo.pinned:
+            stanzas.append(f"Package: {' '.join(repo.pinned)}\nPin: release n={repo.suite}\nPin-Priority: 990\n")
+        if repo.excluded:
+            stanzas.append(f"Package: {' '.join(repo.excluded)}\nPin: release n={repo.suite}\nPin-Priority: -1\n")
+        if stanzas:
+            write_file(tree, CRUST_PREFS.format(suite=repo.suite), "\n".join(stanzas))
+
+
+APT = ("apt-get", "-o", "Acquire::Check-Valid-Until=false", "-o", "APT::Install-Recommends=false", "-o", "Dpkg::Use-Pty=0")
+
+
+def install_packages(tree: Path, ks: KickstartConfig, packages: list[str]) -> None:
+    """apt-get install the package set (pinned ones from their repo) and remove exclusions.
+
+    The base tree keeps the package lists it was built with (its id includes the mirror
+    state they came from), so no update is needed unless an extra repo is added or the
+    mirror has dropped a file since (then apt updates and tries again).
+    """
+    pinned = {name: repo.suite for repo in ks.repos for name in repo.pinned}
+    wanted = [f"{p}/{pinned[p]}" if p in pinned and "/" not in p and "=" not in p else p for p in packages]
+    have_lists = any((tree / "var/lib/apt/lists").glob("*_InRelease"))
+    if ks.repos or not have_lists:
+        in_tree(tree, [*APT, "update", "-q"])
+    installed = set(installed_packages(tree))
+    removals = [f"{p}-" for p in ks.excluded if p in installed]
+    if wanted or removals:
+        try:
+            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals])
+        except CommandError:
+            log_line("# apt-get install failed with the base's package lists: updating them and trying again")
+            in_tree(tree, [*APT, "update", "-q"])
+            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals])
+    in_tree(tree, [*APT, "clean"])
+
+
+def installed_packages(tree: Path) -> dict[str, str]:
+    """Package -> version, read with the host's dpkg-query from the tree's database."""
+    out = run(
+        ["dpkg-query", f"--admindir={tree / 'var/lib/dpkg'}", "-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\n"],
+        capture=True,
+    ).stdout
+    packages = {}
+    for line in out.splitlines():
+        status, name, version = ([*line.split("\t"), "", "", ""])[:3]
+        if status.startswith("ii"):
+            packages[name] = version
+    return packages
+
+
+def set_timezone(tree: Path, zone: str) -> None:
+    remove(tree, "/etc/localtime")
+    (tree / "etc").mkdir(exist_ok=True)
+    os.symlink(f"/usr/share/zoneinfo/{zone}", tree / "etc/localtime")
+    write_file(tree, "/etc/timezone", zone + "\n")
+
+
+def set_lang(tree: Path, lang: str) -> None:
+    write_file(tree, "/etc/default/locale", f"LANG={lang}\n")
+    write_file(tree, "/etc/locale.conf", f"LANG={lang}\n")
+    if lang not in ("C", "C.UTF-8", "POSIX"):
+        charset = "UTF-8" if lang.endswith(".UTF-8") else "ISO-8859-1"
+        write_file(tree, "/etc/locale.gen", f"{lang} {charset}\n")
+
+
+def generate_locales(tree: Path, lang: str) -> None:
+    if lang not in ("C", "C.UTF-8", "POSIX"):
+        in_tree(tree, ["locale-gen"])
+
+
+def set_keyboard(tree: Path, keymap: str) -> None:
+    layout, _, variant = keymap.replace("_", "-").partition("-")
+    write_file(
+        tree,
+        "/etc/default/keyboard",
+        f'XKBMODEL="pc105"\nXKBLAYOUT="{layout}"\nXKBVARIANT="{variant}"\nXKBOPTIONS=""\nBACKSPACE="guess"\n',
+    )
+    write_file(tree, "/etc/vconsole.conf", f"KEYMAP={keymap}\n")
+
+
+def configure_network(tree: Path, net: Network) -> None:
+    write_file(tree, "/etc/hostname", net.hostname + "\n")
+    write_file(
+        tree,
+        "/etc/hosts",
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{net.hostname}\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    )
+    match = f"Name={net.device}" if net.device else "Name=en* eth*"
+    body = f"[Match]\n{match}\n\n[Network]\n"
+    if net.dhcp:
+        body += "DHCP=yes\n"
+    else:
+        body += f"Address={net.address}\n"
+        if net.gateway:
+            body += f"Gateway={net.gateway}\n"
+    for server in net.nameservers:
+        body += f"DNS={server}\n"
+    write_file(tree, NETWORK_FILE, body)
+    # Any one configured link is "online": appliances have one NIC, and waiting for all of them
+    # would stall boot on an unplugged second one.
+    write_file(
+        tree,
+        "/etc/systemd/system/systemd-networkd-wait-online.service.d/crust.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/lib/systemd/systemd-networkd-wait-online --any --timeout=30\n",
+    )
+
+
+def network_services(tree: Path) -> tuple[str, ...]:
+    """The units that bring up the network written by configure_network."""
+    units = ["systemd-networkd.service"]
+    if (tree / "usr/lib/systemd/system/systemd-resolved.service").exists():
+        units.append("systemd-resolved.service")
+    return tuple(units)
+
+
+def set_root_password(tree: Path, password_hash: str) -> None:
+    """Lock root ('!*' in shadow) unless a hash was given."""
+    set_shadow_hash(tree, "root", password_hash or "!*")
+
+
+def set_shadow_hash(tree: Path, user: str, value: str) -> None:
+    shadow = tree / "etc/shadow"
+    lines = shadow.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        fields = line.split(":")
+        if fields[0] == user:
+            fields[1] = value
+            lines[i] = ":".join(fields)
+            break
+    else:
+        raise ValueError(f"no user {user} in {shadow}")
+    shadow.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shadow.chmod(0o640)
+
+
+def create_users(tree: Path, users: tuple[User, ...]) -> None:
+    for user in users:
+        argv = ["useradd", "--root", str(tree), "--create-home", "--home-dir", user.homedir, "--shell", user.shell, "--user-group"]
+        groups = [g for g in user.groups if group_exists(tree, g)]
+        if groups:
+            argv += ["--groups", ",".join(groups)]
+        if user.uid is not None:
+            argv += ["--uid", str(user.uid)]
+        if user.gecos:
+            argv += ["--comment", user.gecos]
+        run([*argv, user.name])
+        set_shadow_hash(tree, user.name, user.password_hash or "!")
+
+
+def group_exists(tree: Path, group: str) -> bool:
+    text = (tree / "etc/group").read_text(encoding="utf-8")
+    return any(line.split(":")[0] == group for line in text.splitlines())
+
+
+def install_ssh_keys(tree: Path, keys: tuple[SshKey, ...]) -> None:
+    by_user: dict[str, list[str]] = {}
+    for key in keys:
+        by_user.setdefault(key.username, []).append(key.key)
+    for username, lines in by_user.items():
+        uid, gid, home = passwd_entry(tree, username)
+        ssh_dir = tree / home.lstrip("/") / ".ssh"
+        ssh_dir.mkdir(parents=True, exist_ok=True)
+        auth = ssh_dir / "authorized_keys"
+        auth.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for path, mode in ((ssh_dir, 0o700), (auth, 0o600)):
+            os.chown(path, uid, gid, follow_symlinks=False)
+            path.chmod(mode)
+
+
+def passwd_entry(tree: Path, username: str) -> tuple[int, int, str]:
+    for line in (tree / "etc/passwd").read_text(encoding="utf-8").splitlines():
+        fields = line.split(":")
+        if fields[0] == username:
+            return int(fields[2]), int(fields[3]), fields[5]
+    raise ValueError(f"no user {username} in the tree")
+
+
+def set_services(tree: Path, enabled: tuple[str, ...], disabled: tuple[str, ...]) -> None:
+    """Disabled first, then enabled (kickstart's order), with the host's systemctl --root."""
+    if disabled:
+        run(["systemctl", f"--root={tree}", "disable", *[unit_name(s) for s in disabled]])
+    if enabled:
+        run(["systemctl", f"--root={tree}", "enable", *[unit_name(s) for s in enabled]])
+
+
+def unit_name(service: str) -> str:
+    return service if re.search(r"\.(service|socket|timer|target|path|mount)$", service) else f"{service}.service"
+
+
+def write_fstab(tree: Path, root_uuid: str, grow: bool) -> None:
+    options = "rw,relatime,errors=remount-ro" + (",x-systemd.growfs" if grow else "")
+    write_file(tree, "/etc/fstab", f"# Written by Crust.\nUUID={root_uuid}\t/\text4\t{options}\t0\t1\n")
+
+
+def write_grow_config(tree: Path) -> None:
+    """systemd-repart grows the root partition to the disk at boot; x-systemd.growfs the fs."""
+    write_file(tree, "/etc/repart.d/50-root.conf", "[Partition]\nType=root\n")
+
+
+def mask_generators(tree: Path, names: tuple[str, ...]) -> None:
+    folder = tree / "etc/systemd/system-generators"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        link = folder / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink("/dev/null", link)
+
+
+def write_kernel_cmdline(tree: Path, cmdline: str) -> None:
+    write_file(tree, "/etc/kernel/cmdline", cmdline + "\n")
+
+
+def run_scripts(tree: Path, scripts: tuple[Script, ...], workdir: Path) -> None:
+    """%post scripts in order; a failing script fails the build (as if --erroronfail)."""
+    for index, script in enumerate(scripts):
+        where = "in the tree" if script.chroot else "on the host (--nochroot)"
+        log_line(f"# %post at kickstart line {script.line}, {where}, interpreter {script.interpreter}")
+        if script.chroot:
+            name = f"/tmp/crust-post-{index}"
+            write_file(tree, name, script.body, 0o700)
+            try:
+                in_tree(tree, [script.interpreter, name])
+            finally:
+                remove(tree, name)
+        else:
+            path = workdir / f"post-nochroot-{index}"
+            path.write_text(script.body, encoding="utf-8")
+            path.chmod(0o700)
+            env = dict(CHROOT_ENV, INSTALL_ROOT=str(tree), ANA_INSTALL_PATH=str(tree))
+            run(sandboxed([*shlex.split(script.interpreter), str(path)]), env=env, cwd=workdir)
