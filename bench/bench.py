@@ -51,9 +51,10 @@ def floor(work: Path, manifest: dict[str, object]) -> float:
     """mmdebstrap alone, same suite, mirror and dpkg options, the image's whole package set."""
     sys.path.insert(0, str(work))
     from crust.define.distribution import load_distribution
+    from crust.define.project import Project
     from crust.distros.debian.bootstrap import DPKG_EXCLUDES
 
-    distro = load_distribution(work, str(manifest["distribution"]))
+    distro = load_distribution(Project.at(work), str(manifest["distribution"]))
     sources = work / "floor.sources"
     sources.write_text(distro.deb822())
     packages = sorted(manifest["packages"])  # type: ignore[arg-type]

@@ -34,3 +34,8 @@ def digest_file(path: Path) -> str:
 
 def step_id(kind: str, inputs: Mapping[str, str]) -> str:
     return digest_json({"kind": kind, "inputs": dict(inputs)})
+
+
+def digest_tree(folder: Path, pattern: str = "*.py") -> str:
+    """sha256 over the files matching pattern under folder (names and contents, sorted)."""
+    return digest_json({str(p.relative_to(folder)): digest_file(p) for p in sorted(folder.rglob(pattern)) if "__pycache__" not in p.parts})

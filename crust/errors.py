@@ -1,4 +1,13 @@
-"""Error types. A UserError is bad input: one line, a hint, exit status 2."""
+"""Error types, one hierarchy. Each exit status means one thing:
+
+    2  bad input or an unmet precondition the user fixes (UserError)
+    1  a failure: a command, a step, a full disk, a cloud call that failed after its retries
+       (CloudError), a broken invariant (BuildError), an interrupted cloud resource
+  130  interrupted (Ctrl-C, SIGTERM)
+
+Every error is reported as one line; --debug adds the traceback. An exception that is none of
+these is a bug: main() reports it in one line too (exit 1), never as a bare traceback.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +21,8 @@ class CrustError(Exception):
     exit_status = 1
 
 
-class UserError(CrustError):
-    """Bad input or an unmet precondition: the user can fix it."""
-
-    exit_status = 2
+class Problem(CrustError):
+    """One line naming where (file, line), what, and the fix."""
 
     def __init__(
         self,
@@ -39,6 +46,27 @@ class UserError(CrustError):
         if self.hint:
             text += f" (fix: {self.hint})"
         return " ".join(text.splitlines())  # every line break, not only \n: stderr gets exactly one line
+
+    def prefixed(self, prefix: str) -> Problem:
+        """The same problem (same class) with its text prefixed: 'upload wsgi: ...'."""
+        return type(self)(f"{prefix}: {self.problem}", file=self.file, line=self.line, hint=self.hint)
+
+
+class UserError(Problem):
+    """Bad input or an unmet precondition: the user can fix it."""
+
+    exit_status = 2
+
+
+class CloudError(Problem):
+    """A cloud call failed (after botocore's bounded retries: throttling, the network, a
+    timeout), or a cloud resource failed or did not get ready in time."""
+
+    exit_status = 1
+
+
+class BuildError(CrustError):
+    """An invariant of the build does not hold (a tree that should be sealed is not)."""
 
 
 class CommandError(CrustError):

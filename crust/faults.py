@@ -31,6 +31,8 @@ import signal
 import sys
 import threading
 
+from crust.log import log_line
+
 ENV = "CRUST_FAULT"
 SIGNALS = ("SIGKILL", "SIGINT", "SIGTERM", "SIGSTOP")
 
@@ -53,8 +55,6 @@ def point(name: str, child: int | None = None) -> None:
         if _fired.is_set():
             return
         _fired.set()
-    from crust.runner import log_line
-
     signum = signal.Signals[sig]
     also = ""
     if signum == signal.SIGSTOP and child is not None:

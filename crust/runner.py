@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import contextvars
 import ctypes
 import os
 import shlex
@@ -19,14 +18,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from crust import faults
 from crust.errors import CommandError, UserError, command_name
-from crust.trust.secrets import child_env, redact
+from crust.log import current as current_log
+from crust.log import log_line
+from crust.redact import redact
+from crust.trust.secrets import child_env
 
 # Debian package that provides each external tool Crust calls.
 TOOL_PACKAGES: Mapping[str, str] = {
@@ -55,7 +57,6 @@ FIXED_ENV: Mapping[str, str] = {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "U
 _live: set[subprocess.Popen[str]] = set()
 _live_lock = threading.Lock()
 _stopping = threading.Event()
-_current_log: contextvars.ContextVar[IO[str] | None] = contextvars.ContextVar("crust_log", default=None)
 
 
 def find_tool(name: str) -> str | None:
@@ -75,23 +76,6 @@ def check_tools(names: Sequence[str]) -> None:
             f"missing tool{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
             hint=f"install {', '.join(pkgs)} (or run ./setup.sh)",
         )
-
-
-@contextlib.contextmanager
-def logging_to(log: IO[str]) -> Iterator[None]:
-    """Send the output of every run() in this context (and thread) to log."""
-    token = _current_log.set(log)
-    try:
-        yield
-    finally:
-        _current_log.reset(token)
-
-
-def log_line(text: str) -> None:
-    log = _current_log.get()
-    if log is not None:
-        log.write(redact(text.rstrip("\n")) + "\n")
-        log.flush()
 
 
 def _die_with_parent() -> None:
@@ -129,7 +113,7 @@ def run(
     if exe is None:
         check_tools([args[0]])
         raise AssertionError("unreachable")
-    log = _current_log.get()
+    log = current_log()
     log_line(f"$ {shlex.join(args)}")
     tail: collections.deque[str] = collections.deque(maxlen=40)
     # No credential of Crust's environment reaches a child; a command in the build sandbox

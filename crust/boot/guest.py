@@ -5,22 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import libvirt
 import libvirt_qemu
 
-
-class GuestNotReady(Exception):
-    """The guest agent does not answer (yet)."""
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    status: int
-    stdout: str
-    stderr: str
+from crust.checks.kind import ExecResult, GuestNotReady
 
 
 class Guest:

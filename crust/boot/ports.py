@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from crust.errors import CrustError
+
 LOCK_DIR = Path(os.environ.get("CRUST_PORT_LOCKS", "/run/crust/ports"))
 
 
@@ -59,7 +61,7 @@ def reserved_ports(count: int, lock_dir: Path = LOCK_DIR) -> Iterator[list[int]]
         while len(ports) < count:
             attempts += 1
             if attempts > 200:
-                raise RuntimeError("could not reserve a free loopback port")
+                raise CrustError("could not reserve a free loopback port for the guest's forwards (200 attempts)")
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = int(probe.getsockname()[1])

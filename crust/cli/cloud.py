@@ -1,20 +1,19 @@
-"""The cloud verbs of the command line: upload, launch, terminate (see crust/cli.py)."""
+"""The cloud verbs of the command line: upload, launch, terminate."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from crust.cloud.targets import AWS_SETTINGS, METHODS, TARGETS, AwsTarget, load_aws_target, parse_region
-from crust.define.spec import Invalid
+from crust.cli.common import project_from
+from crust.cloud.targets import METHODS, TARGETS, AwsTarget, load_aws_target, parse_region
+from crust.define.settings import Invalid
 from crust.errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-
-def add_cloud_verbs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: Any) -> None:
     p = sub.add_parser(
         "upload",
         help="upload a built image to a cloud (AWS: snapshot + AMI), reusing one already there",
@@ -29,6 +28,7 @@ def add_cloud_verbs(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--method", choices=METHODS, help="ebs (default): EBS direct APIs; s3-import: S3 multipart upload + import-snapshot")
     p.add_argument("--workers", type=int, metavar="N", help="parallel upload workers (default: the target's workers, 8)")
     p.add_argument("--json", action="store_true", help="print the result (AMI per region, blocks, throughput) as JSON")
+    p.set_defaults(run=cmd_upload)
 
     p = sub.add_parser(
         "launch",
@@ -42,6 +42,7 @@ def add_cloud_verbs(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--instance-type", metavar="TYPE", help="instance type (default: the target's instance_type, t3.small)")
     p.add_argument("--subnet", metavar="ID", help="subnet id (default: the target's subnet, else the default VPC)")
     p.add_argument("--json", action="store_true", help="print the instance record as JSON")
+    p.set_defaults(run=cmd_launch)
 
     p = sub.add_parser(
         "terminate",
@@ -50,6 +51,7 @@ def add_cloud_verbs(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     add_target_options(p)
     p.add_argument("--instance", metavar="ID", help="only this instance")
+    p.set_defaults(run=cmd_terminate)
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -59,7 +61,7 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
 
 
 def target_from(args: argparse.Namespace) -> AwsTarget:
-    target = load_aws_target(PROJECT_ROOT, args.name)
+    target = load_aws_target(project_from(args), args.name)
     workers = getattr(args, "workers", None)
     if workers is not None and not 1 <= workers <= 64:
         raise UserError(f"--workers {workers}: use 1 to 64", hint="e.g. --workers 8")
@@ -102,23 +104,3 @@ def cmd_terminate(args: argparse.Namespace) -> int:
     for instance_id in terminate(target_from(args), Store(args.store), args.name, args.instance, args.region):
         print(f"{instance_id} terminated")
     return 0
-
-
-def check_targets(name: str) -> None:
-    """For `validate`: the appliance's cloud targets parse (no AWS call)."""
-    load_aws_target(PROJECT_ROOT, name)
-
-
-def targets_reference() -> str:
-    lines = ["Cloud target keys ([targets.aws] in an appliance file, or [aws] in targets.toml beside appliances/):"]
-    for s in AWS_SETTINGS:
-        default = dict(s.default) if isinstance(s.default, Mapping) else s.default
-        lines.append(f"  {s.key:40} {s.help} (default {default!r})")
-    return "\n".join(lines)
-
-
-CLOUD_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "upload": cmd_upload,
-    "launch": cmd_launch,
-    "terminate": cmd_terminate,
-}

@@ -18,7 +18,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from crust.define.spec import Invalid, Setting, appliance_path, appliances_dir, parse_int, parse_seconds, parse_str, parse_str_list, parse_table
+from crust.build.manifest import Manifest
+from crust.define.project import Project
+from crust.define.settings import Invalid, Setting, apply_settings, parse_int, parse_seconds, parse_str, parse_str_list, parse_table
 from crust.define.tomlfile import find_line, load_toml
 from crust.errors import UserError
 
@@ -182,11 +184,6 @@ class AwsTarget:
         return (self.region, *[r for r in self.copy_to if r != self.region])
 
 
-def targets_file(project_root: Path) -> Path:
-    """The shared targets file: targets.toml beside the appliances directory."""
-    return appliances_dir(project_root).parent / "targets.toml"
-
-
 def _check_keys(data: Mapping[str, Any], where: str, path: Path, text: str) -> None:
     for key, value in data.items():
         if key not in TARGETS:
@@ -197,47 +194,43 @@ def _check_keys(data: Mapping[str, Any], where: str, path: Path, text: str) -> N
             raise UserError(f"{where}{key} must be a table", file=path, line=find_line(text, where + key), hint=f"write [{where}{key}]")
 
 
-def _raw_tables(project_root: Path, name: str) -> list[tuple[dict[str, Any], Path, str]]:
+def _raw_tables(project: Project, name: str) -> list[tuple[dict[str, Any], Path, str]]:
     """The raw [aws] tables that apply to an appliance: the shared file's, then its own."""
-    from crust.define.spec import _apply  # the same table machinery as appliance files
-
     found: list[tuple[dict[str, Any], Path, str]] = []
-    shared = targets_file(project_root)
+    shared = project.targets_file
     if shared.is_file():
         data, text = load_toml(shared)
         _check_keys(data, "", shared, text)
         if "aws" in data:
-            _apply(AWS_SETTINGS, data["aws"], "aws.", shared, text)
+            apply_settings(AWS_SETTINGS, data["aws"], "aws.", shared, text)
             found.append((data["aws"], shared, text))
-    path = appliance_path(project_root, name)
+    path = project.appliance_path(name)
     data, text = load_toml(path)
     targets = data.get("targets", {})
     if not isinstance(targets, dict):
         raise UserError("targets must be a table", file=path, line=find_line(text, "targets"), hint="write [targets.aws]")
     _check_keys(targets, "targets.", path, text)
     if "aws" in targets:
-        _apply(AWS_SETTINGS, targets["aws"], "targets.aws.", path, text)
+        apply_settings(AWS_SETTINGS, targets["aws"], "targets.aws.", path, text)
         found.append((targets["aws"], path, text))
     return found
 
 
-def load_aws_target(project_root: Path, name: str) -> AwsTarget:
+def load_aws_target(project: Project, name: str) -> AwsTarget:
     """The AWS target of appliance NAME (defaults when nothing declares one)."""
-    from crust.define.spec import _apply
-
-    tables = _raw_tables(project_root, name)
+    tables = _raw_tables(project, name)
     merged: dict[str, Any] = {}
     for raw, _, _ in tables:
         merged.update(raw)
     source, text = (tables[-1][1], tables[-1][2]) if tables else (None, "")
-    values = _apply(AWS_SETTINGS, merged, "aws.", source or Path("targets.toml"), text)
+    values = apply_settings(AWS_SETTINGS, merged, "aws.", source or Path("targets.toml"), text)
     ssh_key: Path | None = None
     if values["ssh_key"]:
         declared, declared_text = next((p, t) for raw, p, t in reversed(tables) if "ssh_key" in raw)
         try:
             ssh_key = (declared.parent / Path(values["ssh_key"]).expanduser()).resolve()
         except RuntimeError as exc:  # ~user of a user that does not exist
-            where = "aws.ssh_key" if declared == targets_file(project_root) else "targets.aws.ssh_key"
+            where = "aws.ssh_key" if declared == project.targets_file else "targets.aws.ssh_key"
             raise UserError(
                 f"{where}: {exc}", file=declared, line=find_line(declared_text, where), hint="give a path, or ~/ for your own home"
             ) from None
@@ -271,14 +264,14 @@ def where_declared(target: AwsTarget) -> str:
     return str(target.source)
 
 
-def image_name(target: AwsTarget, manifest: Mapping[str, Any], digest: str) -> str:
+def image_name(target: AwsTarget, manifest: Manifest, digest: str) -> str:
     """The AMI name from the target's pattern; an invalid result is a UserError naming the key."""
     name = target.name.format(
-        appliance=manifest["appliance"],
-        version=manifest.get("version", ""),
+        appliance=manifest.appliance,
+        version=manifest.version,
         digest=digest,
         digest12=digest[:12],
-        build_id=manifest.get("build_id", ""),
+        build_id=manifest.build_id,
     )
     if not AMI_NAME_RE.fullmatch(name):
         raise UserError(
@@ -293,3 +286,12 @@ def check_for_upload(target: AwsTarget) -> None:
     """Checks that need the merged target and the chosen method (before any AWS call)."""
     if target.method == "s3-import" and not target.bucket:
         raise UserError("--method s3-import needs a bucket", file=target.source, hint='set bucket = "NAME" in ' + where_declared(target))
+
+
+def targets_reference() -> str:
+    """The cloud target part of `list --settings`."""
+    from crust.define.settings import reference_lines
+
+    return "\n".join(
+        ["Cloud target keys ([targets.aws] in an appliance file, or [aws] in targets.toml beside appliances/):", *reference_lines(AWS_SETTINGS)]
+    )

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crust.define.spec import REQUIRED, Invalid, Setting, parse_str, parse_str_list
+from crust.define.project import Project
+from crust.define.settings import REQUIRED, Invalid, Setting, apply_settings, parse_str, parse_str_list
 from crust.define.tomlfile import find_line, load_toml
 from crust.errors import UserError
 
@@ -27,8 +28,18 @@ def parse_uki(value: Any) -> str:
     return text
 
 
+def parse_backend(value: Any) -> str:
+    from crust.distros import backends
+
+    text = parse_str(value)
+    if text not in backends():
+        raise Invalid(f"{text!r} is not a package manager backend: use {', '.join(backends())}")
+    return text
+
+
 DISTRO_SETTINGS: tuple[Setting, ...] = (
     Setting("name", parse_str, REQUIRED, "Distribution name; matches the file name."),
+    Setting("backend", parse_backend, "apt", "Package manager backend (crust/distros/): apt."),
     Setting("description", parse_str, REQUIRED, 'Human name, e.g. "Debian 13 (trixie)".'),
     Setting("suite", parse_str, REQUIRED, "Main suite passed to mmdebstrap."),
     Setting("keyring", parse_str, "/usr/share/keyrings/debian-archive-keyring.gpg", "Keyring that signs the suites."),
@@ -53,6 +64,7 @@ class Distribution:
     name: str
     description: str
     suite: str
+    backend: str
     keyring: str
     uki: str
     base_packages: tuple[str, ...]
@@ -98,12 +110,10 @@ def host_mirrors(paths: tuple[Path, ...] = HOST_SOURCES) -> dict[str, str]:
     return found
 
 
-def load_distribution(project_root: Path, name: str, mirrors: dict[str, str] | None = None) -> Distribution:
-    path = project_root / "distributions" / f"{name}.toml"
+def load_distribution(project: Project, name: str, mirrors: dict[str, str] | None = None) -> Distribution:
+    path = project.distributions / f"{name}.toml"
     data, text = load_toml(path)
-    from crust.define.spec import _apply  # the same table machinery as appliance files
-
-    values = _apply(DISTRO_SETTINGS, data, "", path, text)
+    values = apply_settings(DISTRO_SETTINGS, data, "", path, text)
     if values["name"] != name:
         raise UserError(f"name {values['name']!r} does not match the file name", file=path, line=find_line(text, "name"), hint=f'set name = "{name}"')
     mirrors = host_mirrors() if mirrors is None else mirrors
@@ -124,13 +134,14 @@ def load_distribution(project_root: Path, name: str, mirrors: dict[str, str] | N
         )
         if not isinstance(raw, dict):
             raise UserError(f"sources[{i}] must be a table", file=path, hint="write [[sources]] tables")
-        src = _apply(table, raw, f"sources[{i}].", path, text)
+        src = apply_settings(table, raw, f"sources[{i}].", path, text)
         archive = src["uri"].rstrip("/").rsplit("/", 1)[-1]
         sources.append(Source(mirrors.get(archive, src["uri"].rstrip("/")), src["suites"], src["components"]))
     return Distribution(
         name=name,
         description=values["description"],
         suite=values["suite"],
+        backend=values["backend"],
         keyring=values["keyring"],
         uki=values["uki"],
         base_packages=values["base_packages"],

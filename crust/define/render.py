@@ -19,6 +19,7 @@ import jinja2
 from jinja2.bccache import Bucket
 
 from crust.define.distribution import Distribution
+from crust.define.project import Project
 from crust.define.spec import ApplianceSpec
 from crust.define.tomlfile import find_line
 from crust.errors import UserError
@@ -141,8 +142,8 @@ def _template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
     return found
 
 
-def render(spec: ApplianceSpec, distro: Distribution, project_root: Path, bytecode_cache: PendingBytecodeCache | None = None) -> Rendered:
-    kickstarts_dir = project_root / "kickstarts"
+def render(spec: ApplianceSpec, distro: Distribution, project: Project, bytecode_cache: PendingBytecodeCache | None = None) -> Rendered:
+    kickstarts_dir = project.kickstarts
     context = context_for(spec, distro)
     text = spec.source.read_text(encoding="utf-8")
     try:

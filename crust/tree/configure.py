@@ -1,7 +1,8 @@
-"""Apply kickstart commands to a tree: packages, repos, accounts, locale, network, services, %post.
+"""Apply kickstart commands to a tree: accounts, locale, keyboard, network, services, disk, %post.
 
 Each function takes the tree and the piece of KickstartConfig it honours. File edits are done
-from the host; package installs and scripts run chrooted in the build sandbox.
+from the host; scripts run chrooted in the build sandbox. (%packages and repo are the
+distribution backend's: crust/distros/.)
 """
 
 from __future__ import annotations
@@ -11,92 +12,13 @@ import re
 import shlex
 from pathlib import Path
 
-from crust.define.kickstart import KickstartConfig, Network, Repo, Script, SshKey, User
-from crust.errors import CommandError
-from crust.runner import log_line, run, sandboxed
+from crust.define.kickstart import Network, Script, SshKey, User
+from crust.errors import BuildError
+from crust.log import log_line
+from crust.runner import run, sandboxed
 from crust.tree.files import CHROOT_ENV, in_tree, remove, write_file
 
-POLICY_RC_D = "/usr/sbin/policy-rc.d"
-CRUST_SOURCES = "/etc/apt/sources.list.d/crust-{suite}.sources"
-CRUST_PREFS = "/etc/apt/preferences.d/crust-{suite}.pref"
 NETWORK_FILE = "/etc/systemd/network/80-crust.network"
-HOST_RESOLV = Path("/etc/resolv.conf")
-
-
-def guard_services(tree: Path) -> None:
-    """policy-rc.d: packages must not start services in the tree during the build."""
-    write_file(tree, POLICY_RC_D, "#!/bin/sh\n# Crust build guard: no service starts in the tree.\nexit 101\n", 0o755)
-
-
-def use_host_resolver(tree: Path) -> None:
-    """Give the chroot the host's DNS for the build (seal puts the image's own back)."""
-    content = HOST_RESOLV.read_text(encoding="utf-8") if HOST_RESOLV.exists() else ""
-    write_file(tree, "/etc/resolv.conf", content)
-
-
-def implied_packages(ks: KickstartConfig) -> tuple[str, ...]:
-    """Packages that a kickstart setting needs (a locale needs `locales`, a zone needs tzdata)."""
-    extra = ["tzdata"]
-    if ks.lang not in ("C", "C.UTF-8", "POSIX"):
-        extra.append("locales")
-    return tuple(p for p in extra if p not in ks.excluded)
-
-
-def write_repos(tree: Path, repos: tuple[Repo, ...], keyring: str) -> None:
-    for repo in repos:
-        write_file(
-            tree,
-            CRUST_SOURCES.format(suite=repo.suite),
-            f"Types: deb\nURIs: {repo.uri}\nSuites: {repo.suite}\nComponents: {' '.join(repo.components)}\nSigned-By: {keyring}\n",
-        )
-        stanzas = []
-        if repo.pinned:
-            stanzas.append(f"Package: {' '.join(repo.pinned)}\nPin: release n={repo.suite}\nPin-Priority: 990\n")
-        if repo.excluded:
-            stanzas.append(f"Package: {' '.join(repo.excluded)}\nPin: release n={repo.suite}\nPin-Priority: -1\n")
-        if stanzas:
-            write_file(tree, CRUST_PREFS.format(suite=repo.suite), "\n".join(stanzas))
-
-
-APT = ("apt-get", "-o", "Acquire::Check-Valid-Until=false", "-o", "APT::Install-Recommends=false", "-o", "Dpkg::Use-Pty=0")
-
-
-def install_packages(tree: Path, ks: KickstartConfig, packages: list[str]) -> None:
-    """apt-get install the package set (pinned ones from their repo) and remove exclusions.
-
-    The base tree keeps the package lists it was built with (its id includes the mirror
-    state they came from), so no update is needed unless an extra repo is added or the
-    mirror has dropped a file since (then apt updates and tries again).
-    """
-    pinned = {name: repo.suite for repo in ks.repos for name in repo.pinned}
-    wanted = [f"{p}/{pinned[p]}" if p in pinned and "/" not in p and "=" not in p else p for p in packages]
-    have_lists = any((tree / "var/lib/apt/lists").glob("*_InRelease"))
-    if ks.repos or not have_lists:
-        in_tree(tree, [*APT, "update", "-q"])
-    installed = set(installed_packages(tree))
-    removals = [f"{p}-" for p in ks.excluded if p in installed]
-    if wanted or removals:
-        try:
-            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals])
-        except CommandError:
-            log_line("# apt-get install failed with the base's package lists: updating them and trying again")
-            in_tree(tree, [*APT, "update", "-q"])
-            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals])
-    in_tree(tree, [*APT, "clean"])
-
-
-def installed_packages(tree: Path) -> dict[str, str]:
-    """Package -> version, read with the host's dpkg-query from the tree's database."""
-    out = run(
-        ["dpkg-query", f"--admindir={tree / 'var/lib/dpkg'}", "-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\n"],
-        capture=True,
-    ).stdout
-    packages = {}
-    for line in out.splitlines():
-        status, name, version = ([*line.split("\t"), "", "", ""])[:3]
-        if status.startswith("ii"):
-            packages[name] = version
-    return packages
 
 
 def set_timezone(tree: Path, zone: str) -> None:
@@ -179,7 +101,7 @@ def set_shadow_hash(tree: Path, user: str, value: str) -> None:
             lines[i] = ":".join(fields)
             break
     else:
-        raise ValueError(f"no user {user} in {shadow}")
+        raise BuildError(f"no user {user} in {shadow}")
     shadow.write_text("\n".join(lines) + "\n", encoding="utf-8")
     shadow.chmod(0o640)
 
@@ -223,7 +145,7 @@ def passwd_entry(tree: Path, username: str) -> tuple[int, int, str]:
         fields = line.split(":")
         if fields[0] == username:
             return int(fields[2]), int(fields[3]), fields[5]
-    raise ValueError(f"no user {username} in the tree")
+    raise BuildError(f"no user {username} in the tree")
 
 
 def set_services(tree: Path, enabled: tuple[str, ...], disabled: tuple[str, ...]) -> None:

@@ -1,8 +1,9 @@
 """Seal a configured tree: nothing from the build and nothing machine-specific stays.
 
 Root is locked unless told otherwise, SSH host keys are removed (a first-boot unit makes new
-ones on each machine), machine-id is empty, apt lists, caches, logs and temporary files are
-gone, and the build guards (policy-rc.d, the host's resolv.conf) are taken out.
+ones on each machine), machine-id is empty, logs and temporary files are gone, the host's
+resolv.conf is taken out, and the distribution backend removes what its package manager left
+(apt: policy-rc.d, build-only sources, lists, caches).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import os
 from pathlib import Path
 
 from crust.define.kickstart import KickstartConfig
-from crust.tree.configure import CRUST_PREFS, CRUST_SOURCES, POLICY_RC_D
+from crust.distros import Backend
+from crust.errors import BuildError
 from crust.tree.files import clear_dir, remove, write_file
 
 SSH_KEYGEN_UNIT = """\
@@ -69,14 +71,12 @@ BUILD_LEFTOVERS = (
 )
 
 
-def seal(tree: Path, ks: KickstartConfig) -> None:
-    remove(tree, POLICY_RC_D)
+def seal(tree: Path, ks: KickstartConfig, backend: Backend) -> None:
     restore_resolver(tree)
     empty_machine_id(tree)
     remove_host_keys(tree)
     remove_snakeoil(tree)
-    remove_build_repos(tree, ks)
-    clean_apt(tree)
+    backend.seal(tree, ks)  # the package manager's guard, build-only sources, lists and caches
     clean_logs(tree)
     for path in BUILD_LEFTOVERS:
         target = tree / path.lstrip("/")
@@ -148,23 +148,6 @@ def remove_snakeoil(tree: Path) -> None:
         os.symlink("/etc/systemd/system/crust-snakeoil.service", link)
 
 
-def remove_build_repos(tree: Path, ks: KickstartConfig) -> None:
-    for repo in ks.repos:
-        if not repo.keep:
-            remove(tree, CRUST_SOURCES.format(suite=repo.suite))
-            remove(tree, CRUST_PREFS.format(suite=repo.suite))
-
-
-def clean_apt(tree: Path) -> None:
-    clear_dir(tree, "/var/lib/apt/lists", keep=("partial", "lock"))
-    clear_dir(tree, "/var/lib/apt/lists/partial")
-    clear_dir(tree, "/var/cache/apt", keep=("archives",))
-    clear_dir(tree, "/var/cache/apt/archives", keep=("partial", "lock"))
-    clear_dir(tree, "/var/cache/apt/archives/partial")
-    for old in list((tree / "var/cache/debconf").glob("*-old")) + list((tree / "var/lib/dpkg").glob("*-old")):
-        old.unlink()
-
-
 def clean_logs(tree: Path) -> None:
     """Remove the build's log files; keep the directories packages expect."""
     log_dir = tree / "var/log"
@@ -177,4 +160,4 @@ def check_root_locked(tree: Path, ks: KickstartConfig) -> None:
     for line in (tree / "etc/shadow").read_text(encoding="utf-8").splitlines():
         name, hashed = line.split(":")[:2]
         if name == "root" and not ks.root_password_hash and not hashed.startswith(("!", "*")):
-            raise RuntimeError("root is not locked after sealing")
+            raise BuildError("root is not locked after sealing")

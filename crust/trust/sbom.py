@@ -26,20 +26,12 @@ from cyclonedx.schema import SchemaVersion
 from packageurl import PackageURL
 
 from crust import __version__
+from crust.distros import Package, PackageDatabase, database_of
 
 SCHEMA_VERSION = SchemaVersion.V1_6
 SITE_DIRS = ("site-packages", "dist-packages")
 NOT_WALKED = ("proc", "sys", "dev")
 SERIAL_NAMESPACE = uuid.UUID("2b0c3f7e-58a4-4d7a-9f34-6f1e1c7d3a90")
-
-
-@dataclass(frozen=True)
-class DebPackage:
-    name: str
-    version: str
-    architecture: str
-    source: str  # the source package (name only), "" when it is the package's own name
-    maintainer: str
 
 
 @dataclass(frozen=True)
@@ -59,39 +51,6 @@ class Subject:
     description: str
     image_sha256: str
     properties: Mapping[str, str] = field(default_factory=dict)  # e.g. build id, distribution
-
-
-def read_dpkg_status(root: Path) -> list[DebPackage]:
-    """The packages /var/lib/dpkg/status says are installed (Status: install ok installed)."""
-    status = root / "var/lib/dpkg/status"
-    if not status.is_file():
-        return []
-    packages = []
-    for stanza in re.split(r"\n\s*\n", status.read_text(encoding="utf-8", errors="replace")):
-        fields = parse_control(stanza)
-        if fields.get("status", "").split()[-1:] != ["installed"] or "package" not in fields:
-            continue
-        packages.append(
-            DebPackage(
-                name=fields["package"],
-                version=fields.get("version", ""),
-                architecture=fields.get("architecture", ""),
-                source=fields.get("source", "").split(" ")[0],
-                maintainer=fields.get("maintainer", ""),
-            )
-        )
-    return sorted(packages, key=lambda p: (p.name, p.architecture))
-
-
-def parse_control(stanza: str) -> dict[str, str]:
-    """A deb822 stanza's fields (names lower-cased; continuation lines dropped)."""
-    fields: dict[str, str] = {}
-    for line in stanza.splitlines():
-        if line[:1] in (" ", "\t") or ":" not in line:
-            continue
-        name, _, value = line.partition(":")
-        fields[name.strip().lower()] = value.strip()
-    return fields
 
 
 def os_release(root: Path) -> dict[str, str]:
@@ -154,7 +113,7 @@ def read_distribution(root: Path, meta: Path) -> PythonDistribution | None:
     return PythonDistribution(str(name), str(version), str(headers.get("Summary") or ""), location)
 
 
-def deb_component(pkg: DebPackage, distro: str) -> Component:
+def deb_component(pkg: Package, distro: str) -> Component:
     purl = PackageURL(type="deb", namespace="debian", name=pkg.name, version=pkg.version, qualifiers={"arch": pkg.architecture, "distro": distro})
     properties = [Property(name="crust:package-type", value="deb")]
     if pkg.source and pkg.source != pkg.name:
@@ -183,10 +142,11 @@ def python_component(dist: PythonDistribution) -> Component:
     )
 
 
-def build_sbom(root: Path, subject: Subject) -> Bom:
-    """The BOM of the tree at root (the image's content), for subject."""
+def build_sbom(root: Path, subject: Subject, database: PackageDatabase | None = None) -> Bom:
+    """The BOM of the tree at root (the image's content), for subject; database is the tree's
+    package database (found from the tree when None)."""
     distro = distro_qualifier(root)
-    components = [deb_component(p, distro) for p in read_dpkg_status(root)]
+    components = [deb_component(p, distro) for p in (database or database_of(root)).packages]
     components += [python_component(d) for d in find_python_distributions(root)]
     appliance = Component(
         type=ComponentType.APPLICATION,
@@ -216,9 +176,9 @@ def sbom_json(bom: Bom) -> str:
     return JsonV1Dot6(bom).output_as_string(indent=2)
 
 
-def write_sbom(root: Path, subject: Subject, out: Path) -> dict[str, int]:
+def write_sbom(root: Path, subject: Subject, out: Path, database: PackageDatabase | None = None) -> dict[str, int]:
     """Write the tree's SBOM to out; return counts for the manifest."""
-    bom = build_sbom(root, subject)
+    bom = build_sbom(root, subject, database)
     out.write_text(sbom_json(bom) + "\n", encoding="utf-8")
     kinds = [p.value for c in bom.components for p in c.properties if p.name == "crust:package-type"]
     return {"deb_packages": kinds.count("deb"), "python_distributions": kinds.count("python")}

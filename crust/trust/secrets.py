@@ -9,14 +9,13 @@ it. The content is read once, before any work, and kept in memory:
   (crust/secretfs.py), which vanishes with the run: nothing of it reaches the tree's disk;
 - it is no input of any step id (like BuildKit's ``--secret``): a rotated key does not
   rebuild, and a tree built with the old one stays in use until another input changes;
-- it is redacted from every line Crust logs or reports (``redact``), together with the values
-  of credential variables of Crust's own environment, which no child process gets
+- it is redacted from every line Crust logs or reports (crust/redact.py), together with the
+  values of credential variables of Crust's own environment, which no child process gets
   (``child_env``).
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import stat
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crust.errors import UserError
+from crust.redact import MIN_REDACTED, add, register
 
 SECRETS_DIR = "/run/crust-secrets"  # inside the tree, during the Ansible run only
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -53,7 +53,6 @@ SANDBOX_ENV = re.compile(
 )
 # Variables that may hold a URL with a user:password part (children need the proxy itself).
 PROXY_ENV = re.compile(r"(http|https|ftp|all|no)_proxy", re.IGNORECASE)
-MIN_REDACTED = 8  # shorter values would blank out ordinary words; a shorter secret is refused
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,6 @@ class Secret:
 
 
 _given: dict[str, Secret] = {}
-_redacted: set[str] = set()
 _source_vars: set[str] = set()  # variables given as ID=env:NAME: no child process gets them
 _lock = threading.Lock()
 
@@ -176,27 +174,9 @@ def given(ids: Iterable[str]) -> dict[str, bytes]:
 
 
 def clear() -> None:
-    """Forget the given secrets (the redaction list and the hidden variables stay)."""
+    """Forget the given secrets (the redaction registry and the hidden variables stay)."""
     with _lock:
         _given.clear()
-
-
-def fragments(value: str | bytes) -> set[str]:
-    """What to redact for one secret: itself, each of its lines (a PEM key is logged line by
-    line) and its base64 form (Ansible's slurp returns that), encoded from the secret's own
-    bytes. Logged text is decoded as run() decodes a child's output (UTF-8, "replace")."""
-    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
-    text = raw.decode("utf-8", "replace")
-    encoded = {base64.b64encode(raw).decode("ascii"), base64.b64encode(raw.strip()).decode("ascii")}
-    found = {text.strip(), *(line.strip() for line in text.splitlines()), *encoded}
-    return {f for f in found if len(f) >= MIN_REDACTED and not (f.startswith("-----") and "\n" not in f)}  # not PEM armour lines
-
-
-def register(value: str | bytes) -> None:
-    """Redact value (and its fragments) from every line Crust logs or reports from now on."""
-    parts = fragments(value)
-    with _lock:
-        _redacted.update(parts)
 
 
 def proxy_fragments(url: str) -> set[str]:
@@ -225,21 +205,7 @@ def register_environment(environ: Mapping[str, str] | None = None) -> None:
             register(value)
         elif PROXY_ENV.fullmatch(name):
             for url in value.split(","):  # no_proxy is a list; a proxy URL may carry a password
-                parts = proxy_fragments(url)
-                with _lock:
-                    _redacted.update(parts)
-
-
-def redact(text: str) -> str:
-    """text with every registered secret value replaced by <redacted>."""
-    if not _redacted:
-        return text
-    with _lock:
-        parts = sorted(_redacted, key=len, reverse=True)
-    for part in parts:
-        if part in text:
-            text = text.replace(part, "<redacted>")
-    return text
+                add(proxy_fragments(url))
 
 
 def child_env(environ: Mapping[str, str], sandboxed: bool) -> dict[str, str]:

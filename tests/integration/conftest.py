@@ -41,7 +41,7 @@ def crust_domains() -> list[str]:
     """Names of the libvirt domains Crust started (smoke.DOMAIN_PREFIX) that still exist."""
     import libvirt
 
-    from crust.boot.smoke import DOMAIN_PREFIX
+    from crust.boot.machine import DOMAIN_PREFIX
 
     conn = libvirt.open("qemu:///system")
     try:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from crust.define.project import Project
 from tests.conftest import ROOT, build_py, need
 from tests.integration.aws_fakes import BlockProxy, moto_server, reset
 
@@ -305,7 +306,7 @@ def test_failed_upload_leaves_nothing_and_a_rerun_completes(ws: Workspace) -> No
     digest = digest_of(ws)
     with BlockProxy(ws_url(), fail_after=6) as proxy:
         out = ws.crust("upload", "wsgi", "--target", "aws", "--workers", "2", env={"AWS_ENDPOINT_URL_EBS": proxy.url})
-    assert out.returncode == 2, out.stderr
+    assert out.returncode == 1, out.stderr  # AWS refused a block: a failure (2 is for bad input)
     [line] = error_lines(out.stderr)
     assert "upload wsgi: ebs PutSnapshotBlock on snap-" in line
     assert "failed: ValidationException: injected by the test proxy" in line
@@ -373,7 +374,7 @@ def test_s3_import_against_moto_fails_cleanly(ws: Workspace) -> None:
     client("s3").create_bucket(Bucket="crust-images", CreateBucketConfiguration={"LocationConstraint": REGION})
     ws.small_image()
     out = ws.crust("upload", "wsgi", "--target", "aws", "--method", "s3-import")
-    assert out.returncode == 2, out.stderr
+    assert out.returncode == 1, out.stderr
     [line] = error_lines(out.stderr)
     assert f"upload wsgi: ec2 ImportSnapshot on s3://crust-images/crust/wsgi/{digest_of(ws)}.raw failed" in line
     assert client("s3").list_objects_v2(Bucket="crust-images").get("KeyCount") == 0
@@ -404,7 +405,7 @@ def in_process_upload(ws: Workspace, monkeypatch: pytest.MonkeyPatch, session: A
     from crust.cloud.targets import load_aws_target
 
     monkeypatch.setenv("CRUST_APPLIANCES", str(ws.appliances))
-    target = load_aws_target(ROOT, "wsgi")
+    target = load_aws_target(Project.at(ROOT), "wsgi")
     return upload(target, ws.out, Store(ws.store), "wsgi", session=session, stream=io.StringIO())
 
 

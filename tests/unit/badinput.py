@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 import pytest
 
 import crust.cli
-import crust.cli.cloud
+import crust.cli.common
 from tests.conftest import ROOT
 
 PROJECT_PARTS = ("appliances", "kickstarts", "roles", "distributions")
@@ -41,8 +41,8 @@ STORE_SKELETON = ("steps", "tmp", "locks", "logs", "builds", "state")
 
 # Where real work would start. A bad input must be refused before any of these is called.
 TRIPWIRES = (
-    ("crust.build.plan", "mirror_state"),  # the network (the mirror's InRelease files)
-    ("crust.build.executor", "preflight"),  # a build: tools checked, then steps run
+    ("crust.distros.debian.mirror", "fetch_state"),  # the network (the mirror's InRelease files)
+    ("crust.build.preflight", "preflight"),  # a build: tools checked, then steps run
     ("crust.build.executor", "build_all"),
     ("crust.boot.smoke", "smoke_test"),  # a boot under libvirt
     ("crust.cloud.aws.client", "Aws"),  # AWS
@@ -114,9 +114,14 @@ def write_into(project: Path, rel: str, content: str | bytes) -> None:
         path.write_text(content, encoding="utf-8")
 
 
+class Tripped(BaseException):
+    """A tripwire fired. Not an Exception: main() reports any Exception as an internal error in
+    one line, and this must reach the test."""
+
+
 def _tripwire(what: str) -> Callable[..., NoReturn]:
     def fired(*args: Any, **kwargs: Any) -> NoReturn:
-        raise AssertionError(f"bad input got past validation: {what} was called (real work would start)")
+        raise Tripped(f"bad input got past validation: {what} was called (real work would start)")
 
     return fired
 
@@ -126,11 +131,9 @@ def project_root(project: Path) -> Iterator[None]:
     """crust.cli sees PROJECT as the project root; the tripwires are armed; all undone after."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(crust.cli, "PROJECT_ROOT", project)
-        mp.setattr(crust.cli.cloud, "PROJECT_ROOT", project)
-        # main() sets $CRUST_APPLIANCES for --appliances, $CRUST_ROLES for --roles: monkeypatch
-        # restores them afterwards.
-        mp.setenv("CRUST_APPLIANCES", str(project / "appliances"))
-        mp.setenv("CRUST_ROLES", str(project / "roles"))
+        mp.setattr(crust.cli.common, "PROJECT_ROOT", project)
+        for name in ("CRUST_APPLIANCES", "CRUST_ROLES"):  # --appliances and --roles are the cases' to give
+            mp.delenv(name, raising=False)
         for name in ("CRUST_STORE", "CRUST_OUTPUT"):
             mp.delenv(name, raising=False)
         for module, attribute in TRIPWIRES:

@@ -9,11 +9,15 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from crust import redact as redaction
+from crust.build.manifest import Manifest
 from crust.cloud.aws import client as aws
 from crust.cloud.aws.launch import run_params, ssh_public_key, user_data
-from crust.cloud.aws.upload import Undo, raw_image, record, recorded_ami
+from crust.cloud.aws.upload import recorded_ami
+from crust.cloud.common import Undo, raw_image, record
 from crust.cloud.targets import load_aws_target
-from crust.errors import UserError
+from crust.define.project import Project
+from crust.errors import Problem, UserError
 from tests.conftest import build_py
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEx0crustcrustcrustcrustcrustcrustcrustcrust test@crust"
@@ -24,33 +28,34 @@ def client_error(code: str, message: str) -> ClientError:
 
 
 @pytest.mark.parametrize(
-    ("exc", "words", "hint"),
+    ("exc", "words", "hint", "status"),
     [
         (
             client_error("AuthFailure", "AWS was not able to validate the provided access credentials"),
             "AuthFailure: AWS was not able",
             "check the AWS credentials",
+            2,
         ),
-        (client_error("AccessDeniedException", "not allowed"), "AccessDeniedException: not allowed", "use --method s3-import"),
-        (client_error("RequestLimitExceeded", "slow down"), "RequestLimitExceeded", "rerun later"),
-        (client_error("InvalidAMIName.Duplicate", "name in use"), "InvalidAMIName.Duplicate", "change the name pattern"),
-        (client_error("InternalError", "oops"), "InternalError: oops", "then rerun"),
-        (NoCredentialsError(), "no usable AWS credentials", "instance role"),
-        (EndpointConnectionError(endpoint_url="https://ebs.eu-west-1.amazonaws.com/"), "Could not connect", "check the network"),
+        (client_error("AccessDeniedException", "not allowed"), "AccessDeniedException: not allowed", "use --method s3-import", 2),
+        (client_error("RequestLimitExceeded", "slow down"), "RequestLimitExceeded", "rerun later", 1),  # transient: retried, then a failure
+        (client_error("InvalidAMIName.Duplicate", "name in use"), "InvalidAMIName.Duplicate", "change the name pattern", 2),
+        (client_error("InternalError", "oops"), "InternalError: oops", "then rerun", 1),
+        (NoCredentialsError(), "no usable AWS credentials", "instance role", 2),
+        (EndpointConnectionError(endpoint_url="https://ebs.eu-west-1.amazonaws.com/"), "Could not connect", "check the network", 1),
     ],
 )
-def test_errors_are_one_line_with_the_call_the_resource_and_a_fix(exc: Exception, words: str, hint: str) -> None:
+def test_errors_are_one_line_with_the_call_the_resource_and_a_fix(exc: Exception, words: str, hint: str, status: int) -> None:
     error = aws.describe_error("ebs", "PutSnapshotBlock", "snap-123 block 7", exc)
     line = error.one_line()
     assert line.startswith("ebs PutSnapshotBlock on snap-123 block 7 failed: ")
     assert words in line
     assert hint in (error.hint or "")
     assert "\n" not in line
+    assert error.exit_status == status  # 2: the user's configuration to fix; 1: a failure
 
 
 def test_credentials_never_reach_an_error_line() -> None:
-    with aws._secrets_lock:
-        aws._secrets.add("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    redaction.add({"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"})
     message = "The security token AKIAIOSFODNN7EXAMPLE with secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY is invalid"
     line = aws.describe_error("ec2", "RegisterImage", "snap-1", client_error("InvalidClientTokenId", message)).one_line()
     assert "AKIAIOSFODNN7EXAMPLE" not in line
@@ -79,7 +84,7 @@ def test_user_data_adds_the_key_to_the_cloud_config() -> None:
 
 def test_ssh_key_choice(tmp_path: Path, project: Path) -> None:
     (project / "appliances" / "demo.toml").write_text('name = "demo"\nversion = "1"\ndescription = "d"\nkickstart = "wsgi.ks.j2"\n', encoding="utf-8")
-    target = load_aws_target(project, "demo")
+    target = load_aws_target(Project.at(project), "demo")
     (tmp_path / ".ssh").mkdir()
     with pytest.raises(UserError, match="no SSH public key"):
         ssh_public_key(target, None, home=tmp_path)
@@ -101,7 +106,7 @@ def test_run_request(project: Path) -> None:
         'name = "demo"\nversion = "1"\ndescription = "d"\nkickstart = "wsgi.ks.j2"\n[targets.aws]\nsecurity_groups = ["sg-0123456789abcdef0"]\n',
         encoding="utf-8",
     )
-    target = load_aws_target(project, "demo")
+    target = load_aws_target(Project.at(project), "demo")
     params = run_params(target, "ami-1", "#cloud-config\n", {"crust:appliance": "demo"}, None, "subnet-0123456789abcdef0")
     assert (params["ImageId"], params["InstanceType"], params["MinCount"], params["MaxCount"]) == ("ami-1", "t3.small", 1, 1)
     assert params["SubnetId"] == "subnet-0123456789abcdef0"
@@ -120,26 +125,28 @@ def manifest_dir(tmp_path: Path, size: int = 4096) -> Path:
 
 def test_raw_image_is_the_file_beside_the_manifest(tmp_path: Path) -> None:
     path = manifest_dir(tmp_path)
-    image = raw_image(path, json.loads(path.read_text()))
+    image = raw_image(Manifest.read(path))
     assert (image.path, image.digest, image.size) == (tmp_path / "demo" / "demo.raw", "d" * 64, 4096)
     (tmp_path / "demo" / "demo.raw").write_bytes(b"\1" * 10)
     with pytest.raises(UserError, match="is 10 bytes, the manifest says 4096"):
-        raw_image(path, json.loads(path.read_text()))
+        raw_image(Manifest.read(path))
 
 
 def test_record_keeps_the_manifest_and_adds_regions(tmp_path: Path) -> None:
     path = manifest_dir(tmp_path)
-    record(path, "d" * 64, {"eu-west-1": {"ami": "ami-1", "snapshot": "snap-1"}})
-    record(path, "d" * 64, {"us-east-1": {"ami": "ami-2", "snapshot": "snap-2", "copied_from": "eu-west-1"}})
-    manifest = json.loads(path.read_text())
-    assert manifest["artifacts"][0]["sha256"] == "d" * 64
-    assert set(manifest["cloud"]["aws"]) == {"eu-west-1", "us-east-1"}
+    record(path, "aws", "d" * 64, {"eu-west-1": {"ami": "ami-1", "snapshot": "snap-1"}})
+    record(path, "aws", "d" * 64, {"us-east-1": {"ami": "ami-2", "snapshot": "snap-2", "copied_from": "eu-west-1"}})
+    data = json.loads(path.read_text())
+    assert data["artifacts"][0]["sha256"] == "d" * 64
+    assert set(data["cloud"]["aws"]) == {"eu-west-1", "us-east-1"}
+    manifest = Manifest.read(path)
     assert recorded_ami(manifest, "eu-west-1") == "ami-1"
     assert recorded_ami(manifest, "ap-south-1") is None
-    with pytest.raises(UserError, match="changed during the upload"):
-        record(path, "e" * 64, {"eu-west-1": {"ami": "ami-3"}})
-    manifest["artifacts"][0]["sha256"] = "f" * 64  # a new build: the old AMI is not this image
-    assert recorded_ami(manifest, "eu-west-1") is None
+    with pytest.raises(Problem, match="changed during the upload") as raised:
+        record(path, "aws", "e" * 64, {"eu-west-1": {"ami": "ami-3"}})
+    assert raised.value.exit_status == 1  # a failure to rerun, not bad input
+    data["artifacts"][0]["sha256"] = "f" * 64  # a new build: the old AMI is not this image
+    assert recorded_ami(Manifest.from_json(data), "eu-west-1") is None
 
 
 def test_undo_runs_in_reverse_and_reports_failures() -> None:
@@ -163,14 +170,14 @@ def test_undo_runs_in_reverse_and_reports_failures() -> None:
 
 def test_a_store_entry_hard_link_needs_no_hashing(tmp_path: Path) -> None:
     from crust.build.store import Store
-    from crust.cloud.aws.upload import stored_digest
+    from crust.cloud.common import stored_digest
 
     store = Store(tmp_path / "store")
     entry = store.entry_path("image", "abc")
     entry.mkdir(parents=True)
     (entry / "disk.raw").write_bytes(b"\1" * 100)
     (entry / "step.json").write_text(json.dumps({"outputs": {"disk.raw": {"sha256": "d" * 64, "size": 100}}}))
-    manifest = {"steps": [{"kind": "tree", "id": "zzz"}, {"kind": "image", "id": "abc"}]}
+    manifest = Manifest("demo", steps=[{"kind": "tree", "id": "zzz"}, {"kind": "image", "id": "abc"}])
     linked = tmp_path / "demo.raw"
     linked.hardlink_to(entry / "disk.raw")
     copied = tmp_path / "copy.raw"

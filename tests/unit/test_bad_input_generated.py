@@ -34,6 +34,7 @@ from tests.unit.badinput import (
     STORE_SKELETON,
     TEMPLATE,
     Expect,
+    Tripped,
     Workdir,
     check_bad,
     copy_project,
@@ -531,7 +532,7 @@ def test_a_valid_build_trips_the_wire(project: Path) -> None:
     write_into(project, APPLIANCE, GOOD_TEXT)
     write_into(project, KICKSTART, TEMPLATE)
     work = workdir(project)
-    with pytest.raises(AssertionError, match=r"bad input got past validation: crust\.build\.plan\.mirror_state"):
+    with pytest.raises(Tripped, match=r"bad input got past validation: crust\.distros\.debian\.mirror\.fetch_state"):
         run_cli(["--store", str(work.store), "--output", str(work.output), "build", "demo"])
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from crust import redact as redaction
 from crust.define.roles import check_vars, needed_secrets, secret_variables
 from crust.errors import CommandError, UserError
-from crust.runner import logging_to, run, sandboxed
+from crust.log import logging_to
+from crust.runner import run, sandboxed
 from crust.trust import secrets
 from tests.conftest import need_root, need_tool
 
@@ -26,16 +28,16 @@ KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE
 @pytest.fixture(autouse=True)
 def fresh_registry() -> object:
     """Each test starts with no given secret and no redaction (the registry is per process)."""
-    with secrets._lock:
-        saved, hidden = set(secrets._redacted), set(secrets._source_vars)
-        secrets._redacted.clear()
+    with secrets._lock, redaction._lock:
+        saved, hidden = set(redaction._values), set(secrets._source_vars)
+        redaction._values.clear()
         secrets._source_vars.clear()
     secrets.clear()
     yield None
     secrets.clear()
-    with secrets._lock:
-        secrets._redacted.clear()
-        secrets._redacted.update(saved)
+    with secrets._lock, redaction._lock:
+        redaction._values.clear()
+        redaction._values.update(saved)
         secrets._source_vars.clear()
         secrets._source_vars.update(hidden)
 
@@ -92,14 +94,14 @@ def test_given_and_missing() -> None:
 
 
 def test_redaction_of_a_key_line_by_line_and_in_base64() -> None:
-    secrets.register(KEY)
+    redaction.register(KEY)
     body = KEY.splitlines()[2]
-    assert secrets.redact(f"fatal: {body} trailing") == "fatal: <redacted> trailing"
-    assert "canary" not in secrets.redact(json.dumps({"content": KEY}))  # one line, with \n escapes
-    assert "<redacted>" in secrets.redact(base64.b64encode(KEY.encode()).decode())
-    assert secrets.redact("-----BEGIN OPENSSH PRIVATE KEY-----") == "-----BEGIN OPENSSH PRIVATE KEY-----", "armour is no secret"
-    secrets.register("short")
-    assert secrets.redact("a short word") == "a short word", "values under 8 characters are not redacted (--secret refuses them)"
+    assert redaction.redact(f"fatal: {body} trailing") == "fatal: <redacted> trailing"
+    assert "canary" not in redaction.redact(json.dumps({"content": KEY}))  # one line, with \n escapes
+    assert "<redacted>" in redaction.redact(base64.b64encode(KEY.encode()).decode())
+    assert redaction.redact("-----BEGIN OPENSSH PRIVATE KEY-----") == "-----BEGIN OPENSSH PRIVATE KEY-----", "armour is no secret"
+    redaction.register("short")
+    assert redaction.redact("a short word") == "a short word", "values under 8 characters are not redacted (--secret refuses them)"
 
 
 def test_short_secrets_are_refused(tmp_path: Path) -> None:
@@ -123,9 +125,9 @@ def test_binary_secret_in_base64_is_redacted() -> None:
     value = b"\xff\xfe\x00binary-deploy-secret\x80\xc3(\n"
     secrets.provide({"blob": secrets.Secret("blob", "file x", value)})
     encoded = base64.b64encode(value).decode()
-    assert secrets.redact(f'ok: {{"content": "{encoded}", "encoding": "base64"}}') == 'ok: {"content": "<redacted>", "encoding": "base64"}'
+    assert redaction.redact(f'ok: {{"content": "{encoded}", "encoding": "base64"}}') == 'ok: {"content": "<redacted>", "encoding": "base64"}'
     shown = value.decode("utf-8", "replace")  # how run() decodes a child's output
-    assert "binary-deploy-secret" not in secrets.redact(f"cat: {shown}")
+    assert "binary-deploy-secret" not in redaction.redact(f"cat: {shown}")
 
 
 def test_proxy_passwords_are_redacted() -> None:
@@ -138,19 +140,19 @@ def test_proxy_passwords_are_redacted() -> None:
             "http_proxy": "http://proxy.example:3128",  # no password: nothing to redact
         }
     )
-    line = secrets.redact(
+    line = redaction.redact(
         "E: Failed to fetch http://builder:pr0xy-passw0rd@proxy.example:3128 via ops:p%40ss%2Fw0rd-42@ (p@ss/w0rd-42) socks5://u:pw@10.0.0.1 no-proxy-pass-1"
     )
     for password in ("pr0xy-passw0rd", "p%40ss%2Fw0rd-42", "p@ss/w0rd-42", ":pw@", "no-proxy-pass-1"):
         assert password not in line, line
     assert "proxy.example:3128" in line and "10.0.0.1" in line, "the proxy's address is no secret"
-    assert secrets.redact("http://proxy.example:3128") == "http://proxy.example:3128"
+    assert redaction.redact("http://proxy.example:3128") == "http://proxy.example:3128"
 
 
 def test_environment_credentials_are_redacted() -> None:
     secrets.register_environment({"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "HOME": "/root/home-dir"})
-    assert secrets.redact("key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY!") == "key <redacted>!"
-    assert secrets.redact("/root/home-dir") == "/root/home-dir"
+    assert redaction.redact("key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY!") == "key <redacted>!"
+    assert redaction.redact("/root/home-dir") == "/root/home-dir"
 
 
 ENV = {
@@ -242,14 +244,14 @@ def test_main_reports_a_step_whose_command_broke_its_pipe(monkeypatch: pytest.Mo
         run(["sh", "-c", "exit 3"], input_text="x" * (4 << 20))
         return 0
 
-    monkeypatch.setitem(cli.COMMANDS, "build", failing_build)
+    monkeypatch.setattr(cli.build, "cmd_build", failing_build)
     assert cli.main(["build", "wsgi"]) == 1
     assert "sh exited with status 3" in capsys.readouterr().err
 
     def broken_elsewhere(args: object) -> int:
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setitem(cli.COMMANDS, "build", broken_elsewhere)
+    monkeypatch.setattr(cli.build, "cmd_build", broken_elsewhere)
     assert cli.main(["build", "wsgi"]) == 1, "a pipe other than stdout broke: a failure"
     assert capsys.readouterr().err.startswith("error: broken pipe")
 
@@ -267,7 +269,7 @@ def test_main_exits_0_when_the_reader_of_its_output_goes_away(monkeypatch: pytes
             print("a line of a long listing")
         return 0
 
-    monkeypatch.setitem(cli.COMMANDS, "plan", chatty)
+    monkeypatch.setattr(cli.build, "cmd_plan", chatty)
     try:
         assert cli.main(["plan", "wsgi"]) == 0
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from crust.define.kickstart import Network, Repo, SshKey, User, load
+from crust.distros.debian import apt
 from crust.tree import configure
 from tests.conftest import need_root, need_tool
 
@@ -46,8 +47,8 @@ def test_lang(tree: Path) -> None:
 
 def test_implied_packages() -> None:
     base = "network --hostname=x\npart / --size=1024\n"
-    assert "locales" not in configure.implied_packages(load(base, allow_plaintext=False))
-    assert "locales" in configure.implied_packages(load(base + "lang de_DE.UTF-8\n", allow_plaintext=False))
+    assert "locales" not in apt.implied_packages(load(base, allow_plaintext=False))
+    assert "locales" in apt.implied_packages(load(base + "lang de_DE.UTF-8\n", allow_plaintext=False))
 
 
 def test_keyboard(tree: Path) -> None:
@@ -109,7 +110,7 @@ def test_services(tree: Path) -> None:
 
 def test_repos_and_pins(tree: Path) -> None:
     repo = Repo("bookworm-backports", "http://deb.debian.org/debian", ("main",), ("suricata",), ("linux-image-amd64",), True)
-    configure.write_repos(tree, (repo,), "/usr/share/keyrings/debian-archive-keyring.gpg")
+    apt.write_repos(tree, (repo,), "/usr/share/keyrings/debian-archive-keyring.gpg")
     sources = (tree / "etc/apt/sources.list.d/crust-bookworm-backports.sources").read_text()
     assert "Suites: bookworm-backports" in sources and "URIs: http://deb.debian.org/debian" in sources
     prefs = (tree / "etc/apt/preferences.d/crust-bookworm-backports.pref").read_text()

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from crust.cloud.aws import ebs
 from crust.cloud.aws.ebs import BLOCK_SIZE, GIB, ImageHash, ReadStats, aggregate_checksum, block_indices, read_blocks, upload_snapshot, volume_gib
-from crust.errors import UserError
+from crust.errors import CloudError, Problem
 
 
 def sparse_image(path: Path, blocks: int, data: dict[int, bytes], zeros: tuple[int, ...] = (), tail: int = 0) -> bytes:
@@ -169,8 +169,9 @@ def test_a_failed_block_stops_the_upload_with_one_line(tmp_path: Path) -> None:
     sparse_image(image, 64, {i: b"data" for i in range(64)})
     client = FakeEbs(fail_at=10)
     started: list[str] = []
-    with pytest.raises(UserError) as err, open(image, "rb") as fh:
+    with pytest.raises(CloudError) as err, open(image, "rb") as fh:
         upload_snapshot(client, fh.fileno(), "demo", {}, 2, started.append)
+    assert err.value.exit_status == 1  # AWS refused a block: a failure, not bad input
     assert started == ["snap-0123456789abcdef0"]  # the caller knows what to delete
     assert client.completed is None
     assert "ebs PutSnapshotBlock on snap-0123456789abcdef0 block 10 failed: ValidationException: bad block" in err.value.one_line()
@@ -181,7 +182,7 @@ def test_an_image_other_than_the_manifest_names_is_not_completed(tmp_path: Path)
     image = tmp_path / "disk.raw"
     content = sparse_image(image, 8, {3: b"new build"})
     client = FakeEbs()
-    with pytest.raises(UserError, match=r"changed during the upload: its sha256 is .*a build replaced the image"), open(image, "rb") as fh:
+    with pytest.raises(Problem, match=r"changed during the upload: its sha256 is .*a build replaced the image"), open(image, "rb") as fh:
         upload_snapshot(client, fh.fileno(), "demo", {}, 2, lambda _: None, hashlib.sha256(content + b"x").hexdigest())
     assert client.completed is None
 

@@ -15,8 +15,10 @@ from typing import NamedTuple
 import pytest
 
 from crust import faults
-from crust.build import executor as pipeline
-from crust.build.executor import PREVIOUS_MANIFEST, disk_full, publish
+from crust.build import diskfull as pipeline
+from crust.build.diskfull import disk_full
+from crust.build.manifest import Manifest
+from crust.build.publish import PREVIOUS_MANIFEST, publish
 from crust.errors import CommandError, DiskFull
 from tests.conftest import ROOT
 
@@ -117,7 +119,7 @@ def test_publishing_stopped_never_leaves_a_manifest_that_does_not_match(tmp_path
 
     monkeypatch.setattr(faults, "point", stop)
     with pytest.raises(Stop):
-        publish(out, files, {"build": "new"}, [])
+        publish(out, files, Manifest("new"), [])
     left = sorted(p.name for p in out.iterdir())
     if at == "publish.staged":  # nothing replaced: the old manifest still describes the files
         assert left == ["a.qcow2", "a.raw", "manifest.json"]
@@ -125,9 +127,9 @@ def test_publishing_stopped_never_leaves_a_manifest_that_does_not_match(tmp_path
     else:  # some files replaced: no manifest.json, the old one kept aside (for its cloud records)
         assert left == [PREVIOUS_MANIFEST, "a.qcow2", "a.raw"]
     monkeypatch.undo()
-    publish(out, files, {"build": "new"}, [])
+    publish(out, files, Manifest("new"), [])
     assert sorted(p.name for p in out.iterdir()) == ["a.qcow2", "a.raw", "manifest.json"]
-    assert json.loads((out / "manifest.json").read_text()) == {"build": "new"} and (out / "a.qcow2").read_text() == "new a.qcow2"
+    assert json.loads((out / "manifest.json").read_text())["appliance"] == "new" and (out / "a.qcow2").read_text() == "new a.qcow2"
 
 
 def test_publish_removes_temporary_files_of_dead_processes_only(tmp_path: Path) -> None:
@@ -137,7 +139,7 @@ def test_publish_removes_temporary_files_of_dead_processes_only(tmp_path: Path) 
     stale.write_text("half")
     live = out / f".a.raw.tmp-{os.getppid()}"
     live.write_text("someone else's")
-    publish(out, files, {"build": "new"}, [out / "a.vhd"])
+    publish(out, files, Manifest("new"), [out / "a.vhd"])
     assert not stale.exists() and live.exists()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from crust.formats import NAMESPACES, Machine, ovf_descriptor
+from crust.formats import Machine
+from crust.formats.ova import NAMESPACES, ovf_descriptor
 
 NS = dict(NAMESPACES)
 OVF = "{" + NAMESPACES["ovf"] + "}"

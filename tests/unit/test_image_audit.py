@@ -4,33 +4,46 @@ writes the SBOM next to the disk."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from crust.build.executor import Progress, ensure, make_image
+from crust.build.executor import ensure
 from crust.build.plan import Step
+from crust.build.progress import Progress
 from crust.build.store import Entry, Store
 from crust.define.kickstart import load
 from crust.disk import assemble
 from crust.errors import StepFailed
+from crust.steps import KINDS, Job
 from tests.unit.test_audit import make_clean_tree
 
 KS = load("network --hostname=x\npart / --size=1024\nrootpw --lock\n", allow_plaintext=False)
 
 
+TREE = Step("tree", "demo", "1" * 64, {})
+IMAGE = Step("image", "demo", "2" * 64, {})
+
+
 def fake_plan() -> Any:
     spec = SimpleNamespace(name="demo", version="1.2.3", description="a demo appliance")
-    return SimpleNamespace(spec=spec, ks=KS, layout=None, image=SimpleNamespace(id="0" * 64), distro=SimpleNamespace(name="debian-13"))
+    steps = {"tree": TREE, "image": IMAGE}
+    return SimpleNamespace(spec=spec, ks=KS, layout=None, step=steps.__getitem__, distro=SimpleNamespace(name="debian-13", backend="apt"))
+
+
+def make_image(plan: Any, tree: Entry) -> Callable[[Path], dict[str, Any]]:
+    """The image step kind's action on a tree entry, as the executor runs it."""
+    return lambda tmp: KINDS["image"].run(Job(plan, IMAGE, tmp, None, None, {TREE.key: tree}))  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def tree_entry(tmp_path: Path) -> Entry:
     make_clean_tree(tmp_path / "entry/tree")
     (tmp_path / "entry/tree/var/lib/dpkg/status").write_text("Package: nginx\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.26\n")
-    return Entry("tree", "1" * 64, tmp_path / "entry")
+    return Entry("tree", TREE.id, tmp_path / "entry")
 
 
 @pytest.fixture
@@ -62,7 +75,7 @@ def test_a_finding_fails_the_step_and_nothing_is_stored(tree_entry: Entry, fake_
     (tree_entry.path / "tree/etc/machine-id").write_text("0123456789abcdef\n")
     (tree_entry.path / "tree/etc/ssh/ssh_host_rsa_key").write_text("key")
     store = Store(tmp_path / "store")
-    step = Step("image", "demo", "2" * 64, {})
+    step = IMAGE
     with pytest.raises(StepFailed) as failed:
         ensure(store, step, make_image(fake_plan(), tree_entry), Progress())
     message = str(failed.value)

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from crust.build import plan as plan_mod
-from crust.build.plan import Step, explain_change, plan_appliance
+from crust.build.explain import explain_change
+from crust.build.plan import Step, plan_appliance
+from crust.define.project import Project
+from crust.distros import debian
 
 
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No network in unit tests: a fixed mirror state."""
-    monkeypatch.setattr(plan_mod, "mirror_state", lambda distro, state_dir, refresh: {"trixie": "aa", "trixie-security": "bb"})
+    fixed = dataclasses.replace(debian.BACKEND, mirror_state=lambda distro, state_dir, refresh: {"trixie": "aa", "trixie-security": "bb"})
+    monkeypatch.setattr(debian, "BACKEND", fixed)
 
 
 def ids(project: Path, tmp_path: Path) -> dict[str, str]:
-    plan = plan_appliance(project, "wsgi", tmp_path / "state")
+    plan = plan_appliance(Project.at(project), "wsgi", tmp_path / "state")
     return {s.kind + ":" + s.name: s.id for s in plan.steps}
 
 
@@ -55,21 +59,21 @@ def test_role_edit_reruns_from_the_tree(project: Path, tmp_path: Path, offline: 
 
 
 def test_explain_names_the_changed_role_file(project: Path, tmp_path: Path, offline: None) -> None:
-    before = plan_appliance(project, "wsgi", tmp_path / "state").tree
+    before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
     template = project / "roles/wsgi/templates/nginx-site.conf.j2"
     template.write_text(template.read_text() + "# edited\n")
-    after = plan_appliance(project, "wsgi", tmp_path / "state").tree
+    after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
     why = explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)})
     assert why == "role file wsgi/templates/nginx-site.conf.j2 changed"
 
 
 def test_explain_names_template_and_variable(project: Path, tmp_path: Path, offline: None) -> None:
-    before = plan_appliance(project, "wsgi", tmp_path / "state").tree
+    before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
     ks = project / "kickstarts/wsgi.ks.j2"
     ks.write_text(ks.read_text().replace("{{ super() }}", "{{ super() }}\njq"))
     app = project / "appliances/wsgi.toml"
     app.write_text(app.read_text().replace("wsgi_workers = 2", "wsgi_workers = 4"))
-    after = plan_appliance(project, "wsgi", tmp_path / "state").tree
+    after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
     why = explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)})
     assert "rendered kickstart (kickstarts/wsgi.ks.j2)" in why
     assert "variables (wsgi_workers)" in why
@@ -82,8 +86,8 @@ def test_explain_first_build() -> None:
 
 
 def test_package_edit_names_the_package(project: Path, tmp_path: Path, offline: None) -> None:
-    before = plan_appliance(project, "wsgi", tmp_path / "state").packages
+    before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("packages")
     ks = project / "kickstarts/wsgi.ks.j2"
     ks.write_text(ks.read_text().replace("{{ super() }}", "{{ super() }}\njq"))
-    after = plan_appliance(project, "wsgi", tmp_path / "state").packages
+    after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("packages")
     assert explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)}) == "package set (+jq)"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crust.build import executor as pipeline
+from crust.build import preflight as pipeline
 from crust.build.plan import Step
 from crust.build.store import Store
 from crust.errors import UserError

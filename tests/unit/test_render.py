@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from crust.define.distribution import load_distribution
+from crust.define.project import Project
 from crust.define.render import render
-from crust.define.spec import appliance_path, list_appliance_names, load_appliance
+from crust.define.spec import load_appliance
 from crust.errors import UserError
 from tests.conftest import ROOT
 
@@ -18,12 +19,12 @@ MIRRORS = {"debian": "http://deb.debian.org/debian", "debian-security": "http://
 
 
 def rendered(root: Path, name: str) -> str:
-    spec = load_appliance(appliance_path(root, name), root)
-    distro = load_distribution(root, spec.distribution, MIRRORS)
-    return render(spec, distro, root).text
+    spec = load_appliance(Project.at(root).appliance_path(name), Project.at(root))
+    distro = load_distribution(Project.at(root), spec.distribution, MIRRORS)
+    return render(spec, distro, Project.at(root)).text
 
 
-@pytest.mark.parametrize("name", list_appliance_names(ROOT))
+@pytest.mark.parametrize("name", Project.at(ROOT).appliance_names())
 def test_golden(name: str) -> None:
     """Every rendered kickstart matches its golden file (UPDATE_GOLDEN=1 rewrites them)."""
     text = rendered(ROOT, name)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from cyclonedx.validation.json import JsonStrictValidator
 
-from crust.trust.sbom import SCHEMA_VERSION, Subject, build_sbom, find_python_distributions, read_dpkg_status, sbom_json, write_sbom
+from crust.distros.debian.dpkg import DpkgDatabase
+from crust.trust.sbom import SCHEMA_VERSION, Subject, build_sbom, find_python_distributions, sbom_json, write_sbom
 
 STATUS = """\
 Package: nginx
@@ -67,7 +68,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_dpkg_status_lists_installed_packages(tree: Path) -> None:
-    pkgs = {p.name: p for p in read_dpkg_status(tree)}
+    pkgs = {p.name: p for p in DpkgDatabase(tree).packages}
     assert sorted(pkgs) == ["libc6", "nginx", "tzdata"]
     assert (pkgs["libc6"].source, pkgs["tzdata"].version, pkgs["tzdata"].architecture) == ("glibc", "1:2025b-4", "all")
 

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 from crust.boot.domain import QEMU_NS, DomainConfig, domain_xml
-from crust.boot.guest import ExecResult, GuestNotReady
 from crust.boot.ports import reserved_ports
-from crust.boot.smoke import junit_xml
+from crust.boot.report import junit_xml
 from crust.checks import CheckContext, expectation, run_check
-from crust.define.spec import CheckSpec
+from crust.checks.kind import CheckSpec, ExecResult, GuestNotReady
 
 
 def cfg(accel: str = "tcg") -> DomainConfig:
@@ -131,7 +130,7 @@ TABLE = "cat /proc/net/tcp /proc/net/tcp6"
 
 
 def test_listening_ports_are_read_from_the_guests_socket_table() -> None:
-    from crust.checks import listening_ports
+    from crust.checks.tcp import listening_ports
 
     # 80 and 6379 (v4), 22 (v6) listen; 8080 is in TIME_WAIT and 80's established peer is no listener.
     assert listening_ports(PROC_NET_TCP) == {80, 6379, 22}
@@ -240,7 +239,7 @@ def test_junit() -> None:
 
 
 def test_console_text_is_cleaned(tmp_path: Path) -> None:
-    from crust.boot.smoke import serial_tail
+    from crust.boot.report import serial_tail
 
     log = tmp_path / "serial.log"
     log.write_bytes(b"\x1b[2J\x1b[01;01HBdsDxe: loading\r\n\x1b[0;32m  OK  \x1b[0m] Started x\n\x07bell\n\n")

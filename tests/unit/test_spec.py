@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from crust.define.project import Project
 from crust.define.spec import Invalid, load_appliance, parse_size_mib
 from crust.errors import UserError
 
@@ -41,7 +42,7 @@ def write(project: Path, text: str, name: str = "demo") -> Path:
 
 
 def test_good_appliance(project: Path) -> None:
-    spec = load_appliance(write(project, GOOD), project)
+    spec = load_appliance(write(project, GOOD), Project.at(project))
     assert spec.name == "demo"
     assert spec.distribution == "debian-13"
     assert spec.image.formats == ("raw", "qcow2")
@@ -81,7 +82,7 @@ def test_bad_appliance(project: Path, old: str, new: str, words: str, line: int 
     assert old in GOOD
     path = write(project, GOOD.replace(old, new, 1))
     with pytest.raises(UserError) as err:
-        load_appliance(path, project)
+        load_appliance(path, Project.at(project))
     message = err.value.one_line()
     assert words in message
     assert "demo.toml" in message
@@ -103,10 +104,9 @@ def test_bad_sizes(text: object) -> None:
 
 
 def test_every_shipped_appliance_loads() -> None:
-    from crust.define.spec import appliance_path, list_appliance_names
     from tests.conftest import ROOT
 
-    names = list_appliance_names(ROOT)
+    names = Project.at(ROOT).appliance_names()
     assert "wsgi" in names
     for name in names:
-        assert load_appliance(appliance_path(ROOT, name), ROOT).name == name
+        assert load_appliance(Project.at(ROOT).appliance_path(name), Project.at(ROOT)).name == name

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from crust.build.manifest import Manifest
 from crust.cloud.targets import DEFAULT_NAME, check_for_upload, image_name, load_aws_target
+from crust.define.project import Project
 from crust.errors import UserError
 from tests.conftest import build_py
 
@@ -41,7 +43,7 @@ def write(project: Path, text: str, shared: str | None = None) -> None:
 
 def test_appliance_target(project: Path) -> None:
     write(project, TARGET)
-    target = load_aws_target(project, "demo")
+    target = load_aws_target(Project.at(project), "demo")
     assert target.region == "eu-west-1"
     assert target.regions() == ("eu-west-1", "us-east-1", "eu-central-1")
     assert target.share_with == ("111122223333",)
@@ -53,7 +55,7 @@ def test_appliance_target(project: Path) -> None:
 
 def test_defaults_without_any_target(project: Path) -> None:
     write(project, "")
-    target = load_aws_target(project, "demo")
+    target = load_aws_target(Project.at(project), "demo")
     assert (target.region, target.copy_to, target.share_with, target.name) == ("", (), (), DEFAULT_NAME)
     assert target.source is None
 
@@ -61,7 +63,7 @@ def test_defaults_without_any_target(project: Path) -> None:
 def test_appliance_keys_override_the_shared_file_key_by_key(project: Path) -> None:
     shared = '[aws]\nregion = "us-west-2"\ncopy_to = ["us-east-1"]\nssh_key = "keys/ops.pub"\n'
     write(project, '[targets.aws]\nregion = "eu-west-1"\n', shared)
-    target = load_aws_target(project, "demo")
+    target = load_aws_target(Project.at(project), "demo")
     assert target.region == "eu-west-1"
     assert target.copy_to == ("us-east-1",)
     assert target.ssh_key == (project / "keys" / "ops.pub").resolve()  # relative to the file that set it
@@ -69,7 +71,7 @@ def test_appliance_keys_override_the_shared_file_key_by_key(project: Path) -> No
 
 def test_command_line_overrides_ignore_unset_options(project: Path) -> None:
     write(project, TARGET)
-    target = load_aws_target(project, "demo").replace(region=None, method="s3-import", workers=None)
+    target = load_aws_target(Project.at(project), "demo").replace(region=None, method="s3-import", workers=None)
     assert (target.region, target.method, target.workers) == ("eu-west-1", "s3-import", 4)
 
 
@@ -98,7 +100,7 @@ BAD_APPLIANCE = [
 def test_bad_appliance_target(project: Path, text: str, words: str, line: int) -> None:
     write(project, "\n" + text)
     with pytest.raises(UserError) as err:
-        load_aws_target(project, "demo")
+        load_aws_target(Project.at(project), "demo")
     message = err.value.one_line()
     assert words in message
     assert err.value.file == str(project / "appliances" / "demo.toml")
@@ -118,35 +120,35 @@ def test_bad_appliance_target(project: Path, text: str, words: str, line: int) -
 def test_bad_shared_targets_file(project: Path, text: str, words: str, line: int) -> None:
     write(project, "", shared=text)
     with pytest.raises(UserError) as err:
-        load_aws_target(project, "demo")
+        load_aws_target(Project.at(project), "demo")
     assert words in err.value.one_line()
     assert err.value.file == str(project / "targets.toml")
     assert err.value.line == line
 
 
-MANIFEST = {"appliance": "demo", "version": "1.0", "build_id": "fe6262b53ca7"}
+MANIFEST = Manifest("demo", version="1.0", build_id="fe6262b53ca7")
 DIGEST = "74218bbd4567788bfa0fbe82be9440455535301f7f262e6b10206095371d9389"
 
 
 def test_image_name_pattern(project: Path) -> None:
     write(project, '[targets.aws]\nname = "crust/{appliance} {version} ({build_id}) {digest}"\n')
-    assert image_name(load_aws_target(project, "demo"), MANIFEST, DIGEST) == f"crust/demo 1.0 (fe6262b53ca7) {DIGEST}"
+    assert image_name(load_aws_target(Project.at(project), "demo"), MANIFEST, DIGEST) == f"crust/demo 1.0 (fe6262b53ca7) {DIGEST}"
     write(project, "")
-    assert image_name(load_aws_target(project, "demo"), MANIFEST, DIGEST) == "demo-1.0-74218bbd4567"
+    assert image_name(load_aws_target(Project.at(project), "demo"), MANIFEST, DIGEST) == "demo-1.0-74218bbd4567"
 
 
 def test_image_name_that_aws_refuses(project: Path) -> None:
     write(project, '[targets.aws]\nname = "{appliance}+{version}"\n')
     with pytest.raises(UserError, match=r"AMI name 'demo\+1.0' .* is not valid.*change the name pattern"):
-        image_name(load_aws_target(project, "demo"), MANIFEST, DIGEST)
+        image_name(load_aws_target(Project.at(project), "demo"), MANIFEST, DIGEST)
 
 
 def test_s3_import_needs_a_bucket(project: Path) -> None:
     write(project, '[targets.aws]\nmethod = "s3-import"\n')
     with pytest.raises(UserError, match="needs a bucket"):
-        check_for_upload(load_aws_target(project, "demo"))
+        check_for_upload(load_aws_target(Project.at(project), "demo"))
     write(project, '[targets.aws]\nmethod = "s3-import"\nbucket = "images"\n')
-    check_for_upload(load_aws_target(project, "demo"))
+    check_for_upload(load_aws_target(Project.at(project), "demo"))
 
 
 def test_validate_checks_targets(tmp_path: Path) -> None:

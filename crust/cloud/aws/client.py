@@ -2,21 +2,23 @@
 waiting, and the AMI operations (find by image digest, register, tag, copy, share).
 
 Credentials come from boto3's standard chain (profile, environment, instance role) and are
-never printed: error messages pass through ``redact``. Endpoints come from boto3 too
+never printed: error messages pass through crust/redact.py, which also learns the resolved keys. Endpoints come from boto3 too
 (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_EBS``...), so tests need no hook in this code.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from crust import __version__
+from crust import redact as redaction
+from crust.build.manifest import Manifest
 from crust.cloud.targets import AwsTarget
-from crust.errors import UserError
+from crust.errors import CloudError, Problem, UserError
+from crust.redact import redact
 
 T = TypeVar("T")
 
@@ -27,9 +29,6 @@ TAG_VERSION = "crust:version"
 TAG_DIGEST = "crust:image-digest"
 TAG_BUILD = "crust:build-id"
 
-_KEY_ID = re.compile(r"\b(AKIA|ASIA|AROA|AIDA)[A-Z0-9]{16}\b")
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
 
 AUTH_CODES = {
     "AuthFailure",
@@ -43,15 +42,6 @@ AUTH_CODES = {
 }
 DENIED_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Blocked"}
 THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "SlowDown", "RequestThrottledException"}
-
-
-def redact(text: str) -> str:
-    """Text with access key ids and this run's credentials replaced."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, "<redacted>")
-    return _KEY_ID.sub("<access key id>", text)
 
 
 class Aws:
@@ -91,8 +81,7 @@ class Aws:
                 "no AWS credentials found",
                 hint="configure them the usual boto3 way: AWS_PROFILE / ~/.aws/credentials, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an instance role",
             )
-        with _secrets_lock:
-            _secrets.update(s for s in (frozen.access_key, frozen.secret_key, frozen.token) if s)
+        redaction.add({s for s in (frozen.access_key, frozen.secret_key, frozen.token) if s})
 
     def region(self, override: str | None) -> str:
         region: str | None = override or self.target.region or self.session.region_name
@@ -117,8 +106,11 @@ class Aws:
         return self.client("s3", region)
 
 
-def describe_error(service: str, operation: str, resource: str, exc: BaseException) -> UserError:
-    """One line: which call, which resource, what AWS said, what to do."""
+def describe_error(service: str, operation: str, resource: str, exc: BaseException) -> Problem:
+    """One line: which call, which resource, what AWS said, what to do. Credentials, region
+    and permissions are the user's to fix (UserError, exit 2); throttling, the network,
+    timeouts and anything else AWS answers are failures (CloudError, exit 1), reported once
+    botocore's bounded retries are spent."""
     from botocore.exceptions import (
         ClientError,
         ConnectionError,
@@ -136,19 +128,20 @@ def describe_error(service: str, operation: str, resource: str, exc: BaseExcepti
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "error"))
         message = redact(str(error.get("Message") or "no message"))
+        kind: type[Problem] = CloudError
         if code in AUTH_CODES:
-            hint = "check the AWS credentials (profile, environment, instance role) and the region"
+            kind, hint = UserError, "check the AWS credentials (profile, environment, instance role) and the region"
         elif code in DENIED_CODES:
-            hint = f"the credentials need permission for {service}:{operation}"
+            kind, hint = UserError, f"the credentials need permission for {service}:{operation}"
             if service == "ebs":
                 hint += ", or use --method s3-import where EBS direct APIs are forbidden"
         elif code in THROTTLE_CODES:
-            hint = "AWS throttled the requests: rerun later or with fewer --workers"
+            hint = "AWS throttled the requests (retried until the retry budget was spent): rerun later or with fewer --workers"
         elif code == "InvalidAMIName.Duplicate":
-            hint = "an AMI of that name exists without this image's digest tag: deregister it or change the name pattern"
+            kind, hint = UserError, "an AMI of that name exists without this image's digest tag: deregister it or change the name pattern"
         else:
             hint = "check the credentials and the region, then rerun (a rerun reuses what is complete)"
-        return UserError(f"{what}: {code}: {message}", hint=hint)
+        return kind(f"{what}: {code}: {message}", hint=hint)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return UserError(
             f"{what}: no usable AWS credentials", hint="configure a profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role"
@@ -156,15 +149,15 @@ def describe_error(service: str, operation: str, resource: str, exc: BaseExcepti
     if isinstance(exc, NoRegionError):
         return UserError(f"{what}: no region", hint="set region in [targets.aws] or pass --region")
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionError)):
-        return UserError(f"{what}: {redact(str(exc))}", hint="check the network, the region and AWS_ENDPOINT_URL, then rerun")
+        return CloudError(f"{what}: {redact(str(exc))}", hint="check the network, the region and AWS_ENDPOINT_URL, then rerun")
     if isinstance(exc, ResponseParserError):  # e.g. an HTML error page: an endpoint without this call
         first = redact(str(exc).splitlines()[0] if str(exc) else "")[:200]
-        return UserError(f"{what}: unreadable response from the endpoint: {first}", hint="check AWS_ENDPOINT_URL and the region, then rerun")
-    return UserError(f"{what}: {type(exc).__name__}: {redact(str(exc))[:500]}", hint="rerun; --debug shows the traceback")
+        return CloudError(f"{what}: unreadable response from the endpoint: {first}", hint="check AWS_ENDPOINT_URL and the region, then rerun")
+    return CloudError(f"{what}: {type(exc).__name__}: {redact(str(exc))[:500]}", hint="rerun; --debug shows the traceback")
 
 
 def call(client: Any, method: str, resource: str, **params: Any) -> dict[str, Any]:
-    """client.method(**params); an AWS or botocore error becomes one UserError line."""
+    """client.method(**params); an AWS or botocore error becomes one Problem line."""
     from botocore.exceptions import BotoCoreError, ClientError
     from botocore.parsers import ResponseParserError
 
@@ -178,7 +171,7 @@ def call(client: Any, method: str, resource: str, **params: Any) -> dict[str, An
 
 
 def error_code(exc: BaseException) -> str | None:
-    """The AWS error code behind a UserError raised by ``call`` (None otherwise)."""
+    """The AWS error code behind a Problem raised by ``call`` (None otherwise)."""
     from botocore.exceptions import ClientError
 
     cause = exc.__cause__
@@ -196,7 +189,7 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float, first_d
         if result is not None:
             return result
         if time.monotonic() + delay > deadline:
-            raise UserError(
+            raise CloudError(
                 f"timed out after {timeout:.0f} s waiting for {what}",
                 hint="raise wait_timeout in the target, or rerun later (a rerun reuses what exists)",
             )
@@ -208,15 +201,15 @@ def aws_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
-def crust_tags(manifest: Mapping[str, Any], digest: str, target: AwsTarget, name: str) -> dict[str, str]:
+def crust_tags(manifest: Manifest, digest: str, target: AwsTarget, name: str) -> dict[str, str]:
     """The tags of every snapshot, AMI and instance Crust makes: the user's, then Crust's own."""
     return {
         "Name": name,
         **target.tags,
-        TAG_APPLIANCE: str(manifest["appliance"]),
-        TAG_VERSION: str(manifest.get("version", "")),
+        TAG_APPLIANCE: manifest.appliance,
+        TAG_VERSION: manifest.version,
         TAG_DIGEST: digest,
-        TAG_BUILD: str(manifest.get("build_id", "")),
+        TAG_BUILD: manifest.build_id,
     }
 
 
@@ -263,7 +256,7 @@ def wait_snapshot(ec2: Any, snapshot_id: str, timeout: float) -> None:
         snapshots = call(ec2, "describe_snapshots", snapshot_id, SnapshotIds=[snapshot_id]).get("Snapshots", [])
         state = snapshots[0].get("State") if snapshots else None
         if state == "error":
-            raise UserError(f"snapshot {snapshot_id} failed: {snapshots[0].get('StateMessage', 'state error')}", hint="rerun the upload")
+            raise CloudError(f"snapshot {snapshot_id} failed: {snapshots[0].get('StateMessage', 'state error')}", hint="rerun the upload")
         return True if state == "completed" else None
 
     wait_until(f"snapshot {snapshot_id} to complete", check, timeout)
@@ -275,7 +268,7 @@ def wait_image(ec2: Any, image_id: str, timeout: float) -> dict[str, Any]:
         state = images[0].get("State") if images else None
         if state in ("failed", "error", "invalid", "deregistered"):
             reason = images[0].get("StateReason", {}).get("Message", state)
-            raise UserError(f"AMI {image_id} is {state}: {reason}", hint="rerun the upload")
+            raise CloudError(f"AMI {image_id} is {state}: {reason}", hint="rerun the upload")
         return images[0] if state == "available" else None
 
     return wait_until(f"AMI {image_id} to be available", check, timeout)

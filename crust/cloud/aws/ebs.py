@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from crust.cloud.aws.client import aws_tags, call, error_code
-from crust.errors import UserError
+from crust.errors import Problem
 
 BLOCK_SIZE = 512 * 1024
 GIB = 1024**3
@@ -217,7 +217,7 @@ def put_block(ebs: Any, snapshot_id: str, block: Block) -> None:
                 ChecksumAlgorithm="SHA256",
             )
             return
-        except UserError as exc:
+        except Problem as exc:
             if error_code(exc) != "ResourceNotFoundException" or attempt == NOT_FOUND_ATTEMPTS:
                 raise
             time.sleep(attempt)
@@ -246,7 +246,7 @@ def upload_snapshot(
     finally:
         got = image_hash.hexdigest() if image_hash is not None else None
     if expect_digest and got != expect_digest:
-        raise UserError(
+        raise Problem(
             f"the image changed during the upload: its sha256 is {got}, the manifest says {expect_digest}",
             hint="a build replaced the image: rerun the upload",
         )

@@ -17,11 +17,13 @@ from typing import Any, TextIO
 
 import yaml
 
+from crust.build.manifest import Manifest
 from crust.build.store import Store, write_atomic
 from crust.cloud.aws import client as awsops
-from crust.cloud.aws.upload import Undo, load_manifest, prefixed, recorded_ami, require_first_boot_agent
+from crust.cloud.aws.upload import recorded_ami
+from crust.cloud.common import Undo, prefixed, require_first_boot_agent
 from crust.cloud.targets import AwsTarget
-from crust.errors import UserError
+from crust.errors import CloudError, Problem, UserError
 
 USER_DATA_LIMIT = 16 * 1024
 DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
@@ -118,7 +120,7 @@ def _wait_state(ec2: Any, instance_id: str, want: str, timeout: float) -> dict[s
         state = (instance or {}).get("State", {}).get("Name")
         if want == "running" and state in ("shutting-down", "terminated", "stopping", "stopped"):
             reason = (instance or {}).get("StateReason", {}).get("Message", state)
-            raise UserError(f"instance {instance_id} is {state}: {reason}", hint="check the instance's console output in the EC2 console")
+            raise CloudError(f"instance {instance_id} is {state}: {reason}", hint="check the instance's console output in the EC2 console")
         return instance if state == want else None
 
     return awsops.wait_until(f"instance {instance_id} to be {want}", check, timeout, first_delay=1.0, max_delay=10.0)
@@ -141,8 +143,8 @@ def launch(
     def say(text: str) -> None:
         print(f"launch {name}: {text}", file=stream, flush=True)
 
-    manifest_path, manifest = load_manifest(output, name)
-    require_first_boot_agent(manifest_path, manifest)
+    manifest = Manifest.load(output, name, verb="launch")
+    require_first_boot_agent(manifest)
     key = ssh_public_key(target, ssh_key)
     data = user_data(key, target.cloud_config)
     aws = awsops.Aws(target, session)
@@ -152,13 +154,13 @@ def launch(
         ami = recorded_ami(manifest, where)
         if ami is None:
             raise UserError(f"no AMI of the current image is recorded for {where}", hint=f"run ./build.py upload {name} --target aws first")
-        raw = next(a for a in manifest["artifacts"] if a.get("format") == "raw")
+        digest = str(manifest.raw_digest)
         tags = {
-            "Name": f"{name}-{manifest.get('version', '')}",
+            "Name": f"{name}-{manifest.version}",
             **target.tags,
             awsops.TAG_APPLIANCE: name,
-            awsops.TAG_VERSION: str(manifest.get("version", "")),
-            awsops.TAG_DIGEST: str(raw["sha256"]),
+            awsops.TAG_VERSION: manifest.version,
+            awsops.TAG_DIGEST: digest,
         }
         ec2 = aws.ec2(where)
         params = run_params(target, ami, data, tags, instance_type, subnet)
@@ -170,7 +172,7 @@ def launch(
             "id": instance_id,
             "region": where,
             "ami": ami,
-            "image_digest": str(raw["sha256"]),
+            "image_digest": digest,
             "launched": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         with store.lock(f"instances-{name}"):
@@ -223,7 +225,7 @@ def terminate(
                 _terminate(ec2, instance["id"])
                 _wait_state(ec2, instance["id"], "terminated", target.wait_timeout)
                 say(f"{instance['id']} terminated")
-            except UserError as exc:
+            except Problem as exc:
                 if awsops.error_code(exc) != "InvalidInstanceID.NotFound":
                     raise
                 say(f"{instance['id']} no longer exists")

@@ -16,8 +16,9 @@ from typing import Any, BinaryIO
 
 from botocore.exceptions import ClientError
 
-from crust.cloud.aws.client import aws_tags, call, redact, wait_until
-from crust.errors import UserError
+from crust.cloud.aws.client import aws_tags, call, wait_until
+from crust.errors import CloudError, Problem
+from crust.redact import redact
 
 PART_SIZE = 8 * 1024 * 1024  # grown for images over ~78 GiB: S3 allows 10,000 parts
 
@@ -53,7 +54,7 @@ def put_object(s3: Any, fh: BinaryIO, bucket: str, key: str, workers: int) -> No
     try:
         s3.upload_fileobj(fh, bucket, key, Config=config)
     except (Boto3Error, ClientError) as exc:  # S3UploadFailedError wraps the failed part's ClientError
-        raise UserError(
+        raise CloudError(
             f"s3 upload on s3://{bucket}/{key} failed: {redact(str(exc))}", hint="check the bucket, its region and the credentials"
         ) from exc
 
@@ -64,9 +65,7 @@ def _check_digest(fh: BinaryIO, expect: str) -> None:
         digest.update(chunk)
     fh.seek(0)
     if digest.hexdigest() != expect:
-        raise UserError(
-            f"the image's sha256 is {digest.hexdigest()}, the manifest says {expect}", hint="a build replaced the image: rerun the upload"
-        )
+        raise Problem(f"the image's sha256 is {digest.hexdigest()}, the manifest says {expect}", hint="a build replaced the image: rerun the upload")
 
 
 def delete_object(s3: Any, bucket: str, key: str) -> None:
@@ -108,7 +107,7 @@ def import_snapshot(
             detail = tasks[0].get("SnapshotTaskDetail", {}) if tasks else {}
             status = detail.get("Status")
             if status in ("deleting", "deleted") or detail.get("StatusMessage", "").startswith("ClientError"):
-                raise UserError(
+                raise CloudError(
                     f"ec2 import-snapshot task {task_id} failed: {detail.get('StatusMessage', status)}",
                     hint="check that the vmimport role can read the bucket, then rerun",
                 )
@@ -122,13 +121,13 @@ def import_snapshot(
         if task_id is not None:
             try:
                 call(ec2, "cancel_import_task", task_id, ImportTaskId=task_id)
-            except UserError as exc:
+            except Problem as exc:
                 say(f"could not cancel import task {task_id}: {exc.one_line()}")
         raise
     finally:
         if staged:
             try:
                 delete_object(s3, bucket, key)
-            except UserError as exc:
+            except Problem as exc:
                 say(f"could not delete the staging object: {exc.one_line()} (delete s3://{bucket}/{key} by hand)")
     return ImportResult(snapshot_id, time.monotonic() - started, os.fstat(fh.fileno()).st_size)

@@ -9,107 +9,20 @@ result (AMI and snapshot per region, accounts shared with) goes into build/NAME/
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import json
-import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from crust.build.store import Store, write_atomic
+from crust.build.manifest import Manifest
+from crust.build.store import Store
 from crust.cloud.aws import client as awsops
+from crust.cloud.common import RawImage, Undo, prefixed, raw_image, record, require_first_boot_agent, stored_digest
 from crust.cloud.targets import AwsTarget, check_for_upload, image_name
-from crust.errors import UserError
+from crust.errors import Problem
 
 MB = 1_000_000
-
-
-@dataclass(frozen=True)
-class RawImage:
-    path: Path
-    digest: str
-    size: int
-    allocated: int
-
-
-def load_manifest(output: Path, name: str) -> tuple[Path, dict[str, Any]]:
-    path = output / name / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"{name} is not built ({path} is missing)", hint=f"run ./build.py build {name}")
-    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return path, manifest
-
-
-FIRST_BOOT_AGENTS = ("cloud-init",)
-
-
-def require_first_boot_agent(manifest_path: Path, manifest: Mapping[str, Any]) -> None:
-    """Refuse an image that cannot take the launch's SSH key and user data (no cloud-init).
-
-    Such an image would boot in the cloud with no way in: nobody could log in, and user data
-    would be ignored. The manifest lists the image's Debian packages.
-    """
-    packages = manifest.get("packages") or {}
-    if any(agent in packages for agent in FIRST_BOOT_AGENTS):
-        return
-    name = manifest.get("appliance", manifest_path.parent.name)
-    raise UserError(
-        f"{manifest_path}: {name}'s image has no cloud-init, so a cloud instance of it would take no SSH key and no user data",
-        hint=f'add cloud-init to %packages in its kickstart and "cloud_init" to roles in the appliance file of {name}, then rebuild',
-    )
-
-
-def raw_image(manifest_path: Path, manifest: Mapping[str, Any]) -> RawImage:
-    """The raw artifact the manifest records (beside the manifest), checked against its size."""
-    raw = next((a for a in manifest.get("artifacts", []) if a.get("format") == "raw"), None)
-    name = manifest.get("appliance", manifest_path.parent.name)
-    if raw is None:
-        raise UserError(f"{manifest_path}: no raw artifact recorded", hint=f"rebuild: ./build.py build {name}")
-    path = manifest_path.parent / Path(raw["path"]).name
-    if not path.is_file():
-        path = Path(raw["path"])
-    if not path.is_file():
-        raise UserError(f"{name}: the raw image {path} is missing", hint=f"rebuild: ./build.py build {name}")
-    st = path.stat()
-    if st.st_size != raw["size"]:
-        raise UserError(f"{name}: {path} is {st.st_size} bytes, the manifest says {raw['size']}", hint=f"rebuild: ./build.py build {name}")
-    return RawImage(path, str(raw["sha256"]), st.st_size, st.st_blocks * 512)
-
-
-class Undo:
-    """Cleanups for resources made so far, run in reverse order unless the work completes."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.say = say
-        self.steps: list[tuple[str, Callable[[], None]]] = []
-
-    def push(self, what: str, action: Callable[[], None]) -> None:
-        self.steps.append((what, action))
-
-    def commit(self) -> None:
-        self.steps.clear()
-
-    def run(self) -> None:
-        while self.steps:
-            what, action = self.steps.pop()
-            try:
-                action()
-                self.say(f"removed {what}")
-            except Exception as exc:
-                text = exc.one_line() if isinstance(exc, UserError) else str(exc)
-                self.say(f"could not remove {what}: {text} (remove it by hand)")
-
-
-@contextlib.contextmanager
-def prefixed(prefix: str) -> Iterator[None]:
-    """UserErrors inside name the verb and appliance: 'upload wsgi: ec2 RegisterImage ...'."""
-    try:
-        yield
-    except UserError as exc:
-        raise UserError(f"{prefix}: {exc.problem}", file=exc.file, line=exc.line, hint=exc.hint) from exc
 
 
 @dataclass(frozen=True)
@@ -120,7 +33,7 @@ class Job:
     target: AwsTarget
     store: Store
     name: str
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     image: RawImage
     home: str  # the region the image is uploaded to
     ami_name: str
@@ -143,9 +56,9 @@ def upload(
     def say(text: str) -> None:
         print(f"upload {name}: {text}", file=stream, flush=True)
 
-    manifest_path, manifest = load_manifest(output, name)
-    require_first_boot_agent(manifest_path, manifest)
-    image = raw_image(manifest_path, manifest)
+    manifest = Manifest.load(output, name, verb="upload")
+    require_first_boot_agent(manifest)
+    image = raw_image(manifest)
     check_for_upload(target)
     ami_name = image_name(target, manifest, image.digest)
     aws = awsops.Aws(target, session)
@@ -160,13 +73,14 @@ def upload(
             image=image,
             home=aws.region(region),
             ami_name=ami_name,
-            description=f"{name} {manifest.get('version', '')}, built by Crust (raw image sha256 {image.digest})",
+            description=f"{name} {manifest.version}, built by Crust (raw image sha256 {image.digest})",
             tags=awsops.crust_tags(manifest, image.digest, target, ami_name),
             say=say,
         )
         with store.lock(f"upload-{name}", on_wait=lambda: say("waiting for another upload of this appliance")):
             report = _upload_locked(job)
-        record(manifest_path, image.digest, report["regions"])
+        assert manifest.path is not None
+        record(manifest.path, "aws", image.digest, report["regions"])
     return report
 
 
@@ -292,24 +206,6 @@ def _upload_s3(job: Job, fh: BinaryIO, started: Callable[[str], None], expect: s
     return {"bytes_uploaded": imported.bytes_uploaded, "seconds": round(imported.seconds, 3)}
 
 
-def stored_digest(fd: int, manifest: Mapping[str, Any], store: Store) -> str | None:
-    """The sha256 the store recorded for this very file, when it is a hard link of an entry of
-    one of the manifest's steps (entries never change: no need to hash it again), else None."""
-    st = os.fstat(fd)
-    for step in manifest.get("steps", []):
-        entry = store.get(str(step.get("kind")), str(step.get("id")))
-        if entry is None:
-            continue
-        for name, facts in entry.meta.get("outputs", {}).items():
-            try:
-                other = (entry.path / name).stat()
-            except OSError:
-                continue
-            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino) and isinstance(facts, dict):
-                return str(facts.get("sha256"))
-    return None
-
-
 def _remove_leftovers(ec2: Any, digest: str, say: Callable[[str], None]) -> None:
     """Snapshots tagged with this digest but used by no AMI: left by a killed upload (which had no
     chance to clean up). Uploads of one appliance are serialised by a lock, so none is running."""
@@ -318,7 +214,7 @@ def _remove_leftovers(ec2: Any, digest: str, say: Callable[[str], None]) -> None
         try:
             awsops.delete_snapshot(ec2, snapshot_id)
             say(f"removed {snapshot_id}, left by an interrupted upload")
-        except UserError as exc:
+        except Problem as exc:
             say(f"left {snapshot_id} alone: {exc.one_line()}")
 
 
@@ -335,28 +231,10 @@ def _copy(job: Job, ami: str, dest: str) -> dict[str, Any]:
     return {"ami": copy_id, "snapshot": awsops.image_snapshot(copied), "name": job.ami_name, "copied_from": job.home}
 
 
-def record(manifest_path: Path, digest: str, regions: Mapping[str, Mapping[str, Any]]) -> None:
-    """Merge the per-region results into the manifest (atomic rewrite), if it still describes
-    the same image (a build may have replaced it meanwhile)."""
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    raw: dict[str, Any] = next((a for a in manifest.get("artifacts", []) if a.get("format") == "raw"), {})
-    if raw.get("sha256") != digest:
-        raise UserError(f"{manifest_path} changed during the upload (a new build?)", hint="rerun the upload for the new image")
-    cloud = manifest.setdefault("cloud", {})
-    aws_record = cloud.setdefault("aws", {})
-    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    for region, entry in regions.items():
-        aws_record[region] = {**entry, "image_digest": digest, "recorded": when}
-    write_atomic(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
-
-
-def recorded_ami(manifest: Mapping[str, Any], region: str) -> str | None:
+def recorded_ami(manifest: Manifest, region: str) -> str | None:
     """The AMI recorded for this region, if it was made from the manifest's raw image."""
-    raw: dict[str, Any] = next((a for a in manifest.get("artifacts", []) if a.get("format") == "raw"), {})
-    entry = manifest.get("cloud", {}).get("aws", {}).get(region)
-    if entry and entry.get("image_digest") == raw.get("sha256"):
-        return str(entry["ami"])
-    return None
+    entry = manifest.cloud_record("aws", region)
+    return str(entry["ami"]) if entry else None
 
 
 def human_report(report: Mapping[str, Any]) -> list[str]:

@@ -1,0 +1,55 @@
+"""base: the distribution's tree (mmdebstrap for Debian), shared by every appliance on it.
+
+Its id covers the distribution's sources, base packages and initramfs modules, the keyring,
+the backend's code and the mirror state (the digest of each suite's index), so a new mirror
+state rebuilds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from crust.build.plan import AppliancePlan, Planning, Step, code_digest
+from crust.digest import digest_file, digest_json, digest_text, step_id
+from crust.distros import backend_for
+from crust.steps.kind import GIB, Job, StepKind
+
+
+def plan(p: Planning) -> tuple[Step, ...]:
+    distro = p.distro
+    backend = backend_for(distro)
+    mirror = backend.mirror_state(distro, p.state_dir, p.refresh)
+    keyring = Path(distro.keyring)
+    inputs = {
+        "sources": digest_text(distro.deb822()),
+        "packages": digest_json(sorted(distro.base_packages)),
+        "initramfs": digest_json(list(distro.initramfs_modules)),
+        "keyring": digest_file(keyring) if keyring.is_file() else "missing",
+        "code": code_digest("base", backend.bootstrap_code),
+    }
+    inputs.update({f"mirror:{suite}": value for suite, value in mirror.items()})
+    explain = {"packages": " ".join(sorted(distro.base_packages))}
+    return (Step("base", distro.name, step_id("base", inputs), MappingProxyType(inputs), MappingProxyType(explain)),)
+
+
+def run(job: Job) -> dict[str, Any]:
+    backend = backend_for(job.plan.distro)
+    backend.bootstrap(job.plan.distro, job.tmp, job.tmp / "tree")
+    return {"packages": backend.database(job.tmp / "tree").installed()}
+
+
+def disk_bytes(plan: AppliancePlan, step: Step) -> int:
+    return 2 * GIB
+
+
+KIND = StepKind(
+    name="base",
+    order=10,
+    tools=("mmdebstrap", "unshare", "mount"),
+    code=(),  # the backend's (Backend.bootstrap_code)
+    plan=plan,
+    run=run,
+    disk_bytes=disk_bytes,
+)

@@ -1,0 +1,50 @@
+"""packages: the base tree plus the kickstart's %packages (and repo sources), one apt run."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import MappingProxyType
+from typing import Any
+
+from crust.build.plan import AppliancePlan, Planning, Step, code_digest
+from crust.digest import digest_json, step_id
+from crust.distros import backend_for
+from crust.runner import run as run_command
+from crust.steps.kind import GIB, Job, StepKind
+
+
+def plan(p: Planning) -> tuple[Step, ...]:
+    backend = backend_for(p.distro)
+    package_set = backend.package_set(p.ks, p.distro)
+    inputs = {
+        "base": p.one("base").id,
+        "package-set": digest_json(package_set),
+        "excluded": digest_json(sorted(p.ks.excluded)),
+        "repos": digest_json([dataclasses.asdict(r) for r in p.ks.repos]),
+        "code": code_digest("packages", backend.install_code),
+    }
+    explain = {"package-set": " ".join(package_set)}
+    return (Step("packages", p.spec.name, step_id("packages", inputs), MappingProxyType(inputs), MappingProxyType(explain)),)
+
+
+def run(job: Job) -> dict[str, Any]:
+    backend = backend_for(job.plan.distro)
+    tree = job.tmp / "tree"
+    run_command(["cp", "-a", "--reflink=auto", str(job.entry("base").path / "tree"), str(tree)])
+    backend.install(tree, job.plan.ks, job.plan.distro)
+    return {"packages": backend.database(tree).installed()}
+
+
+def disk_bytes(plan: AppliancePlan, step: Step) -> int:
+    return 2 * GIB
+
+
+KIND = StepKind(
+    name="packages",
+    order=20,
+    tools=("unshare", "mount", "chroot", "cp"),
+    code=(),  # the backend's (Backend.install_code)
+    plan=plan,
+    run=run,
+    disk_bytes=disk_bytes,
+)

@@ -1,0 +1,135 @@
+"""tree: the packages tree configured by the kickstart and the roles, then sealed.
+
+Its id covers the packages step, the rendered kickstart, the variables, every file of every
+role used, the host files path variables name, and Crust's code for it. Planning it also fixes
+the disk layout (the root file system's UUID derives from the tree's id) and the build id.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from crust import faults
+from crust.build.plan import AppliancePlan, Planning, Step, code_digest
+from crust.build.store import Entry
+from crust.define.roles import path_inputs, role_files
+from crust.digest import digest_file, digest_json, digest_text, step_id
+from crust.disk.assemble import Layout, derived_uuid
+from crust.distros import backend_for
+from crust.runner import run as run_command
+from crust.steps.kind import GIB, Job, StepKind
+
+
+def plan(p: Planning) -> tuple[Step, ...]:
+    spec, roles_dir = p.spec, p.project.roles
+    inputs = {
+        "packages": p.one("packages").id,
+        "generators": digest_json(list(p.distro.masked_generators)),
+        "kickstart": digest_text(p.rendered.text),
+        "vars": digest_json(dict(spec.vars)),
+        "roles": digest_json(list(spec.roles)),
+        "plaintext-passwords": str(spec.allow_plaintext_passwords),
+        "code": code_digest("tree", backend_for(p.distro).install_code),  # the backend seals too
+    }
+    for role in p.roles:
+        for path in role_files(roles_dir, role):
+            inputs[f"role:{path.relative_to(roles_dir)}"] = digest_file(path)
+    for path in path_inputs(p.options, spec.vars):
+        inputs[f"file:{path}"] = digest_file(path)
+    explain = {f"template:{t.relative_to(p.project.root)}": digest_file(t) for t in p.rendered.sources}
+    explain.update({f"var:{k}": digest_json(v) for k, v in spec.vars.items()})
+    step = Step("tree", spec.name, step_id("tree", inputs), MappingProxyType(inputs), MappingProxyType(explain))
+    p.layout = layout_for(p, step)
+    p.build_id = step.id[:12]
+    return (step,)
+
+
+def layout_for(p: Planning, tree: Step) -> Layout:
+    """The disk: the ESP and root sizes, the root file system's UUID, the kernel command line."""
+    ks = p.ks
+    root_uuid = derived_uuid(tree.id, "root-fs")
+    cmdline = " ".join(
+        [
+            f"root=UUID={root_uuid}",
+            "rw",
+            *[w for w in ks.kernel_append if not w.startswith("console=")],
+            *[w for w in ks.kernel_append if w.startswith("console=")],
+            "console=tty0",
+            "console=ttyS0,115200",
+        ]
+    )
+    return Layout(ks.esp_size_mib, ks.root_size_mib, root_uuid, cmdline, p.distro.uki)
+
+
+def drop_corrupt_facts(facts: Path) -> None:
+    """Ansible's fact cache writes in place: a build killed during that write leaves a file
+    that would fail the next run ("the cache file was corrupt ... re-run"). Drop such files."""
+    if not facts.is_dir():
+        return
+    for path in facts.iterdir():
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+
+
+def run(job: Job) -> dict[str, Any]:
+    from crust.tree import ansible, configure
+    from crust.tree.seal import seal
+
+    plan, ks = job.plan, job.plan.ks
+    packages = job.entry("packages")
+    backend = backend_for(plan.distro)
+    tree = job.tmp / "tree"
+    work = job.tmp / "work"
+    work.mkdir()
+    run_command(["cp", "-a", "--reflink=auto", str(packages.path / "tree"), str(tree)])
+    configure.set_timezone(tree, ks.timezone)
+    configure.set_lang(tree, ks.lang)
+    configure.generate_locales(tree, ks.lang)
+    configure.set_keyboard(tree, ks.keymap)
+    configure.configure_network(tree, ks.network)
+    configure.set_root_password(tree, ks.root_password_hash)
+    configure.create_users(tree, ks.users)
+    configure.install_ssh_keys(tree, ks.sshkeys)
+    configure.write_fstab(tree, plan.layout.root_uuid, ks.root_grow)
+    if ks.root_grow:
+        configure.write_grow_config(tree)
+    configure.write_kernel_cmdline(tree, plan.layout.cmdline)
+    configure.mask_generators(tree, plan.distro.masked_generators)
+    facts = job.store.root / "state" / "facts" / digest_text(packages.path.name + plan.rendered.text)[:24]
+    drop_corrupt_facts(facts)
+    # What %packages installed (name -> version): the roles check their packages in it.
+    variables = {**plan.variables, "crust_packages": packages.meta["outputs"]["packages"]}
+    ansible.apply_roles(tree, plan.roles, variables, job.project.roles, work, facts)
+    configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
+    configure.run_scripts(tree, ks.scripts, work)
+    faults.point("tree.seal")
+    seal(tree, ks, backend)
+    shutil.rmtree(work)
+    return {"packages": backend.database(tree).installed(), "kernel": sorted(p.name for p in (tree / "boot").glob("vmlinuz-*"))}
+
+
+def record(plan: AppliancePlan, step: Step, entry: Entry, out_dir: Path) -> dict[str, Any]:
+    outputs = entry.meta["outputs"]
+    return {"packages": outputs["packages"], "kernel": outputs.get("kernel"), "kernel_cmdline": plan.layout.cmdline}
+
+
+def disk_bytes(plan: AppliancePlan, step: Step) -> int:
+    return 2 * GIB
+
+
+KIND = StepKind(
+    name="tree",
+    order=30,
+    tools=("unshare", "mount", "chroot", "systemctl", "useradd", "ansible-playbook", "cp"),
+    code=("tree/configure.py", "tree/seal.py", "tree/ansible.py", "tree/files.py", "sandbox.py"),
+    plan=plan,
+    run=run,
+    disk_bytes=disk_bytes,
+    record=record,
+)
