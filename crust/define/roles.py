@@ -5,7 +5,7 @@ appliance uses before anything runs (unknown names and wrong types are errors na
 appliance file and key). Variables of type ``path`` name files on the host: their content is
 part of the configured tree's id, so editing the app a variable points at rebuilds the tree.
 
-An option with ``crust_secret: ID`` is a build secret (crust/buildsecrets.py): Crust sets it to the
+An option with ``crust_secret: ID`` is a build secret (crust/trust/secrets.py): Crust sets it to the
 secret's path inside the tree during the run; the appliance cannot set it, the build must be
 given the secret (``--secret ID=...``), and its content is no part of any id.
 """

@@ -66,7 +66,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("image.esp_size", parse_size_mib, 64, "EFI system partition size."),
     Setting("image.compress", parse_bool, False, "Compress qcow2 output (zstd)."),
     Setting("security.allow_plaintext_passwords", parse_bool, False, "Allow `rootpw --plaintext` / `user --password` in clear."),
-    Setting("targets", parse_table, MappingProxyType({}), "Cloud targets for upload/launch: [targets.aws] (keys listed below; crust/targets.py)."),
+    Setting("targets", parse_table, MappingProxyType({}), "Cloud targets for upload/launch: [targets.aws] (keys listed below; crust/cloud/targets.py)."),
     Setting("test.ports", parse_port_list, (), "Guest TCP ports to forward to the host for checks."),
     Setting("test.boot_timeout", parse_seconds, 180.0, "Seconds for the whole smoke test."),
     Setting("test.module", parse_str, "", "Python check module beside the appliance file (optional)."),

@@ -2,7 +2,7 @@
 
 Build secrets the roles declare (crust_secret in meta/argument_specs.yml) are files on a tmpfs
 at /run/crust-secrets inside the tree for the run, mounted in its private namespace by
-crust/secretfs.py from what run() writes to its stdin; the variables hold their paths.
+crust/trust/secretfs.py from what run() writes to its stdin; the variables hold their paths.
 """
 
 from __future__ import annotations

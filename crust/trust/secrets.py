@@ -6,7 +6,7 @@ never its content. ``./build.py build NAME --secret ID=PATH`` (or ``ID=env:VARIA
 it. The content is read once, before any work, and kept in memory:
 
 - it is written only to a tmpfs mounted in the Ansible run's private mount namespace
-  (crust/secretfs.py), which vanishes with the run: nothing of it reaches the tree's disk;
+  (crust/trust/secretfs.py), which vanishes with the run: nothing of it reaches the tree's disk;
 - it is no input of any step id (like BuildKit's ``--secret``): a rotated key does not
   rebuild, and a tree built with the old one stays in use until another input changes;
 - it is redacted from every line Crust logs or reports (crust/redact.py), together with the

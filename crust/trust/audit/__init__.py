@@ -1,7 +1,7 @@
 """Audit a root tree for what an appliance must not ship, without booting it.
 
 The build audits every sealed tree before it becomes an image, and ``build.py audit`` audits a
-built image (its root file system read with debugfs, see crust/imagefs.py). The rules:
+built image (its root file system read with debugfs, see crust/disk/imagefs.py). The rules:
 
 accounts        root locked ('!' or '*'); no other account with a password hash unless the
                 kickstart declared it (rootpw, user --password); no empty password anywhere
