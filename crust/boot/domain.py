@@ -84,7 +84,9 @@ def domain_xml(cfg: DomainConfig) -> str:
     # firewall or sysctl change.
     cmdline = ET.SubElement(dom, f"{{{QEMU_NS}}}commandline")
     fwd = "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{guest}" for host, guest in cfg.forwards)
-    netdev = ("-netdev", f"user,id=crustnet0{fwd}", "-device", "virtio-net-pci,netdev=crustnet0,bus=pcie.0,addr=0x10,romfile=")
+    # restrict=on: the guest reaches neither the host (its loopback services) nor the outside;
+    # only the declared forwards connect, from the host in.
+    netdev = ("-netdev", f"user,id=crustnet0,restrict=on{fwd}", "-device", "virtio-net-pci,netdev=crustnet0,bus=pcie.0,addr=0x10,romfile=")
     for arg in (*netdev, *cfg.extra_args):
         ET.SubElement(cmdline, f"{{{QEMU_NS}}}arg", {"value": arg})
     return ET.tostring(dom, encoding="unicode")

@@ -167,9 +167,11 @@ def make_seed(workdir: Path, instance_id: str, hostname: str, user_data: Path) -
     """A NoCloud seed: a small FAT file system labelled CIDATA with user-data and meta-data,
     which cloud-init's ds-identify finds as it finds a cloud's; a fresh instance id per run."""
     seed = workdir / "seed.img"
-    (workdir / "user-data").write_bytes(user_data.read_bytes())
-    (workdir / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n", encoding="utf-8")
+    for name, data in (("user-data", user_data.read_bytes()), ("meta-data", f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n".encode())):
+        fd = os.open(workdir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # user data may hold secrets
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
     run(["mkfs.vfat", "-n", "CIDATA", "-C", str(seed), "2048"])
     run(["mcopy", "-i", str(seed), str(workdir / "user-data"), str(workdir / "meta-data"), "::"])
-    seed.chmod(0o644)
+    seed.chmod(0o600)  # libvirt gives it to its qemu user for the run (dynamic ownership)
     return seed

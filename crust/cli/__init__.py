@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--appliances", type=Path, help="read appliance files from this directory instead of appliances/ (or $CRUST_APPLIANCES)")
     parser.add_argument("--roles", type=Path, help="read Ansible roles from this directory instead of roles/ (or $CRUST_ROLES)")
+    parser.add_argument(
+        "--allow-path",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let host-path variables (an application's sources, say) name files in DIR too; besides the project and the "
+        "appliance file's directory, nothing on the build host is read (repeatable)",
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     sub.required = True
     for group in VERB_GROUPS:

@@ -27,7 +27,11 @@ def project_from(args: argparse.Namespace) -> Project:
         raise UserError(f"--appliances {args.appliances}: no such directory", hint="give the directory that holds the NAME.toml files")
     if args.roles and not args.roles.is_dir():
         raise UserError(f"--roles {args.roles}: no such directory", hint="give the directory that holds the roles (ROLE/tasks/main.yml)")
-    return Project.at(PROJECT_ROOT, appliances.resolve() if appliances else None, roles.resolve() if roles else None)
+    for folder in args.allow_path:
+        if not folder.is_dir():
+            raise UserError(f"--allow-path {folder}: no such directory", hint="give a directory whose files appliances may name")
+    allowed = tuple(folder.resolve() for folder in args.allow_path)
+    return Project.at(PROJECT_ROOT, appliances.resolve() if appliances else None, roles.resolve() if roles else None, allowed)
 
 
 def add_names(p: argparse.ArgumentParser) -> None:

@@ -18,10 +18,16 @@ class Project:
     root: Path  # the checkout: kickstarts/ and distributions/ are here
     appliances: Path  # NAME.toml files (and targets.toml beside this directory)
     roles: Path  # Ansible roles: ROLE/tasks/main.yml
+    allowed: tuple[Path, ...] = ()  # more directories whose files host-path variables may name (--allow-path)
 
     @classmethod
-    def at(cls, root: Path, appliances: Path | None = None, roles: Path | None = None) -> Project:
-        return cls(root, appliances or root / "appliances", roles or root / "roles")
+    def at(cls, root: Path, appliances: Path | None = None, roles: Path | None = None, allowed: tuple[Path, ...] = ()) -> Project:
+        return cls(root, appliances or root / "appliances", roles or root / "roles", allowed)
+
+    def readable(self) -> tuple[Path, ...]:
+        """Where host-path variables may point: the project, its appliances, --allow-path
+        directories (and, checked per appliance, the appliance file's own directory)."""
+        return (self.root, self.appliances, *self.allowed)
 
     @property
     def kickstarts(self) -> Path:

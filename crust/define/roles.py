@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from crust.define.settings import IMAGE_PATH_RE
 from crust.define.tomlfile import find_line
 from crust.errors import UserError
 from crust.trust.secrets import ID_RE, SECRETS_DIR
@@ -47,6 +49,7 @@ class Option:
     required: bool = False  # and no default: the appliance must set it
     choices: tuple[Any, ...] = ()
     secret: str = ""  # crust_secret: the ID of the build secret whose path this variable holds
+    host_path: bool = False  # crust_host_path: a file or directory on the build host (an input), not in the image
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when the wheel has it
@@ -149,6 +152,13 @@ def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
                     file=spec_file,
                     hint="write `type: path` and no default",
                 )
+            host_path = opt.get("crust_host_path", False)
+            if not isinstance(host_path, bool) or (host_path and str(opt.get("type", "str")) != "path"):
+                raise UserError(
+                    f"{where}.options.{name}.crust_host_path: expected true or false, on an option of type path",
+                    file=spec_file,
+                    hint="write `type: path` and `crust_host_path: true` for a file on the build host",
+                )
             options[name] = Option(
                 role,
                 name,
@@ -157,6 +167,7 @@ def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
                 bool(opt.get("required")) and "default" not in opt,
                 tuple(opt.get("choices") or ()),
                 secret,
+                host_path,
             )
     return options
 
@@ -202,8 +213,11 @@ _TYPES: Mapping[str, tuple[type, ...]] = {
 }
 
 
-def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any], source: Path) -> dict[str, Option]:
-    """Every appliance variable must be declared by a role in use, with a matching type."""
+def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any], source: Path, allowed: Sequence[Path] = ()) -> dict[str, Option]:
+    """Every appliance variable must be declared by a role in use, with a matching type. A host
+    path (crust_host_path) must lie in one of the allowed directories (the project, the
+    appliance file's directory, --allow-path ones), links in it too; any other path is one
+    inside the image: absolute and plain."""
     options: dict[str, Option] = {}
     closure = role_closure(roles_dir, roles)
     by_role = {role: role_options(roles_dir, role) for role in closure}
@@ -255,22 +269,15 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
                         line=find_line(text, f"vars.{name}"),
                         hint="use one of " + ", ".join(repr(c) for c in opt.choices),
                     )
-        if opt.type == "path" and value:
-            path = Path(str(value))
-            if not path.is_absolute():
-                raise UserError(
-                    f"vars.{name}: path {value!r} must be absolute",
-                    file=source,
-                    line=find_line(text, f"vars.{name}"),
-                    hint="write the full path on the build host",
-                )
-            if not path.exists():
-                raise UserError(
-                    f"vars.{name}: {value} does not exist",
-                    file=source,
-                    line=find_line(text, f"vars.{name}"),
-                    hint="point it at a file or directory on the build host",
-                )
+        if opt.type == "path" and value and opt.host_path:
+            check_host_path(name, str(value), source, text, (*allowed, source.parent))
+        elif opt.type == "path" and value and not IMAGE_PATH_RE.fullmatch(str(value)):
+            raise UserError(
+                f"vars.{name}: {value!r} is not a plain absolute path in the image",
+                file=source,
+                line=find_line(text, f"vars.{name}"),
+                hint="write e.g. /etc/NAME (no '..', no spaces)",
+            )
     given = {*values, *CRUST_VARS, *dependency_vars(roles_dir, closure), *(o.name for o in options.values() if o.secret)}
     for role, role_opts in by_role.items():
         for opt in role_opts.values():
@@ -284,12 +291,41 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
     return options
 
 
+def check_host_path(name: str, value: str, source: Path, text: str, allowed: Sequence[Path]) -> None:
+    """A host path exists, and it and every link under it stay in an allowed directory."""
+    line = find_line(text, f"vars.{name}")
+    path = Path(value)
+    if not path.is_absolute():
+        raise UserError(f"vars.{name}: path {value!r} must be absolute", file=source, line=line, hint="write the full path on the build host")
+    if not path.exists():
+        raise UserError(f"vars.{name}: {value} does not exist", file=source, line=line, hint="point it at a file or directory on the build host")
+    roots = [Path(os.path.realpath(a)) for a in allowed]
+    shown = ", ".join(str(r) for r in roots)
+
+    def check(item: Path) -> None:
+        real = Path(os.path.realpath(item))
+        if not any(real == r or real.is_relative_to(r) for r in roots):
+            raise UserError(
+                f"vars.{name}: {item} is outside the directories a build may read ({shown})",
+                file=source,
+                line=line,
+                hint="keep the files in the project or beside the appliance file, or allow their directory: --allow-path DIR",
+            )
+
+    check(path)  # the path itself first: never walk what is outside
+    if path.is_dir() and not path.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(path):  # a real directory inside: only its links can lead out
+            for entry in (*dirnames, *filenames):
+                if os.path.islink(os.path.join(dirpath, entry)):
+                    check(Path(dirpath, entry))
+
+
 def path_inputs(options: Mapping[str, Option], values: Mapping[str, Any]) -> list[Path]:
-    """Host files named by path-typed variables (files, or every file under a directory)."""
+    """Host files named by host-path variables (files, or every file under a directory)."""
     found: list[Path] = []
     for name, value in sorted(values.items()):
         opt = options.get(name)
-        if opt is None or opt.type != "path" or not value:
+        if opt is None or not opt.host_path or not value:
             continue
         path = Path(value)
         if path.is_dir():

@@ -21,6 +21,8 @@ from crust.define.tomlfile import find_line
 from crust.errors import UserError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+# A path inside an image: absolute, no empty, "." or ".." component, only these characters.
+IMAGE_PATH_RE = re.compile(r"^(/[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*)+$")
 
 
 class Invalid(ValueError):

@@ -66,7 +66,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("image.esp_size", parse_size_mib, 64, "EFI system partition size."),
     Setting("image.compress", parse_bool, False, "Compress qcow2 output (zstd)."),
     Setting("security.allow_plaintext_passwords", parse_bool, False, "Allow `rootpw --plaintext` / `user --password` in clear."),
-    Setting("targets", parse_table, MappingProxyType({}), "Cloud targets for upload/launch: [targets.aws] (keys listed below; crust/cloud/targets.py)."),
+    Setting(
+        "security.allow_host_scripts",
+        parse_bool,
+        False,
+        "Allow `%post --nochroot`: a root shell on the build host, not in the image (review such an appliance as code).",
+    ),
+    Setting(
+        "targets", parse_table, MappingProxyType({}), "Cloud targets for upload/launch: [targets.aws] (keys listed below; crust/cloud/targets.py)."
+    ),
     Setting("test.ports", parse_port_list, (), "Guest TCP ports to forward to the host for checks."),
     Setting("test.boot_timeout", parse_seconds, 180.0, "Seconds for the whole smoke test."),
     Setting("test.module", parse_str, "", "Python check module beside the appliance file (optional)."),
@@ -102,6 +110,7 @@ class ApplianceSpec:
     vars: Mapping[str, Any]
     image: ImageSpec
     allow_plaintext_passwords: bool
+    allow_host_scripts: bool
     test: TestSpec
     source: Path
 
@@ -187,6 +196,7 @@ def load_appliance(path: Path, project: Project) -> ApplianceSpec:
             compress=values["image.compress"],
         ),
         allow_plaintext_passwords=values["security.allow_plaintext_passwords"],
+        allow_host_scripts=values["security.allow_host_scripts"],
         test=TestSpec(
             ports=values["test.ports"],
             boot_timeout=values["test.boot_timeout"],

@@ -24,25 +24,26 @@ def validate_appliance(
     bad input leaves no file."""
     spec = load_appliance(project.appliance_path(name), project)
     distro = load_distribution(project, spec.distribution)
-    check_vars(project.roles, spec.roles, spec.vars, spec.source)
+    check_vars(project.roles, spec.roles, spec.vars, spec.source, project.readable())
     bytecode = PendingBytecodeCache(cache_dir / "jinja") if cache_dir else None
     rendered = render(spec, distro, project, bytecode)
-    ks = checked_kickstart(rendered, spec.allow_plaintext_passwords, cache_dir / "kickstarts" if cache_dir else None, write_cache)
+    ks = checked_kickstart(rendered, spec, cache_dir / "kickstarts" if cache_dir else None, write_cache)
     if bytecode is not None and write_cache:
         bytecode.commit()
     return spec, distro, rendered, ks
 
 
-def checked_kickstart(rendered: Rendered, allow_plaintext: bool, cache_dir: Path | None, write_cache: bool = True) -> KickstartConfig:
+def checked_kickstart(rendered: Rendered, spec: ApplianceSpec, cache_dir: Path | None, write_cache: bool = True) -> KickstartConfig:
     """Parse and check a rendered kickstart; with cache_dir, reuse the result for the same text."""
     from crust.build.store import write_atomic
 
-    key = digest_json([rendered.text, allow_plaintext, SYNTAX_VERSION, digest_tree(KICKSTART_CODE)])
+    allow_plaintext, allow_host = spec.allow_plaintext_passwords, spec.allow_host_scripts
+    key = digest_json([rendered.text, allow_plaintext, allow_host, SYNTAX_VERSION, digest_tree(KICKSTART_CODE)])
     cached = cache_dir / f"{key}.json" if cache_dir else None
     if cached is not None and cached.is_file():
         return from_json(json.loads(cached.read_text(encoding="utf-8")))
     try:
-        ks = load(rendered.text, allow_plaintext=allow_plaintext)
+        ks = load(rendered.text, allow_plaintext=allow_plaintext, allow_host_scripts=allow_host)
     except KickstartProblem as problem:
         raise problem_to_error(problem, rendered.template, rendered.text, list(rendered.sources)) from None
     if cached is not None and write_cache:

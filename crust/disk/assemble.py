@@ -15,6 +15,7 @@ from pathlib import Path
 from crust.errors import UserError
 from crust.runner import run, sandboxed
 from crust.tree.files import CHROOT_ENV
+from crust.tree.paths import inside
 
 MIB = 1024 * 1024
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -49,11 +50,12 @@ def derived_uuid(*parts: str) -> str:
 
 
 def kernel_files(tree: Path) -> tuple[Path, Path]:
-    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+    boot = inside(tree, "/boot", follow=True)
+    kernels = sorted(inside(tree, f"/boot/{k.name}", follow=True) for k in boot.glob("vmlinuz-*"))
     if not kernels:
         raise UserError("no kernel in the tree (/boot/vmlinuz-*)", hint="add the kernel package to the distribution's base_packages")
     kernel = kernels[-1]
-    initrd = tree / "boot" / kernel.name.replace("vmlinuz-", "initrd.img-")
+    initrd = inside(tree, "/boot/" + kernel.name.replace("vmlinuz-", "initrd.img-"), follow=True)
     if not initrd.exists():
         raise UserError(f"no initrd for {kernel.name} in the tree", hint="install initramfs-tools in the base")
     return kernel, initrd
@@ -98,10 +100,10 @@ def build_uki(tree: Path, layout: Layout, out: Path) -> None:
         )
         (out.parent / "uki.efi").rename(out)
         return
-    stub = tree / "usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+    stub = inside(tree, "/usr/lib/systemd/boot/efi/linuxx64.efi.stub", follow=True)
     if not stub.exists():
         raise UserError("the tree has no systemd-boot EFI stub", hint="add systemd-boot-efi to base_packages")
-    osrel = tree / "usr/lib/os-release"
+    osrel = inside(tree, "/usr/lib/os-release", follow=True)
     cmdline = out.parent / "cmdline.txt"
     cmdline.write_text(layout.cmdline + "\0", encoding="utf-8")
     run(

@@ -7,6 +7,7 @@ assembly external tools, so the two share the cores), and its packages go into t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,9 @@ def run(job: Job) -> dict[str, Any]:
     faults.point("image.start")
     raw = job.tmp / "disk.raw"
     with ThreadPoolExecutor(1, thread_name_prefix="audit") as pool:
-        audit = pool.submit(audit_tree, tree, policy_from_kickstart(plan.ks), database)
+        baseline = job.entry("packages").meta["outputs"].get("privileged")
+        policy = dataclasses.replace(policy_from_kickstart(plan.ks), privileged=baseline)
+        audit = pool.submit(audit_tree, tree, policy, database)
         disk.assemble(tree, plan.layout, job.tmp, raw, job.step.id)
         facts = file_facts(raw)  # hashed while the audit may still run: hashlib lets go of the GIL
         findings = audit.result()

@@ -32,7 +32,11 @@ def run(job: Job) -> dict[str, Any]:
     tree = job.tmp / "tree"
     run_command(["cp", "-a", "--reflink=auto", str(job.entry("base").path / "tree"), str(tree)])
     backend.install(tree, job.plan.ks, job.plan.distro)
-    return {"packages": backend.database(tree).installed()}
+    from crust.trust.audit import privileged_files
+
+    # The setuid/setgid files and file capabilities as the packages left them: the image's
+    # audit finds any a role or a script adds later.
+    return {"packages": backend.database(tree).installed(), "privileged": privileged_files(tree)}
 
 
 def disk_bytes(plan: AppliancePlan, step: Step) -> int:

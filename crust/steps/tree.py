@@ -22,6 +22,7 @@ from crust.disk.assemble import Layout, derived_uuid
 from crust.distros import backend_for
 from crust.runner import run as run_command
 from crust.steps.kind import GIB, Job, StepKind
+from crust.tree.paths import inside
 
 
 def plan(p: Planning) -> tuple[Step, ...]:
@@ -33,6 +34,7 @@ def plan(p: Planning) -> tuple[Step, ...]:
         "vars": digest_json(dict(spec.vars)),
         "roles": digest_json(list(spec.roles)),
         "plaintext-passwords": str(spec.allow_plaintext_passwords),
+        "host-scripts": str(spec.allow_host_scripts),
         "code": code_digest("tree", backend_for(p.distro).install_code),  # the backend seals too
     }
     for role in p.roles:
@@ -110,8 +112,26 @@ def run(job: Job) -> dict[str, Any]:
     configure.run_scripts(tree, ks.scripts, work)
     faults.point("tree.seal")
     seal(tree, ks, backend)
+    check_no_secret_left(tree, job)
     shutil.rmtree(work)
-    return {"packages": backend.database(tree).installed(), "kernel": sorted(p.name for p in (tree / "boot").glob("vmlinuz-*"))}
+    return {"packages": backend.database(tree).installed(), "kernel": sorted(p.name for p in inside(tree, "/boot", follow=True).glob("vmlinuz-*"))}
+
+
+def check_no_secret_left(tree: Path, job: Job) -> None:
+    """No build secret may reach the image: a role that copied one into the tree fails the build
+    (the secret's ID and the file are named, never the secret)."""
+    from crust.define.roles import secret_options
+    from crust.errors import StepFailed
+    from crust.trust import secrets
+
+    ids = sorted({opt.secret for opt in secret_options(job.project.roles, job.plan.roles)})
+    leaks = secrets.find_in_tree(tree, ids) if ids else []
+    if leaks:
+        where = "; ".join(f"build secret {sid!r} in {path}" for sid, path in leaks[:5])
+        raise StepFailed(
+            f"tree step of {job.plan.spec.name} failed: {where} (fix: a role copied a build secret into the image; "
+            "use it from /run/crust-secrets during the run only)"
+        )
 
 
 def record(plan: AppliancePlan, step: Step, entry: Entry, out_dir: Path) -> dict[str, Any]:
@@ -126,7 +146,7 @@ def disk_bytes(plan: AppliancePlan, step: Step) -> int:
 KIND = StepKind(
     name="tree",
     order=30,
-    tools=("unshare", "mount", "chroot", "systemctl", "useradd", "ansible-playbook", "cp"),
+    tools=("unshare", "mount", "chroot", "systemctl", "useradd", "ansible-playbook", "cp", "grep"),
     code=("tree/configure.py", "tree/seal.py", "tree/ansible.py", "tree/files.py", "sandbox.py"),
     plan=plan,
     run=run,

@@ -19,7 +19,40 @@ import yaml
 
 from crust.define.roles import secret_options
 from crust.runner import check_tools, find_tool, run, sandboxed
+from crust.tree.files import make_dirs
 from crust.trust import secrets
+
+
+class Unsafe(str):
+    """A string Ansible must never template: written with YAML's !unsafe tag."""
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+_UnsafeDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'"))
+
+
+def mark_unsafe(value: Any) -> Any:
+    """Every string value (not the keys: they are names) as Unsafe, in lists and mappings too."""
+    if isinstance(value, str):
+        return Unsafe(value)
+    if isinstance(value, Mapping):
+        return {str(k): mark_unsafe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mark_unsafe(v) for v in value]
+    return value
+
+
+def unsafe_yaml(variables: Mapping[str, Any]) -> str:
+    """The variables as an Ansible vars file in which no value is ever templated.
+
+    Values come from appliance files (data from pull requests): given as JSON extra vars,
+    `{{ lookup('pipe', ...) }}` in a description would run on the build host as root. Tagged
+    !unsafe, Ansible uses them as they are: a brace in a description comes out as a brace.
+    """
+    return yaml.dump(mark_unsafe(dict(variables)), Dumper=_UnsafeDumper, sort_keys=True, allow_unicode=True, width=1 << 20)
 
 
 def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]) -> Path:
@@ -35,7 +68,7 @@ def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables:
         }
     }
     (workdir / "inventory.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
-    (workdir / "vars.json").write_text(json.dumps(dict(variables), indent=2, sort_keys=True), encoding="utf-8")
+    (workdir / "vars.yml").write_text(unsafe_yaml(variables), encoding="utf-8")
     # Facts of the tree, not of hardware: a chroot's hardware and network facts are the
     # build host's, and gathering them costs seconds.
     # Gathered once per packages tree and kickstart (ANSIBLE_GATHERING=smart with a fact cache
@@ -57,7 +90,7 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
     if not roles:
         return
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
-    (tree / WHEEL_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    wheels = make_dirs(tree, WHEEL_DIR)
     needed = {opt.name: opt.secret for opt in secret_options(roles_dir, roles)}
     given = secrets.given(sorted(set(needed.values())))  # their content: only ever on run()'s stdin
     paths = {name: f"{secrets.SECRETS_DIR}/{sid}" for name, sid in needed.items()}
@@ -91,11 +124,11 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
     try:
         _run_playbook(ansible_playbook, workdir, playbook, tree, env, given)
     finally:
-        (tree / WHEEL_DIR.lstrip("/")).rmdir()
+        wheels.rmdir()
 
 
 def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, tree: Path, env: dict[str, str], given: Mapping[str, bytes]) -> None:
-    argv = [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.json'}", str(playbook)]
+    argv = [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.yml'}", str(playbook)]
     payload = None
     if given:
         mount = str(tree / secrets.SECRETS_DIR.lstrip("/"))

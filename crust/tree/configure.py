@@ -16,15 +16,14 @@ from crust.define.kickstart import Network, Script, SshKey, User
 from crust.errors import BuildError
 from crust.log import log_line
 from crust.runner import run, sandboxed
-from crust.tree.files import CHROOT_ENV, in_tree, remove, write_file
+from crust.tree.files import CHROOT_ENV, in_tree, make_dirs, remove, symlink, write_file
+from crust.tree.paths import inside, read_text
 
 NETWORK_FILE = "/etc/systemd/network/80-crust.network"
 
 
 def set_timezone(tree: Path, zone: str) -> None:
-    remove(tree, "/etc/localtime")
-    (tree / "etc").mkdir(exist_ok=True)
-    os.symlink(f"/usr/share/zoneinfo/{zone}", tree / "etc/localtime")
+    symlink(tree, "/etc/localtime", f"/usr/share/zoneinfo/{zone}")
     write_file(tree, "/etc/timezone", zone + "\n")
 
 
@@ -81,7 +80,7 @@ def configure_network(tree: Path, net: Network) -> None:
 def network_services(tree: Path) -> tuple[str, ...]:
     """The units that bring up the network written by configure_network."""
     units = ["systemd-networkd.service"]
-    if (tree / "usr/lib/systemd/system/systemd-resolved.service").exists():
+    if inside(tree, "/usr/lib/systemd/system/systemd-resolved.service", follow=True).exists():
         units.append("systemd-resolved.service")
     return tuple(units)
 
@@ -92,8 +91,10 @@ def set_root_password(tree: Path, password_hash: str) -> None:
 
 
 def set_shadow_hash(tree: Path, user: str, value: str) -> None:
-    shadow = tree / "etc/shadow"
-    lines = shadow.read_text(encoding="utf-8").splitlines()
+    text = read_text(tree, "/etc/shadow")
+    if text is None:
+        raise BuildError(f"no /etc/shadow in the tree at {tree}")
+    lines = text.splitlines()
     for i, line in enumerate(lines):
         fields = line.split(":")
         if fields[0] == user:
@@ -101,9 +102,8 @@ def set_shadow_hash(tree: Path, user: str, value: str) -> None:
             lines[i] = ":".join(fields)
             break
     else:
-        raise BuildError(f"no user {user} in {shadow}")
-    shadow.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    shadow.chmod(0o640)
+        raise BuildError(f"no user {user} in the tree's /etc/shadow")
+    write_file(tree, "/etc/shadow", "\n".join(lines) + "\n", 0o640)
 
 
 def create_users(tree: Path, users: tuple[User, ...]) -> None:
@@ -121,7 +121,7 @@ def create_users(tree: Path, users: tuple[User, ...]) -> None:
 
 
 def group_exists(tree: Path, group: str) -> bool:
-    text = (tree / "etc/group").read_text(encoding="utf-8")
+    text = read_text(tree, "/etc/group") or ""
     return any(line.split(":")[0] == group for line in text.splitlines())
 
 
@@ -131,17 +131,15 @@ def install_ssh_keys(tree: Path, keys: tuple[SshKey, ...]) -> None:
         by_user.setdefault(key.username, []).append(key.key)
     for username, lines in by_user.items():
         uid, gid, home = passwd_entry(tree, username)
-        ssh_dir = tree / home.lstrip("/") / ".ssh"
-        ssh_dir.mkdir(parents=True, exist_ok=True)
-        auth = ssh_dir / "authorized_keys"
-        auth.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        ssh_dir = make_dirs(tree, f"{home}/.ssh", 0o700)
+        auth = write_file(tree, f"{home}/.ssh/authorized_keys", "\n".join(lines) + "\n", 0o600)
         for path, mode in ((ssh_dir, 0o700), (auth, 0o600)):
             os.chown(path, uid, gid, follow_symlinks=False)
-            path.chmod(mode)
+            os.chmod(path, mode, follow_symlinks=False)
 
 
 def passwd_entry(tree: Path, username: str) -> tuple[int, int, str]:
-    for line in (tree / "etc/passwd").read_text(encoding="utf-8").splitlines():
+    for line in (read_text(tree, "/etc/passwd") or "").splitlines():
         fields = line.split(":")
         if fields[0] == username:
             return int(fields[2]), int(fields[3]), fields[5]
@@ -171,13 +169,8 @@ def write_grow_config(tree: Path) -> None:
 
 
 def mask_generators(tree: Path, names: tuple[str, ...]) -> None:
-    folder = tree / "etc/systemd/system-generators"
-    folder.mkdir(parents=True, exist_ok=True)
     for name in names:
-        link = folder / name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        os.symlink("/dev/null", link)
+        symlink(tree, f"/etc/systemd/system-generators/{name}", "/dev/null")
 
 
 def write_kernel_cmdline(tree: Path, cmdline: str) -> None:

@@ -27,6 +27,7 @@ from packageurl import PackageURL
 
 from crust import __version__
 from crust.distros import Package, PackageDatabase, database_of
+from crust.tree.paths import inside
 
 SCHEMA_VERSION = SchemaVersion.V1_6
 SITE_DIRS = ("site-packages", "dist-packages")
@@ -54,9 +55,9 @@ class Subject:
 
 
 def os_release(root: Path) -> dict[str, str]:
-    for path in ("etc/os-release", "usr/lib/os-release"):
-        target = root / path
-        if target.is_file():
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        target = inside(root, path, follow=True)
+        if target.is_file() and target.is_relative_to(root.resolve()):
             values = {}
             for line in target.read_text(encoding="utf-8", errors="replace").splitlines():
                 key, sep, value = line.partition("=")

@@ -173,6 +173,24 @@ def given(ids: Iterable[str]) -> dict[str, bytes]:
         return {sid: _given[sid].value for sid in ids}
 
 
+def find_in_tree(tree: Path, ids: Iterable[str]) -> list[tuple[str, str]]:
+    """(secret ID, path in the tree) of every file that holds one of these given secrets (the
+    secret, a line of it, or its base64 form): what a role copied into the image. GNU grep
+    reads the fragments from its standard input, never from a file or its command line."""
+    from crust.redact import fragments
+    from crust.runner import run
+
+    found: list[tuple[str, str]] = []
+    for sid, value in sorted(given(ids).items()):
+        parts = sorted(fragments(value))
+        if not parts:
+            continue
+        out = run(["grep", "-rlZF", "--no-messages", "-f", "-", "--", str(tree)], capture=True, check=False, input_text="\n".join(parts) + "\n")
+        prefix = str(tree).rstrip("/")
+        found += [(sid, path[len(prefix) :]) for path in out.stdout.split("\0") if path.startswith(prefix + "/")]
+    return found
+
+
 def clear() -> None:
     """Forget the given secrets (the redaction registry and the hidden variables stay)."""
     with _lock:

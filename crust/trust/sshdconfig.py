@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from crust.tree.paths import inside
+
 SSHD_CONFIG = "/etc/ssh/sshd_config"
 MAX_INCLUDE_DEPTH = 16  # sshd's own limit
 # Deprecated names sshd still accepts, mapped to the keyword they set.
@@ -74,7 +76,7 @@ def read_file(root: Path, path: str, match: str, depth: int, settings: list[Sett
         problems.append(f"{path}: Include nested deeper than {MAX_INCLUDE_DEPTH}")
         return
     try:
-        text = (root / path.lstrip("/")).read_text(encoding="utf-8", errors="replace")
+        text = inside(root, path, follow=True).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         problems.append(f"{path}: cannot read ({exc.strerror})")
         return

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -106,6 +107,13 @@ type = "command"
 argv = ["cat", "/run/late-listener-uptime"]
 
 [[test.checks]]
+name = "the guest cannot reach the host's loopback"
+type = "command"
+argv = ["python3", "-c", "import socket; socket.create_connection(('10.0.2.2', HOST_PORT), timeout=5); print('connected')"]
+status = 1
+output = "(?s)Error.*"
+
+[[test.checks]]
 name = "nothing listens on 7001"
 type = "tcp"
 port = 7001
@@ -123,7 +131,11 @@ def test_tcp_checks_pass_only_once_a_guest_listener_accepts(built: Built, tmp_pa
     text = (ROOT / "appliances" / "wsgi.toml").read_text()
     folder = tmp_path / "appliances"
     folder.mkdir()
-    (folder / "wsgi.toml").write_text(text[: text.index("[test]")] + TCP_CHECKS)
+    # A service on the host's loopback (what a build host runs: a database, a metadata proxy):
+    # qemu's user network maps 10.0.2.2 to it unless restrict=on.
+    host_service = socket.create_server(("127.0.0.1", 0))
+    host_port = host_service.getsockname()[1]
+    (folder / "wsgi.toml").write_text(text[: text.index("[test]")] + TCP_CHECKS.replace("HOST_PORT", str(host_port)))
     user_data = tmp_path / "user-data"
     user_data.write_text(LATE_LISTENER)
     state = tmp_path / "accel"
@@ -136,8 +148,10 @@ def test_tcp_checks_pass_only_once_a_guest_listener_accepts(built: Built, tmp_pa
     out = build_py("--appliances", str(folder), "test", "wsgi", "--force", "--user-data", str(user_data), "--json", "--junit", str(junit), env=env)
     assert out.returncode == 1, out.stderr
     record = json.loads(out.stdout)[0]
-    late, uptime, nothing = record["checks"]
+    host_service.close()
+    late, uptime, isolated, nothing = record["checks"]
     assert late["passed"] and uptime["passed"], out.stderr
+    assert isolated["passed"] and "connected" not in isolated["seen"], isolated
     listening_since = float(uptime["seen"].split("'")[1])  # the guest's uptime when the listener started
     # Domain start precedes the guest kernel's clock: a check that passed before the listener
     # existed would show at_s < listening_since.

@@ -226,12 +226,77 @@ FAULTS: list[tuple[str, Plant, str, str]] = [
         "setuid not packaged",
         lambda r: write(r, "/usr/local/bin/rootshell", "sh", 0o4755),
         "setuid",
-        "setuid file (mode 4755) that no Debian package ships",
+        "setuid file (mode 4755) that no package ships",
     ),
     ("setgid not packaged", lambda r: write(r, "/opt/app/bin/helper", "sh", 0o2755), "setuid", "setgid file (mode 2755)"),
     ("statoverride differs", lambda r: os.chmod(r / "usr/lib/dbus-1.0/dbus-daemon-launch-helper", 0o4755), "setuid", "dpkg-statoverride says 4754"),
     ("packaged setuid changed", lambda r: write(r, "/usr/bin/su", "another su", 0o4755), "setuid", "changed since its package installed it"),
+    # Issue 15: blind spots of the audit before.
+    (
+        "authorized_keys nobody declared",
+        lambda r: write(r, "/home/ops/.ssh/authorized_keys", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMr role@build\n", 0o600),
+        "ssh-keys",
+        "1 key(s) for ops that no sshkey line declared",
+    ),
+    ("root's authorized_keys", lambda r: write(r, "/root/.ssh/authorized_keys", "ssh-rsa AAAAB3 x\n"), "ssh-keys", "for root"),
+    (
+        "file capabilities on a file no package ships",
+        lambda r: set_caps(write(r, "/usr/local/bin/sniffer", "binary", 0o755)),
+        "capabilities",
+        "file with capabilities (",
+    ),
+    (
+        "sticky world-writable directory in PATH",
+        lambda r: os.chmod(r / "usr/bin", 0o1777),
+        "world-writable",
+        "world-writable directory in PATH (mode 1777)",
+    ),
+    (
+        "pem key indented in yaml",
+        lambda r: write(r, "/etc/app/tls.yml", "tls:\n  key: |\n" + "".join("    " + x + "\n" for x in pem("RSA PRIVATE KEY").splitlines())),
+        "secrets",
+        "private key (RSA PRIVATE KEY) at line 3",
+    ),
+    ("pem key on one line", lambda r: write(r, "/etc/app/key.conf", "key = " + pem("PRIVATE KEY", sep=" ")), "secrets", "private key (PRIVATE KEY)"),
+    (
+        "secret in a pyc its packaged source does not hold",
+        lambda r: write(r, f"{SITE}/pkg/tests/__pycache__/test_tls.cpython-313.pyc", b"\xf3\r\r\n" + GITHUB_TOKEN.encode()),
+        "secrets",
+        "GitHub token",
+    ),
+    ("netrc", lambda r: write(r, "/root/.netrc", "machine git.example login ci password s3cr3t-t0k3n\n"), "secrets", ".netrc password at line 1"),
+    (
+        "docker credentials",
+        lambda r: write(r, "/root/.docker/config.json", '{"auths": {"registry.example": {"auth": "Y2k6czNjcjN0"}}}'),
+        "secrets",
+        "Docker registry credential",
+    ),
+    (
+        "kube config token",
+        lambda r: write(
+            r, "/root/.kube/config", "apiVersion: v1\nkind: Config\nusers:\n- name: ci\n  user:\n    token: eyJhbGciOiJSUzI1NiJ9.payload\n"
+        ),
+        "secrets",
+        "Kubernetes credential at line 6",
+    ),
+    (
+        "kube client key anywhere",
+        lambda r: write(r, "/srv/app/cluster.yaml", "users:\n- user:\n    client-key-data: " + BODY[:64] + "\n"),
+        "secrets",
+        "Kubernetes client key at line 3",
+    ),
+    (
+        "secret in the appliance's own application",
+        lambda r: write(r, f"{SITE}/pkg-1.0.dist-info/direct_url.json", '{"url": "file:///var/tmp/crust-app-wheels/pkg-1.0-py3-none-any.whl"}'),
+        "secrets",
+        "private key (PRIVATE KEY)",
+    ),
 ]
+
+
+def set_caps(path: Path) -> None:
+    """cap_net_raw+ep, as `setcap cap_net_raw+ep PATH` writes it (VFS_CAP_REVISION_2)."""
+    os.setxattr(path, "security.capability", bytes.fromhex("0100000200200000000000000000000000000000"))
 
 
 def test_clean_tree_has_no_findings(tree: Path) -> None:
@@ -245,6 +310,37 @@ def test_each_fault_is_found(tree: Path, plant: Plant, rule: str, words: str) ->
     assert findings, "the audit passed a tree with the fault"
     assert {f.rule for f in findings} == {rule}, findings
     assert any(words in f.reason for f in findings), findings
+
+
+def test_privileged_files_are_checked_against_the_packages_baseline(tree: Path) -> None:
+    """In a build, the packages step records the setuid files and capabilities the packages
+    made; a packaged binary a role made setuid (same content, so dpkg cannot tell) is found."""
+    from crust.trust.audit import privileged_files
+
+    baseline = privileged_files(tree)
+    assert baseline == {"/usr/bin/su": "4755 ", "/usr/lib/dbus-1.0/dbus-daemon-launch-helper": "4754 "}
+    write(tree, "/usr/bin/python3", "python", 0o755)
+    write(tree, "/var/lib/dpkg/info/python3.list", "/usr/bin/python3\n")
+    write(tree, "/var/lib/dpkg/info/python3.md5sums", f"{md5('python')}  usr/bin/python3\n")
+    assert audit_tree(tree, AuditPolicy(privileged=baseline)) == []
+    os.chmod(tree / "usr/bin/python3", 0o4755)
+    findings = audit_tree(tree, AuditPolicy(privileged=baseline))
+    assert [(f.rule, f.path, f.reason) for f in findings] == [
+        ("setuid", "/usr/bin/python3", "setuid file (mode 4755), made so after its package installed it")
+    ]
+    assert audit_tree(tree, AuditPolicy()) == [], "without a baseline (an image alone) dpkg cannot tell"
+    os.chmod(tree / "usr/bin/python3", 0o755)
+    set_caps(tree / "usr/bin/python3")
+    assert [f.rule for f in audit_tree(tree, AuditPolicy(privileged=baseline))] == ["capabilities"]
+
+
+def test_declared_ssh_keys_are_allowed(tree: Path) -> None:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMr ops@laptop"
+    write(tree, "/home/ops/.ssh/authorized_keys", key + "\n", 0o600)
+    ks = load(f"network --hostname=x\npart / --size=1024\nuser --name=ops --lock\nsshkey --username=ops '{key}'\n", allow_plaintext=False)
+    assert audit_tree(tree, policy_from_kickstart(ks)) == []
+    add_line(tree, "/home/ops/.ssh/authorized_keys", "ssh-rsa AAAAB3 someone-else")
+    assert [f.rule for f in audit_tree(tree, policy_from_kickstart(ks))] == ["ssh-keys"]
 
 
 def test_a_host_private_key_is_also_a_secret(tree: Path) -> None:

@@ -290,7 +290,8 @@ argument_specs:
       demo_role_enabled: {type: bool, default: true, description: Switch.}
       demo_role_names: {type: list, elements: str, default: [], description: Names.}
       demo_role_settings: {type: dict, default: {}, description: Settings.}
-      demo_role_source: {type: path, default: "", description: A file on the build host.}
+      demo_role_source: {type: path, crust_host_path: true, default: "", description: A file on the build host.}
+      demo_role_target: {type: path, default: /etc/demo, description: A file in the image.}
 """
 ROLE_FILES = {
     f"{ROLE}/tasks/main.yml": "---\n- name: Nothing\n  ansible.builtin.meta: noop\n",
@@ -360,6 +361,16 @@ ROLE_VARS = [
     var("path-relative", 'demo_role_source = "relative/file"', "vars.demo_role_source: path 'relative/file' must be absolute"),
     var("path-missing", 'demo_role_source = "/nonexistent/crust/file"', "vars.demo_role_source: /nonexistent/crust/file does not exist"),
     var("wsgi-path-missing", 'wsgi_app_path = "/nonexistent/app"', "vars.wsgi_app_path: /nonexistent/app does not exist"),
+    # Issue 15: a host path names the project's (or the appliance directory's) files, nothing else
+    # of the build host: not its keys, not the whole of it.
+    var("host-path-root-keys", 'demo_role_source = "/root"', "vars.demo_role_source: /root is outside the directories a build may read"),
+    var("host-path-slash", 'demo_role_source = "/"', "vars.demo_role_source: / is outside the directories a build may read"),
+    var("host-path-etc-shadow", 'demo_role_source = "/etc/shadow"', "/etc/shadow is outside the directories a build may read"),
+    var("host-path-dotdot", 'demo_role_source = "/proc/self/cwd/../../etc"', "is outside the directories a build may read"),
+    var("wsgi-app-outside", 'wsgi_app_path = "/etc"', "vars.wsgi_app_path: /etc is outside the directories a build may read"),
+    var("image-path-relative", 'demo_role_target = "etc/x"', "vars.demo_role_target: 'etc/x' is not a plain absolute path in the image"),
+    var("image-path-dotdot", 'demo_role_target = "/etc/../../x"', "vars.demo_role_target: '/etc/../../x' is not a plain absolute path in the image"),
+    var("image-path-space", 'demo_role_target = "/etc/x y"', "is not a plain absolute path in the image"),
     var("argument-specs-invalid-yaml", "", "invalid YAML", files={f"{ROLE}/meta/argument_specs.yml": "argument_specs:\n\tmain: {}\n"}, at=None),
     var(
         "argument-specs-a-list",

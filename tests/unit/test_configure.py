@@ -128,7 +128,11 @@ def test_fstab_and_grow(tree: Path) -> None:
 def test_post_nochroot_sees_the_tree(tree: Path, tmp_path: Path) -> None:
     need_root()
     need_tool("unshare")
-    ks = load("network --hostname=x\npart / --size=1024\n%post --nochroot\necho built > $INSTALL_ROOT/etc/marker\n%end\n", allow_plaintext=False)
+    ks = load(
+        "network --hostname=x\npart / --size=1024\n%post --nochroot\necho built > $INSTALL_ROOT/etc/marker\n%end\n",
+        allow_plaintext=False,
+        allow_host_scripts=True,
+    )
     configure.run_scripts(tree, ks.scripts, tmp_path)
     assert (tree / "etc/marker").read_text() == "built\n"
 
@@ -138,7 +142,7 @@ def test_failing_post_fails_the_build(tree: Path, tmp_path: Path) -> None:
     need_tool("unshare")
     from crust.errors import CommandError
 
-    ks = load("network --hostname=x\npart / --size=1024\n%post --nochroot\nexit 3\n%end\n", allow_plaintext=False)
+    ks = load("network --hostname=x\npart / --size=1024\n%post --nochroot\nexit 3\n%end\n", allow_plaintext=False, allow_host_scripts=True)
     with pytest.raises(CommandError) as err:
         configure.run_scripts(tree, ks.scripts, tmp_path)
     assert err.value.status == 3

@@ -36,7 +36,7 @@ echo two
 
 
 def test_good_kickstart() -> None:
-    ks = load(BASE, allow_plaintext=False)
+    ks = load(BASE, allow_plaintext=False, allow_host_scripts=True)
     assert ks.root_password_hash == ""
     assert ks.timezone == "Europe/Berlin"
     assert ks.lang == "en_US.UTF-8"
@@ -122,7 +122,7 @@ BAD = [
 def test_bad_kickstart(old: str, new: str, words: str, line: int) -> None:
     assert old in BASE
     with pytest.raises(KickstartProblem) as err:
-        load(BASE.replace(old, new, 1), allow_plaintext=False)
+        load(BASE.replace(old, new, 1), allow_plaintext=False, allow_host_scripts=True)
     assert words in err.value.message + err.value.hint
     assert err.value.line == line
 
@@ -130,20 +130,20 @@ def test_bad_kickstart(old: str, new: str, words: str, line: int) -> None:
 def test_plaintext_allowed_only_when_asked() -> None:
     text = BASE.replace("rootpw --lock", "rootpw --plaintext s3cret")
     with pytest.raises(KickstartProblem):
-        load(text, allow_plaintext=False)
-    ks = load(text, allow_plaintext=True)
+        load(text, allow_plaintext=False, allow_host_scripts=True)
+    ks = load(text, allow_plaintext=True, allow_host_scripts=True)
     assert ks.root_password_hash.startswith("$6$") and "s3cret" not in ks.root_password_hash
 
 
 def test_missing_network_line() -> None:
     with pytest.raises(KickstartProblem) as err:
-        load(BASE.replace("network --bootproto=dhcp --hostname=demo\n", ""), allow_plaintext=False)
+        load(BASE.replace("network --bootproto=dhcp --hostname=demo\n", ""), allow_plaintext=False, allow_host_scripts=True)
     assert "network --hostname" in err.value.message
 
 
 def test_defaults_when_commands_absent() -> None:
     text = "network --hostname=x\npart / --size=1024\n"
-    ks = load(text, allow_plaintext=False)
+    ks = load(text, allow_plaintext=False, allow_host_scripts=True)
     assert (ks.timezone, ks.lang, ks.keymap, ks.root_password_hash) == ("Etc/UTC", "C.UTF-8", "us", "")
     assert ks.esp_size_mib == 64 and not ks.root_grow
 
@@ -151,5 +151,45 @@ def test_defaults_when_commands_absent() -> None:
 def test_json_round_trip() -> None:
     from crust.define.kickstart import from_json, to_json
 
-    ks = load(BASE, allow_plaintext=False)
+    ks = load(BASE, allow_plaintext=False, allow_host_scripts=True)
     assert from_json(json.loads(json.dumps(to_json(ks)))) == ks
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("repo --name=../../../etc/evil --baseurl=http://deb.example/debian", "is not SUITE or SUITE:COMPONENT"),
+        ("repo --name=trixie:main,../x --baseurl=http://deb.example/debian", "is not SUITE or SUITE:COMPONENT"),
+        ("repo --name=trixie --baseurl=http://deb.example/debian|x<y>", "has characters a URI does not"),
+        ("user --name=eve --homedir=/home/../../root --lock", "is not a plain absolute path"),
+        ("user --name=eve --homedir=home/eve --lock", "is not a plain absolute path"),
+        ("user --name=eve --shell=/bin/sh;id --lock", "is not a plain absolute path"),
+        ("user --name=eve --groups=sudo,../x --lock", "is not a valid group name"),
+        ("services --enabled=../../etc/passwd", "is not a unit name"),
+        ("bootloader --append=init=/bin/sh", "would boot a shell or another init"),
+        ("bootloader --append=rd.break", "would boot a shell or another init"),
+        ("bootloader --append='quiet systemd.unit=rescue.target'", "would boot a shell or another init"),
+        ("network --bootproto=dhcp --hostname=demo --device=eth0/../x", "is not an interface name"),
+        ("network --bootproto=static --hostname=demo --ip=10.0.0.2 --netmask=255.255.255.0 --gateway=evil", "is not an IP address"),
+        ("rootpw --iscrypted $1$salt$qJH7.N4xYta3aEG/dfqo/0", "MD5-crypt and DES password hashes are refused"),
+        ("user --name=eve --iscrypted --password=abJnggxhB/yWI", "MD5-crypt and DES password hashes are refused"),
+    ],
+)
+def test_names_and_paths_that_could_leave_the_tree_are_refused(line: str, words: str) -> None:
+    """Issue 15: names and paths from a kickstart are joined to the tree on the host; each is
+    refused (KickstartProblem, exit 2 at validate) with its line."""
+    base = "part / --size=1024\n" + ("" if line.startswith("rootpw") else "rootpw --lock\n")
+    text = base + ("" if line.startswith("network") else "network --bootproto=dhcp --hostname=demo\n") + line + "\n"
+    with pytest.raises(KickstartProblem) as err:
+        load(text, allow_plaintext=False)
+    assert words in err.value.message
+    assert err.value.line == text.splitlines().index(line) + 1
+
+
+def test_host_scripts_need_the_appliance_to_opt_in() -> None:
+    text = "network --hostname=x\npart / --size=1024\n%post --nochroot\ntouch $INSTALL_ROOT/x\n%end\n"
+    with pytest.raises(KickstartProblem) as err:
+        load(text, allow_plaintext=False)
+    assert "runs as root on the build host" in err.value.message and "security.allow_host_scripts = true" in err.value.hint
+    assert err.value.line == 3
+    assert load(text, allow_plaintext=False, allow_host_scripts=True).scripts[0].chroot is False

@@ -37,7 +37,8 @@ def test_domain_xml_tcg() -> None:
     assert dom.find("devices/serial/source").get("path") == "/r/serial.log"  # type: ignore[union-attr]
     assert dom.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"  # type: ignore[union-attr]
     args = [a.get("value") for a in dom.iter(f"{{{QEMU_NS}}}arg")]
-    assert args[1] == "user,id=crustnet0,hostfwd=tcp:127.0.0.1:40001-:80,hostfwd=tcp:127.0.0.1:40002-:22"
+    # restrict=on: the guest reaches neither the host's loopback services nor the outside
+    assert args[1] == "user,id=crustnet0,restrict=on,hostfwd=tcp:127.0.0.1:40001-:80,hostfwd=tcp:127.0.0.1:40002-:22"
     assert "bus=pcie.0,addr=0x10" in args[3]
 
 

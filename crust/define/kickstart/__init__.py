@@ -14,9 +14,9 @@ from crust.define.kickstart.policy import SUPPORTED_COMMANDS, check_policy
 from crust.define.kickstart.syntax import SYNTAX_VERSION, parse
 
 
-def load(text: str, *, allow_plaintext: bool) -> KickstartConfig:
+def load(text: str, *, allow_plaintext: bool, allow_host_scripts: bool = False) -> KickstartConfig:
     """Parse and check rendered kickstart text. Raises KickstartProblem."""
-    return check_policy(parse(text), text, allow_plaintext=allow_plaintext)
+    return check_policy(parse(text), text, allow_plaintext=allow_plaintext, allow_host_scripts=allow_host_scripts)
 
 
 __all__ = [

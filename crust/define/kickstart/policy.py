@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from crust.define.kickstart.model import KickstartConfig, KickstartProblem, Network, Repo, Script, SshKey, User
+from crust.define.kickstart.accounts import ABSOLUTE_PATH_RE, check_rootpw, check_sshkeys, check_users
+from crust.define.kickstart.model import KickstartConfig, KickstartProblem, Network, Repo, Script
 from crust.define.kickstart.syntax import command_line
 
 SUPPORTED_COMMANDS = frozenset(
@@ -28,13 +29,21 @@ HINTS = {
     "firstboot": "remove it; first-boot work belongs in a role's systemd unit",
 }
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+|/[a-z0-9\-]+)?$")
-CRYPT_RE = re.compile(r"^\$(1|5|6|y|gy|2[abxy]?|7)\$\S+$")
+SUITE_RE = re.compile(r"^[a-z0-9][a-z0-9.+~-]{0,63}$")
+COMPONENT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+URI_RE = re.compile(r"^https?://[A-Za-z0-9._~:/?#@!$&*+,;=%\[\]-]+$")
+UNIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:\\-]{0,255}$")
+DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")
+# Kernel arguments that give a shell or another init instead of the appliance's boot.
+UNSAFE_KERNEL_ARGS = re.compile(
+    r"^(init|rdinit)=|^rd\.(break|shell|emergency)(=|$)|^systemd\.(debug[-_]shell|unit=(rescue|emergency))|^(single|emergency|rescue|s|S|1)$"
+)
 LANG_RE = re.compile(r"^(C|POSIX|C\.UTF-8|[a-z]{2,3}(_[A-Z]{2})?(\.UTF-8)?(@[a-z]+)?)$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,63}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 ROOT_PART_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
 
 
-def check_policy(handler: Any, text: str, *, allow_plaintext: bool) -> KickstartConfig:
+def check_policy(handler: Any, text: str, *, allow_plaintext: bool, allow_host_scripts: bool = False) -> KickstartConfig:
     """Crust's own rules on top of kickstart syntax. Returns the config to apply."""
     lines = text.splitlines()
     for name, command in handler.commands.items():
@@ -58,18 +67,18 @@ def check_policy(handler: Any, text: str, *, allow_plaintext: bool) -> Kickstart
         packages=packages[0],
         excluded=packages[1],
         repos=_check_repos(handler),
-        root_password_hash=_check_rootpw(handler, allow_plaintext),
-        users=_check_users(handler, allow_plaintext),
-        sshkeys=_check_sshkeys(handler),
+        root_password_hash=check_rootpw(handler, allow_plaintext),
+        users=check_users(handler, allow_plaintext),
+        sshkeys=check_sshkeys(handler),
         timezone=_check_timezone(handler),
         lang=_check_lang(handler),
         keymap=_check_keyboard(handler),
         network=_check_network(handler),
-        services_enabled=tuple(handler.services.enabled),
-        services_disabled=tuple(handler.services.disabled),
+        services_enabled=_check_services(handler, handler.services.enabled),
+        services_disabled=_check_services(handler, handler.services.disabled),
         **_check_parts(handler),
         kernel_append=_check_bootloader(handler),
-        scripts=_check_scripts(handler, text),
+        scripts=_check_scripts(handler, text, allow_host_scripts),
     )
 
 
@@ -117,93 +126,30 @@ def _check_repos(handler: Any) -> tuple[Repo, ...]:
             raise KickstartProblem(
                 repo.lineno, f"repo {repo.name!r} needs --baseurl=http(s)://...", "give the archive URI, e.g. --baseurl={{ distro.mirror }}"
             )
+        if not URI_RE.fullmatch(repo.baseurl):
+            raise KickstartProblem(repo.lineno, f"repo --baseurl {repo.baseurl!r} has characters a URI does not", "give a plain http(s) URI")
         suite, _, comps = repo.name.partition(":")
+        components = comps.split(",") if comps else ["main"]
+        if not SUITE_RE.fullmatch(suite) or not all(COMPONENT_RE.fullmatch(c) for c in components):
+            raise KickstartProblem(
+                repo.lineno,
+                f"repo --name {repo.name!r} is not SUITE or SUITE:COMPONENT,...",
+                "use a suite name like bookworm-backports (lower-case letters, digits, '.', '+', '~', '-')",
+            )
+        for name in [*repo.includepkgs, *repo.excludepkgs]:
+            if not PACKAGE_RE.match(name):
+                raise KickstartProblem(repo.lineno, f"repo: {name!r} is not a Debian package name", "use the name apt knows, e.g. nginx")
         repos.append(
             Repo(
                 suite=suite,
                 uri=repo.baseurl.rstrip("/"),
-                components=tuple(comps.split(",")) if comps else ("main",),
+                components=tuple(components),
                 pinned=tuple(repo.includepkgs),
                 excluded=tuple(repo.excludepkgs),
                 keep=bool(repo.install),
             )
         )
     return tuple(repos)
-
-
-def _check_hash(value: str, what: str, line: int) -> str:
-    if not CRYPT_RE.match(value):
-        raise KickstartProblem(line, f"{what}: --iscrypted value is not a crypt(3) hash", "generate one with `openssl passwd -6`")
-    return value
-
-
-def _hash_plaintext(value: str) -> str:
-    """SHA-512 crypt of a plain-text password (only when plain text is explicitly allowed)."""
-    from crust.runner import run  # as every command: no credential of Crust's environment reaches it
-
-    return run(["openssl", "passwd", "-6", "-stdin"], capture=True, input_text=value).stdout.strip()
-
-
-def _check_rootpw(handler: Any, allow: bool) -> str:
-    rp = handler.rootpw
-    if not rp.seen or rp.lock:
-        if rp.seen and rp.password and not rp.isCrypted and not allow:
-            raise KickstartProblem(rp.lineno, "rootpw: a plain-text password is refused", "use --iscrypted or --lock")
-        return ""
-    if not rp.password:
-        return ""
-    if rp.isCrypted:
-        return _check_hash(rp.password, "rootpw", rp.lineno)
-    if not allow:
-        raise KickstartProblem(
-            rp.lineno,
-            "rootpw: a plain-text password is refused",
-            "use --iscrypted with a hash, or --lock; or set security.allow_plaintext_passwords = true",
-        )
-    return _hash_plaintext(rp.password)
-
-
-def _check_users(handler: Any, allow: bool) -> tuple[User, ...]:
-    users = []
-    for u in handler.user.userList:
-        password = ""
-        if u.password and not u.lock:
-            if u.isCrypted:
-                password = _check_hash(u.password, f"user {u.name}", u.lineno)
-            elif not allow:
-                raise KickstartProblem(
-                    u.lineno,
-                    f"user {u.name}: a plain-text password is refused",
-                    "use --iscrypted with a hash, or --lock; or set security.allow_plaintext_passwords = true",
-                )
-            else:
-                password = _hash_plaintext(u.password)
-        if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", u.name):
-            raise KickstartProblem(u.lineno, f"user {u.name!r} is not a valid user name", "use lower-case letters, digits, '_' and '-'")
-        users.append(
-            User(
-                name=u.name,
-                groups=tuple(g for g in u.groups if g),
-                password_hash=password,
-                shell=u.shell or "/bin/bash",
-                homedir=u.homedir or f"/home/{u.name}",
-                uid=u.uid,
-                gecos=u.gecos or "",
-            )
-        )
-    return tuple(users)
-
-
-def _check_sshkeys(handler: Any) -> tuple[SshKey, ...]:
-    known = {"root"} | {u.name for u in handler.user.userList}
-    keys = []
-    for k in handler.sshkey.sshUserList:
-        if k.username not in known:
-            raise KickstartProblem(k.lineno, f"sshkey for unknown user {k.username!r}", "add a `user --name=...` line first")
-        if not re.match(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) [A-Za-z0-9+/=]+( .*)?$", k.key.strip()):
-            raise KickstartProblem(k.lineno, "sshkey is not an OpenSSH public key line", "paste the contents of a .pub file")
-        keys.append(SshKey(k.username, k.key.strip()))
-    return tuple(keys)
 
 
 def _check_timezone(handler: Any) -> str:
@@ -267,13 +213,24 @@ def _check_network(handler: Any) -> Network:
     device = n.device or ""
     if device == "link":
         device = ""
+    if device and not DEVICE_RE.fullmatch(device):
+        raise KickstartProblem(n.lineno, f"network --device {device!r} is not an interface name", "use e.g. ens3, or leave it out")
+    nameservers = tuple(s for s in (n.nameserver or "").split(",") if s)
+    for option, value in [("--gateway", n.gateway or ""), *(("--nameserver", ns) for ns in nameservers)]:
+        if value:
+            import ipaddress
+
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise KickstartProblem(n.lineno, f"network {option} {value!r} is not an IP address", "give an IPv4 or IPv6 address") from None
     return Network(
         hostname=n.hostname,
         device=device,
         dhcp=n.bootProto == "dhcp",
         address=address,
         gateway=n.gateway or "",
-        nameservers=tuple(s for s in (n.nameserver or "").split(",") if s),
+        nameservers=nameservers,
     )
 
 
@@ -317,12 +274,23 @@ def _check_bootloader(handler: Any) -> tuple[str, ...]:
             raise KickstartProblem(bl.lineno, f"bootloader --{option} cannot be honoured", "Crust boots a UKI; only --append is used")
     words = tuple((bl.appendLine or "").split())
     for word in words:
+        if UNSAFE_KERNEL_ARGS.search(word):
+            raise KickstartProblem(
+                bl.lineno, f"bootloader --append {word!r} would boot a shell or another init", "remove it: an image boots its own init"
+            )
         if word.startswith(("console=", "root=", "rw", "ro")) and word.split("=")[0] in ("root",):
             raise KickstartProblem(bl.lineno, f"bootloader --append must not set {word.split('=')[0]}=", "Crust sets the root device itself")
     return words
 
 
-def _check_scripts(handler: Any, text: str) -> tuple[Script, ...]:
+def _check_services(handler: Any, names: list[str]) -> tuple[str, ...]:
+    for name in names:
+        if not UNIT_RE.fullmatch(name):
+            raise KickstartProblem(handler.services.lineno, f"services: {name!r} is not a unit name", "name a unit, e.g. nginx or nginx.service")
+    return tuple(names)
+
+
+def _check_scripts(handler: Any, text: str, allow_host_scripts: bool) -> tuple[Script, ...]:
     scripts = []
     for s in handler.scripts:
         kind = {0: "%pre", 1: "%post", 2: "%traceback", 3: "%pre-install", 4: "%onerror"}.get(s.type, "%?")
@@ -331,5 +299,13 @@ def _check_scripts(handler: Any, text: str) -> tuple[Script, ...]:
         if s.logfile:
             raise KickstartProblem(s.lineno, "%post --log cannot be honoured: the output goes to the build log", "remove --log")
         interp = s.interp or "/bin/sh"
+        if not ABSOLUTE_PATH_RE.fullmatch(interp):
+            raise KickstartProblem(s.lineno, f"%post --interpreter {interp!r} is not a plain absolute path", "write e.g. /bin/sh or /usr/bin/python3")
+        if not s.inChroot and not allow_host_scripts:
+            raise KickstartProblem(
+                s.lineno,
+                "%post --nochroot runs as root on the build host, not in the image",
+                "use %post (it runs in the image's tree), or set security.allow_host_scripts = true in the appliance file",
+            )
         scripts.append(Script(body=s.script, interpreter=interp, chroot=bool(s.inChroot), line=int(s.lineno)))
     return tuple(scripts)

@@ -10,8 +10,10 @@ from crust.define.kickstart import KickstartConfig, Repo
 from crust.errors import CommandError
 from crust.log import log_line
 from crust.tree.files import clear_dir, in_tree, remove, write_file
+from crust.tree.paths import inside
 
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
+MMDEBSTRAP_OPTIONS = "/etc/apt/apt.conf.d/99mmdebstrap"  # the --aptopt options of the build
 CRUST_SOURCES = "/etc/apt/sources.list.d/crust-{suite}.sources"
 CRUST_PREFS = "/etc/apt/preferences.d/crust-{suite}.pref"
 HOST_RESOLV = Path("/etc/resolv.conf")
@@ -68,7 +70,7 @@ def install_packages(tree: Path, ks: KickstartConfig, packages: list[str], insta
     """
     pinned = {name: repo.suite for repo in ks.repos for name in repo.pinned}
     wanted = [f"{p}/{pinned[p]}" if p in pinned and "/" not in p and "=" not in p else p for p in packages]
-    have_lists = any((tree / "var/lib/apt/lists").glob("*_InRelease"))
+    have_lists = any(inside(tree, "/var/lib/apt/lists", follow=True).glob("*_InRelease"))
     if ks.repos or not have_lists:
         in_tree(tree, [*APT, "update", "-q"])
     removals = [f"{p}-" for p in ks.excluded if p in installed]
@@ -105,12 +107,15 @@ def clean_apt(tree: Path) -> None:
     clear_dir(tree, "/var/cache/apt", keep=("archives",))
     clear_dir(tree, "/var/cache/apt/archives", keep=("partial", "lock"))
     clear_dir(tree, "/var/cache/apt/archives/partial")
-    for old in list((tree / "var/cache/debconf").glob("*-old")) + list((tree / "var/lib/dpkg").glob("*-old")):
-        old.unlink()
+    for folder in ("/var/cache/debconf", "/var/lib/dpkg"):
+        for old in inside(tree, folder, follow=True).glob("*-old"):
+            old.unlink()
 
 
 def seal(tree: Path, ks: KickstartConfig) -> None:
-    """What the build left of apt in the tree: the service guard, build-only sources, lists, caches."""
+    """What the build left of apt in the tree: the service guard, build-only sources, the
+    build's apt options (mmdebstrap's Check-Valid-Until "false" must not ship), lists, caches."""
     remove(tree, POLICY_RC_D)
+    remove(tree, MMDEBSTRAP_OPTIONS)
     remove_build_repos(tree, ks)
     clean_apt(tree)

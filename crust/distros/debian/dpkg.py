@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from crust.tree.paths import inside, read_bytes, read_text
+
 USRMERGE_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
@@ -36,13 +38,6 @@ def parse_control(stanza: str) -> dict[str, str]:
         name, _, value = line.partition(":")
         fields[name.strip().lower()] = value.strip()
     return fields
-
-
-def read_text(root: Path, path: str) -> str | None:
-    target = root / path.lstrip("/")
-    if target.is_symlink() or not target.is_file():
-        return None
-    return target.read_text(encoding="utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -85,6 +80,10 @@ class DpkgDatabase:
                 aliases[f"/{name}/"] = f"/usr/{name}/"
         return aliases
 
+    def info_text(self, name: str) -> str:
+        """A file of dpkg's info directory (read within the tree: it may be a link)."""
+        return read_text(self.root, f"/var/lib/dpkg/info/{name}") or ""
+
     def canonical(self, path: str) -> str:
         for alias, target in self.aliases.items():
             if path.startswith(alias):
@@ -93,7 +92,7 @@ class DpkgDatabase:
 
     @cached_property
     def info(self) -> Path:
-        return self.root / "var/lib/dpkg/info"
+        return inside(self.root, "/var/lib/dpkg/info", follow=True)
 
     @cached_property
     def diversions(self) -> dict[str, str]:
@@ -106,7 +105,7 @@ class DpkgDatabase:
         """Every path a package shipped (and every diversion's target)."""
         paths: set[str] = set()
         for listing in self.info.glob("*.list") if self.info.is_dir() else ():
-            paths.update(self.canonical(p) for p in listing.read_text(encoding="utf-8", errors="replace").splitlines())
+            paths.update(self.canonical(p) for p in self.info_text(listing.name).splitlines())
         paths.update(self.diversions)
         return frozenset(paths)
 
@@ -114,7 +113,7 @@ class DpkgDatabase:
     def md5sums(self) -> dict[str, str]:
         sums: dict[str, str] = {}
         for listing in self.info.glob("*.md5sums") if self.info.is_dir() else ():
-            for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+            for line in self.info_text(listing.name).splitlines():
                 digest, _, rel = line.partition("  ")
                 if rel:
                     sums[self.canonical("/" + rel)] = digest
@@ -139,7 +138,9 @@ class DpkgDatabase:
         if expected is None:
             return None
         try:
-            data = (self.root / path.lstrip("/")).read_bytes()
+            data = read_bytes(self.root, path)
         except OSError:
+            return False
+        if data is None:
             return False
         return hashlib.md5(data, usedforsecurity=False).hexdigest() == expected

@@ -16,7 +16,9 @@ from crust.runner import run
 from crust.trust.audit.finding import Finding
 from crust.trust.audit.shipped import Shipped
 
-SEPARATOR = rb"(?:\r?\n|\\r\\n|\\n)"  # real line ends, or escaped ones inside a JSON or code string
+# Line ends (real, or escaped inside a JSON or code string) and the indentation of a YAML block,
+# or plain spaces: a key pasted on one line.
+SEPARATOR = rb"(?:[ \t]*(?:\r?\n|\\r\\n|\\n)[ \t]*|[ \t]+)"
 SECRET_PATTERNS: tuple[tuple[tuple[bytes, ...], re.Pattern[bytes], str], ...] = (
     # (literals of which every match contains one: a cheap pre-filter; the pattern; what it is)
     (
@@ -44,6 +46,18 @@ SECRET_PATTERNS: tuple[tuple[tuple[bytes, ...], re.Pattern[bytes], str], ...] = 
     ((b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"), re.compile(rb"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,}"), "GitHub token"),
     ((b"github_pat_",), re.compile(rb"github_pat_[A-Za-z0-9_]{22,}"), "GitHub fine-grained token"),
     ((b"xox",), re.compile(rb"(?<![A-Za-z0-9])xox[baprs]-[A-Za-z0-9-]{10,}"), "Slack token"),
+    ((b"client-key-data:",), re.compile(rb"client-key-data:[ \t]*[\"']?[A-Za-z0-9+/=]{40,}"), "Kubernetes client key"),
+)
+# Files that are credentials by what they are: (path pattern, what in them is a credential, label).
+CREDENTIAL_FILES: tuple[tuple[re.Pattern[str], re.Pattern[bytes], str], ...] = (
+    (re.compile(r"(^|/)[._]netrc$"), re.compile(rb"(?m)\bpassword[ \t]+\S"), ".netrc password"),
+    (
+        re.compile(r"/\.docker/config\.json$"),
+        re.compile(rb"\"(auth|identitytoken|registrytoken)\"[ \t]*:[ \t]*\"[^\"]{4,}\""),
+        "Docker registry credential",
+    ),
+    (re.compile(r"/\.kube/config$"), re.compile(rb"(?m)^[ \t]*(token|password|client-key-data)[ \t]*:[ \t]*\S{8,}"), "Kubernetes credential"),
+    (re.compile(r"/\.(git-credentials|pgpass|my\.cnf)$|/\.config/gh/hosts\.yml$"), re.compile(rb"\S{8,}"), "stored credentials"),
 )
 
 
@@ -78,20 +92,31 @@ def may_hold_secret(path: str, candidates: set[str] | None) -> bool:
     return False
 
 
+def credential_file(path: str) -> bool:
+    """Whether path is a file that holds credentials by what it is (.netrc, .docker/config.json...)."""
+    return any(name.search(path) for name, _, _ in CREDENTIAL_FILES)
+
+
 def scan_secrets(root: Path, path: str, shipped: Shipped) -> list[Finding]:
     try:
         data = (root / path.lstrip("/")).read_bytes()
     except OSError:
         return []
     findings: dict[Finding, None] = {}
+    public = shipped.compiled_source(path)  # a pyc's secrets are public when its packaged source has them
     for anchors, pattern, what in SECRET_PATTERNS:
         for found in matches(pattern, anchors, data):
-            if b"EXAMPLE" in found.group(0):
+            if b"EXAMPLE" in found.group(0) or (public is not None and found.group(0)[-40:] in public):
                 continue
             label = what.format(found.group(1).decode("ascii")) if "{0}" in what else what
             line = data.count(b"\n", 0, found.start()) + 1
             findings[Finding("secrets", path, f"{label} at line {line}")] = None
-    if findings and (shipped.unchanged(path) or shipped.compiled_from_unchanged(path)):
+    for name, pattern, label in CREDENTIAL_FILES:
+        stored = pattern.search(data) if name.search(path) else None
+        if stored is not None:
+            line = data.count(b"\n", 0, stored.start()) + 1
+            findings[Finding("secrets", path, f"{label} at line {line}")] = None
+    if findings and shipped.unchanged(path):
         return []
     return list(findings)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crust.tree.paths import inside, read_text
 from crust.trust.audit.finding import Finding
 from crust.trust.sshdconfig import read_sshd_config
 
@@ -14,13 +16,6 @@ if TYPE_CHECKING:
     from crust.trust.audit.shipped import Shipped
 
 LOCKED_PREFIXES = ("!", "*")
-
-
-def read_text(root: Path, path: str) -> str | None:
-    target = root / path.lstrip("/")
-    if target.is_symlink() or not target.is_file():
-        return None
-    return target.read_text(encoding="utf-8", errors="replace")
 
 
 def check_accounts(root: Path, allowed: AuditPolicy) -> list[Finding]:
@@ -54,7 +49,7 @@ def check_accounts(root: Path, allowed: AuditPolicy) -> list[Finding]:
 
 
 def check_host_keys(root: Path) -> list[Finding]:
-    ssh = root / "etc/ssh"
+    ssh = inside(root, "/etc/ssh", follow=True)
     keys = sorted(ssh.glob("ssh_host_*key*")) if ssh.is_dir() else []
     return [Finding("host-keys", f"/etc/ssh/{k.name}", "SSH host key in the image: every machine made from it would share it") for k in keys]
 
@@ -73,8 +68,8 @@ def check_machine_id(root: Path) -> list[Finding]:
 def check_sshd(root: Path) -> list[Finding]:
     """Password logins through sshd, from its configuration as sshd would read it."""
     config_path = "/etc/ssh/sshd_config"
-    if not (root / config_path.lstrip("/")).is_file():
-        if (root / "usr/sbin/sshd").exists():
+    if not inside(root, config_path, follow=True).is_file():
+        if inside(root, "/usr/sbin/sshd", follow=True).exists():
             return [Finding("sshd", config_path, "sshd is installed without a configuration: its defaults allow password logins")]
         return []
     config = read_sshd_config(root)
@@ -107,13 +102,43 @@ def check_sshd(root: Path) -> list[Finding]:
     return findings
 
 
-def check_setuid(path: str, mode: int, shipped: Shipped) -> list[Finding]:
-    kind = "setuid" if mode & stat.S_ISUID else "setgid"
+def check_privileged(path: str, mode: int, caps: str, shipped: Shipped, baseline: Mapping[str, str] | None) -> list[Finding]:
+    """A setuid/setgid file or one with capabilities: shipped so by a package, and (in a build)
+    so when the packages were installed."""
+    kind = "setuid" if mode & stat.S_ISUID else "setgid" if mode & stat.S_ISGID else ""
+    rule = "setuid" if kind else "capabilities"
+    what = f"{kind} file (mode {mode:04o})" if kind else f"file with capabilities ({caps})"
     if path not in shipped.files:
-        return [Finding("setuid", path, f"{kind} file (mode {mode:04o}) that no Debian package ships")]
-    override = shipped.statoverrides.get(path)
-    if override is not None and override != mode:
-        return [Finding("setuid", path, f"{kind} file with mode {mode:04o}, but dpkg-statoverride says {override:04o}")]
+        return [Finding(rule, path, f"{what} that no package ships")]
+    if baseline is not None and baseline.get(path) != f"{mode:04o} {caps}":
+        before = baseline.get(path)
+        return [Finding(rule, path, f"{what}, made so after its package installed it" + (f" (was {before})" if before else ""))]
+    if kind:
+        override = shipped.statoverrides.get(path)
+        if override is not None and override != mode:
+            return [Finding("setuid", path, f"{kind} file with mode {mode:04o}, but dpkg-statoverride says {override:04o}")]
     if shipped.as_shipped(path) is False:
-        return [Finding("setuid", path, f"{kind} file changed since its package installed it (its checksum differs)")]
+        return [Finding(rule, path, f"{what} changed since its package installed it (its checksum differs)")]
     return []
+
+
+def check_ssh_keys(root: Path, declared: Mapping[str, tuple[str, ...]]) -> list[Finding]:
+    """authorized_keys files in the accounts' homes: every key in them was declared for that
+    account by the kickstart (sshkey --username=...)."""
+    findings = []
+    for line in (read_text(root, "/etc/passwd") or "").splitlines():
+        fields = line.split(":")
+        if len(fields) < 6 or not fields[5].startswith("/"):
+            continue
+        name, home = fields[0], fields[5].rstrip("/")
+        for file in ("authorized_keys", "authorized_keys2"):
+            text = read_text(root, f"{home}/.ssh/{file}")
+            keys = [k.strip() for k in (text or "").splitlines() if k.strip() and not k.strip().startswith("#")]
+            extra = [k for k in keys if k not in declared.get(name, ())]
+            if extra:
+                findings.append(
+                    Finding(
+                        "ssh-keys", f"{home}/.ssh/{file}", f"{len(extra)} key(s) for {name} that no sshkey line declared: a way in nobody reviewed"
+                    )
+                )
+    return findings

@@ -10,6 +10,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crust.tree.paths import inside, read_bytes, read_text
+
 if TYPE_CHECKING:
     from crust.distros import PackageDatabase
 
@@ -52,17 +54,26 @@ class Shipped:
         if recorded is None:
             return None
         try:
-            data = (self.root / path.lstrip("/")).read_bytes()
+            data = read_bytes(self.root, path)
         except OSError:
+            return False
+        if data is None:
             return False
         return recorded == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
-    def compiled_from_unchanged(self, path: str) -> bool:
-        """path is a __pycache__/NAME.TAG.pyc whose NAME.py is as a package shipped it."""
+    def compiled_source(self, path: str) -> bytes | None:
+        """For a __pycache__/NAME.TAG.pyc whose NAME.py is as a package shipped it, that source
+        (a secret of the compiled file is public only if it is in the source too)."""
         parts = path.rsplit("/", 2)
         if len(parts) != 3 or parts[1] != "__pycache__" or not parts[2].endswith(".pyc"):
-            return False
-        return self.unchanged(f"{parts[0]}/{parts[2].split('.', 1)[0]}.py")
+            return None
+        source = f"{parts[0]}/{parts[2].split('.', 1)[0]}.py"
+        if not self.unchanged(source):
+            return None
+        try:
+            return read_bytes(self.root, source)
+        except OSError:
+            return None
 
     def python_record(self, path: str) -> str | None:
         """The hash a Python distribution's RECORD gives for path (in a site-packages or
@@ -74,11 +85,15 @@ class Shipped:
         return None
 
     def python_records(self, site: str) -> dict[str, str]:
-        """file (relative to site) -> hash, from every *.dist-info/RECORD in site."""
+        """file (relative to site) -> hash, from every *.dist-info/RECORD in site but those of
+        distributions installed from a file or URL (an appliance's own application: its
+        files are the builder's, and a secret in them is a finding like any other)."""
         if site not in self.records:
             records: dict[str, str] = {}
-            for record in sorted((self.root / site.lstrip("/")).glob("*.dist-info/RECORD")):
-                for line in record.read_text(encoding="utf-8", errors="replace").splitlines():
+            for record in sorted(inside(self.root, site, follow=True).glob("*.dist-info/RECORD")):
+                if (record.parent / "direct_url.json").exists():
+                    continue  # installed from a file or URL (PEP 610): the builder's own code, not a public package
+                for line in (read_text(self.root, f"{site}/{record.parent.name}/RECORD") or "").splitlines():
                     fields = line.rsplit(",", 2)
                     if len(fields) == 3 and fields[1]:
                         records[os.path.normpath(fields[0].strip('"'))] = fields[1]
