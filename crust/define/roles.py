@@ -127,6 +127,23 @@ def role_files(roles_dir: Path, role: str) -> list[Path]:
     return sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc"))
 
 
+def crust_meta(roles_dir: Path, role: str) -> dict[str, Any]:
+    """meta/crust.yml: what Crust needs to know of a role beyond Ansible's argument specs, kept
+    apart so that the specs stay as ansible-lint's schema wants them. ``host_paths`` lists the
+    variables that name files on the build host (inputs of the build)."""
+    path = roles_dir / role / "meta" / "crust.yml"
+    if not path.is_file():
+        return {}
+    data = _mapping(_load_yaml(path), path, "meta/crust.yml")
+    unknown = sorted(set(data) - {"host_paths"})
+    if unknown:
+        raise UserError(f"meta/crust.yml: unknown key {unknown[0]!r}", file=path, hint="known keys: host_paths")
+    paths = data.get("host_paths", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise UserError("meta/crust.yml: host_paths must be a list of variable names", file=path, hint="write host_paths: [ROLE_app_path]")
+    return data
+
+
 def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
     spec_file = roles_dir / role / "meta/argument_specs.yml"
     if not spec_file.is_file():
@@ -152,7 +169,7 @@ def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
                     file=spec_file,
                     hint="write `type: path` and no default",
                 )
-            host_path = opt.get("crust_host_path", False)
+            host_path = opt.get("crust_host_path", name in crust_meta(roles_dir, role).get("host_paths", ()))
             if not isinstance(host_path, bool) or (host_path and str(opt.get("type", "str")) != "path"):
                 raise UserError(
                     f"{where}.options.{name}.crust_host_path: expected true or false, on an option of type path",

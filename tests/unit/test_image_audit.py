@@ -19,24 +19,32 @@ from crust.define.kickstart import load
 from crust.disk import assemble
 from crust.errors import StepFailed
 from crust.steps import KINDS, Job
+from crust.trust.audit import privileged_files
 from tests.unit.test_audit import make_clean_tree
 
 KS = load("network --hostname=x\npart / --size=1024\nrootpw --lock\n", allow_plaintext=False)
 
 
+PACKAGES = Step("packages", "demo", "0" * 64, {})
 TREE = Step("tree", "demo", "1" * 64, {})
 IMAGE = Step("image", "demo", "2" * 64, {})
 
 
 def fake_plan() -> Any:
     spec = SimpleNamespace(name="demo", version="1.2.3", description="a demo appliance")
-    steps = {"tree": TREE, "image": IMAGE}
+    steps = {"packages": PACKAGES, "tree": TREE, "image": IMAGE}
     return SimpleNamespace(spec=spec, ks=KS, layout=None, step=steps.__getitem__, distro=SimpleNamespace(name="debian-13", backend="apt"))
 
 
 def make_image(plan: Any, tree: Entry) -> Callable[[Path], dict[str, Any]]:
     """The image step kind's action on a tree entry, as the executor runs it."""
-    return lambda tmp: KINDS["image"].run(Job(plan, IMAGE, tmp, None, None, {TREE.key: tree}))  # type: ignore[arg-type]
+    packages = tree.path.parent / "packages"
+    packages.mkdir(exist_ok=True)
+    # what the packages step recorded: the setuid files the packages made (su, the dbus helper)
+    baseline = privileged_files(tree.path / "tree")
+    (packages / "step.json").write_text(json.dumps({"outputs": {"packages": {}, "privileged": baseline}}))
+    entries = {TREE.key: tree, PACKAGES.key: Entry("packages", PACKAGES.id, packages)}
+    return lambda tmp: KINDS["image"].run(Job(plan, IMAGE, tmp, None, None, entries))  # type: ignore[arg-type]
 
 
 @pytest.fixture
