@@ -14,6 +14,7 @@ APT_PACKAGES=(
     mmdebstrap debian-archive-keyring     # base trees
     fdisk dosfstools mtools e2fsprogs     # GPT, ESP, ext4 root, without loop devices
     binutils zstd util-linux mount        # objcopy UKIs (Debian 12 trees), namespaces
+    bubblewrap                            # the build sandbox: commands in a tree run with the tree as their root
     qemu-system-x86 qemu-utils ovmf       # boot and convert images
     libvirt-daemon-system libvirt-clients # smoke tests under libvirt
     libvirt-dev pkg-config gcc            # to build libvirt-python

@@ -33,6 +33,7 @@ from crust.trust.secrets import child_env
 # Debian package that provides each external tool Crust calls.
 TOOL_PACKAGES: Mapping[str, str] = {
     "mmdebstrap": "mmdebstrap",
+    "bwrap": "bubblewrap",
     "unshare": "util-linux",
     "mount": "mount",
     "chroot": "coreutils",
@@ -118,7 +119,7 @@ def run(
     tail: collections.deque[str] = collections.deque(maxlen=40)
     # No credential of Crust's environment reaches a child; a command in the build sandbox
     # (it works on the tree) inherits only an allow-list (crust.buildsecrets.child_env).
-    full_env = child_env(os.environ, sandboxed=args[0] == "unshare")
+    full_env = child_env(os.environ, sandboxed=args[0] in ("unshare", "bwrap"))
     full_env.update(FIXED_ENV)  # whatever the caller's locale and time zone (Ansible refuses a non-UTF-8 one)
     full_env = {k: v for k, v in full_env.items() if not k.startswith("LC_") or k == "LC_ALL"}
     full_env.pop("LANGUAGE", None)
@@ -209,24 +210,9 @@ def stop_process_group(proc: subprocess.Popen[str], grace: float = 10.0) -> None
         proc.wait()
 
 
-def sandboxed(
-    argv: Sequence[str | os.PathLike[str]],
-    root: Path | None = None,
-    chroot: bool = False,
-    binds: Sequence[tuple[Path, str]] = (),
-) -> list[str]:
-    """Wrap argv to run in private mount and PID namespaces.
-
-    Whatever the command mounts, and every process it starts, disappears with it, even when
-    Crust is killed with SIGKILL. With root, /proc, /sys, /dev and /run are mounted into that
-    tree first, then each (host dir, path in tree) of binds; with chroot, the command runs
-    inside the tree.
-    """
-    wrapped = ["unshare", "--fork", "--pid", "--kill-child", "--mount", "--propagation", "private", "--"]
-    if root is None:
-        return wrapped + [os.fspath(a) for a in argv]
-    helper = [sys.executable, str(Path(__file__).with_name("sandbox.py")), os.fspath(root)]
-    if chroot:
-        helper.append("--chroot")
-    helper += [f"--bind={src}:{dst}" for src, dst in binds]
-    return wrapped + helper + ["--"] + [os.fspath(a) for a in argv]
+def sandboxed(argv: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Wrap a host-side command (mmdebstrap, the Ansible controller, a host script) to run in
+    private mount and PID namespaces: whatever it mounts, and every process it starts,
+    disappear with it, even when Crust is killed with SIGKILL. (Commands that work inside a
+    tree run in the build sandbox instead: crust/tree/sandbox.py.)"""
+    return ["unshare", "--fork", "--pid", "--kill-child", "--mount", "--propagation", "private", "--", *(os.fspath(a) for a in argv)]

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crust.errors import UserError
-from crust.runner import run, sandboxed
+from crust.runner import run
 from crust.tree.files import CHROOT_ENV
 from crust.tree.paths import inside
+from crust.tree.sandbox import in_sandbox
 
 MIB = 1024 * 1024
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -83,7 +84,8 @@ def build_uki(tree: Path, layout: Layout, out: Path) -> None:
         # ukify from the tree itself, run chrooted; the output directory is bind-mounted
         # at /mnt in the sandbox's private mount namespace (invisible outside it).
         run(
-            sandboxed(
+            in_sandbox(
+                tree,
                 [
                     "ukify",
                     "build",
@@ -92,8 +94,6 @@ def build_uki(tree: Path, layout: Layout, out: Path) -> None:
                     f"--cmdline={layout.cmdline}",
                     "--output=/mnt/uki.efi",
                 ],
-                root=tree,
-                chroot=True,
                 binds=[(out.parent, "/mnt")],
             ),
             env=CHROOT_ENV,

@@ -86,7 +86,7 @@ def more_tools(plan: AppliancePlan) -> tuple[str, ...]:
 KIND = StepKind(
     name="image",
     order=40,
-    tools=("sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "dd", "unshare", "grep"),
+    tools=("sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "dd", "bwrap", "grep"),
     code=("disk/assemble.py", "trust/audit", "trust/sshdconfig.py", "trust/sbom.py"),
     plan=plan,
     run=run,

@@ -46,7 +46,7 @@ def disk_bytes(plan: AppliancePlan, step: Step) -> int:
 KIND = StepKind(
     name="packages",
     order=20,
-    tools=("unshare", "mount", "chroot", "cp"),
+    tools=("bwrap", "cp"),
     code=(),  # the backend's (Backend.install_code)
     plan=plan,
     run=run,

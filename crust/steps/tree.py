@@ -146,8 +146,8 @@ def disk_bytes(plan: AppliancePlan, step: Step) -> int:
 KIND = StepKind(
     name="tree",
     order=30,
-    tools=("unshare", "mount", "chroot", "systemctl", "useradd", "ansible-playbook", "cp", "grep"),
-    code=("tree/configure.py", "tree/seal.py", "tree/ansible.py", "tree/files.py", "sandbox.py"),
+    tools=("unshare", "bwrap", "systemctl", "useradd", "ansible-playbook", "cp", "grep"),
+    code=("tree/configure.py", "tree/seal.py", "tree/ansible.py", "tree/files.py", "tree/paths.py", "tree/sandbox.py"),
     plan=plan,
     run=run,
     disk_bytes=disk_bytes,

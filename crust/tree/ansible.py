@@ -1,8 +1,12 @@
 """Apply Ansible roles to a tree through the chroot connection (community.general.chroot).
 
+The controller runs on the host in private mount and PID namespaces; each task it runs in the
+tree goes through a stand-in for chroot(8) that runs it in the build sandbox (bubblewrap, see
+crust/tree/sandbox.py): no network, the host's wheel cache read-only at /var/tmp/crust-wheels.
 Build secrets the roles declare (crust_secret in meta/argument_specs.yml) are files on a tmpfs
-at /run/crust-secrets inside the tree for the run, mounted in its private namespace by
-crust/trust/secretfs.py from what run() writes to its stdin; the variables hold their paths.
+mounted in the controller's private namespace by crust/trust/secretfs.py (from what run()
+writes to its stdin), bound read-only at /run/crust-secrets in each task's sandbox; the
+variables hold their paths.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import yaml
 from crust.define.roles import secret_options
 from crust.runner import check_tools, find_tool, run, sandboxed
 from crust.tree.files import make_dirs
+from crust.tree.sandbox import chroot_wrapper
 from crust.trust import secrets
 
 
@@ -55,13 +60,14 @@ def unsafe_yaml(variables: Mapping[str, Any]) -> str:
     return yaml.dump(mark_unsafe(dict(variables)), Dumper=_UnsafeDumper, sort_keys=True, allow_unicode=True, width=1 << 20)
 
 
-def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]) -> Path:
+def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any], chroot: Path) -> Path:
     inventory = {
         "all": {
             "hosts": {
                 "tree": {
                     "ansible_host": str(tree),
                     "ansible_connection": "community.general.chroot",
+                    "ansible_chroot_exe": str(chroot),
                     "ansible_python_interpreter": "/usr/bin/python3",
                 }
             }
@@ -84,9 +90,9 @@ WHEEL_DIR = "/var/tmp/crust-wheels"  # where the host's wheel cache shows inside
 
 
 def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any], roles_dir: Path, workdir: Path, facts_dir: Path) -> None:
-    """Run the roles against tree; /proc, /sys, /dev and /run are mounted in the tree for it,
-    and the host's wheel cache at WHEEL_DIR (read-write: roles fetch into it). facts_dir caches
-    the tree's facts: give each tree-before-roles (packages step + kickstart) its own."""
+    """Run the roles against tree, each task in the build sandbox with the host's wheel cache
+    read-only at WHEEL_DIR (roles fetch into it on the host, delegated to localhost). facts_dir
+    caches the tree's facts: give each tree-before-roles (packages step + kickstart) its own."""
     if not roles:
         return
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
@@ -95,7 +101,12 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
     given = secrets.given(sorted(set(needed.values())))  # their content: only ever on run()'s stdin
     paths = {name: f"{secrets.SECRETS_DIR}/{sid}" for name, sid in needed.items()}
     variables = {**variables, "crust_wheel_cache": str(WHEEL_CACHE), "crust_wheel_dir": WHEEL_DIR, **paths}
-    playbook = write_playbook(workdir, tree, roles, variables)
+    secret_dir = workdir / "secrets"  # a tmpfs in the controller's namespace while the playbook runs
+    ro_binds = [(WHEEL_CACHE, WHEEL_DIR), *([(secret_dir, secrets.SECRETS_DIR)] if given else [])]
+    chroot = chroot_wrapper(workdir / "crust-chroot", ro_binds=ro_binds)
+    if given:
+        make_dirs(tree, secrets.SECRETS_DIR)  # the mount point (under /run: a tmpfs in the sandbox anyway)
+    playbook = write_playbook(workdir, tree, roles, variables, chroot)
     check_tools(["ansible-playbook"])
     ansible_playbook = str(find_tool("ansible-playbook"))
     env = {
@@ -122,16 +133,15 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
         "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
     }
     try:
-        _run_playbook(ansible_playbook, workdir, playbook, tree, env, given)
+        _run_playbook(ansible_playbook, workdir, playbook, secret_dir, env, given)
     finally:
         wheels.rmdir()
 
 
-def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, tree: Path, env: dict[str, str], given: Mapping[str, bytes]) -> None:
+def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, secret_dir: Path, env: dict[str, str], given: Mapping[str, bytes]) -> None:
     argv = [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.yml'}", str(playbook)]
     payload = None
     if given:
-        mount = str(tree / secrets.SECRETS_DIR.lstrip("/"))
-        argv = [sys.executable, str(Path(secrets.__file__).with_name("secretfs.py")), mount, "--", *argv]
+        argv = [sys.executable, str(Path(secrets.__file__).with_name("secretfs.py")), str(secret_dir), "--", *argv]
         payload = json.dumps({sid: base64.b64encode(value).decode("ascii") for sid, value in given.items()})
-    run(sandboxed(argv, root=tree, binds=[(WHEEL_CACHE, WHEEL_DIR)]), env=env, cwd=workdir, input_text=payload)
+    run(sandboxed(argv), env=env, cwd=workdir, input_text=payload)

@@ -7,8 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from crust.runner import Result, run, sandboxed
+from crust.runner import Result, run
 from crust.tree.paths import inside
+from crust.tree.sandbox import in_sandbox
 
 CHROOT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -20,9 +21,10 @@ CHROOT_ENV = {
 }
 
 
-def in_tree(tree: Path, argv: Sequence[str], *, input_text: str | None = None, capture: bool = False) -> Result:
-    """Run argv chrooted into tree, with /proc, /sys, /dev and /run mounted for it."""
-    return run(sandboxed(argv, root=tree, chroot=True), env=CHROOT_ENV, input_text=input_text, capture=capture)
+def in_tree(tree: Path, argv: Sequence[str], *, input_text: str | None = None, capture: bool = False, network: bool = False) -> Result:
+    """Run argv in the tree, in the build sandbox (crust/tree/sandbox.py); network only when
+    asked (the packages step's apt)."""
+    return run(in_sandbox(tree, argv, network=network), env=CHROOT_ENV, input_text=input_text, capture=capture)
 
 
 def make_dirs(tree: Path, path: str, mode: int = 0o755) -> Path:

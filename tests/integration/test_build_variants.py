@@ -104,4 +104,4 @@ def test_ctrl_c_during_a_build(built: Built, tmp_path: Path) -> None:
     assert store_tmp() == [] and store_mounts() == []
     assert not (out_dir / "wsgi-stopped").exists()
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    assert "ansible-playbook" not in ps and "crust/sandbox.py" not in ps
+    assert "ansible-playbook" not in ps and "bwrap" not in ps

@@ -307,42 +307,51 @@ def test_roles_declare_secrets(tmp_path: Path) -> None:
     check_vars(roles, ("b",), {}, appliance)  # a required secret variable is given by Crust
 
 
-def secretfs(tree: Path, payload: dict[str, bytes], command: list[str]) -> subprocess.CompletedProcess[str]:
+def secretfs(work: Path, payload: dict[str, bytes], command: list[str]) -> subprocess.CompletedProcess[str]:
+    """secretfs as the Ansible run uses it: in the controller's private mount namespace."""
     data = json.dumps({k: base64.b64encode(v).decode() for k, v in payload.items()})
     helper = str(Path(secrets.__file__).with_name("secretfs.py"))
-    argv = sandboxed([sys.executable, helper, str(tree / "run/crust-secrets"), "--", *command], root=tree)
+    argv = sandboxed([sys.executable, helper, str(work / "secrets"), "--", *command])
     return subprocess.run(argv, input=data, capture_output=True, text=True, check=False, env=secrets.child_env(os.environ, True))
 
 
 def test_secret_lives_on_a_tmpfs_of_the_run_only(tmp_path: Path) -> None:
     need_root()
     need_tool("unshare")
-    tree = tmp_path / "tree"
-    (tree / "run").mkdir(parents=True)
-    where = tree / "run/crust-secrets/deploy_key"
-    script = f"stat -c '%a %U' {where}; cat {where}; grep ' {tree}/run/crust-secrets ' /proc/self/mounts; cat /proc/self/fd/0 | wc -c"
-    out = secretfs(tree, {"deploy_key": KEY.encode()}, ["sh", "-c", script])
+    where = tmp_path / "secrets/deploy_key"
+    script = f"stat -c '%a %U' {where}; cat {where}; grep ' {tmp_path}/secrets ' /proc/self/mounts; cat /proc/self/fd/0 | wc -c"
+    out = secretfs(tmp_path, {"deploy_key": KEY.encode()}, ["sh", "-c", script])
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "400 root"
     assert "\n".join(lines[1:5]) + "\n" == KEY
     assert " tmpfs " in lines[5] and "noexec" in lines[5]
     assert lines[6] == "0", "the command's stdin is /dev/null, not the secrets"
-    assert list((tree / "run").iterdir()) == [], "nothing on the tree's disk after the run"
-    assert KEY not in Path("/proc/mounts").read_text()
+    assert list((tmp_path / "secrets").iterdir()) == [], "nothing on the disk after the run: the tmpfs went with the namespace"
+    assert KEY not in Path("/proc/mounts").read_text() and str(tmp_path / "secrets") not in Path("/proc/mounts").read_text()
 
 
-def test_secretfs_refuses_a_directory_on_disk(tmp_path: Path) -> None:
-    """Run outside the sandbox, the tree's /run is its disk: no secret may be written there."""
-    tree = tmp_path / "tree"
-    (tree / "run").mkdir(parents=True)
+def test_secretfs_never_mounts_where_the_host_sees_it(tmp_path: Path) -> None:
+    """Run outside any sandbox, secretfs makes its own private mount namespace: the host never
+    sees the tmpfs, and nothing of the secrets stays on the disk."""
+    need_root()
     helper = str(Path(secrets.__file__).with_name("secretfs.py"))
     out = subprocess.run(
-        [sys.executable, helper, str(tree / "run/crust-secrets"), "--", "true"],
-        input='{"k": "dmFsdWU="}',
+        [
+            sys.executable,
+            helper,
+            str(tmp_path / "secrets"),
+            "--",
+            "sh",
+            "-c",
+            f"cat {tmp_path}/secrets/k; grep -c ' {tmp_path}/secrets ' /proc/self/mounts",
+        ],
+        input='{"k": "dmFsdWUtb2YtYS1zZWNyZXQ="}',
         capture_output=True,
         text=True,
         check=False,
     )
-    assert out.returncode == 2 and "is not a tmpfs of this namespace" in out.stderr
-    assert list((tree / "run").iterdir()) == []
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "value-of-a-secret1\n", "the command saw its tmpfs (the secret, then one mount line)"
+    assert str(tmp_path) not in Path("/proc/mounts").read_text(), "the host never did"
+    assert list((tmp_path / "secrets").iterdir()) == []

@@ -72,15 +72,15 @@ def install_packages(tree: Path, ks: KickstartConfig, packages: list[str], insta
     wanted = [f"{p}/{pinned[p]}" if p in pinned and "/" not in p and "=" not in p else p for p in packages]
     have_lists = any(inside(tree, "/var/lib/apt/lists", follow=True).glob("*_InRelease"))
     if ks.repos or not have_lists:
-        in_tree(tree, [*APT, "update", "-q"])
+        in_tree(tree, [*APT, "update", "-q"], network=True)
     removals = [f"{p}-" for p in ks.excluded if p in installed]
     if wanted or removals:
         try:
-            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals])
+            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals], network=True)
         except CommandError:
             log_line("# apt-get install failed with the base's package lists: updating them and trying again")
-            in_tree(tree, [*APT, "update", "-q"])
-            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals])
+            in_tree(tree, [*APT, "update", "-q"], network=True)
+            in_tree(tree, [*APT, "install", "-y", "-q", *wanted, *removals], network=True)
     in_tree(tree, [*APT, "clean"])
 
 
