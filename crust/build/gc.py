@@ -65,7 +65,11 @@ def clean(store: Store, appliances: list[str], keep: int, dry_run: bool = False)
             removed.append(entry.name)
             freed += size
             if not dry_run:
-                remove_tree(entry)
+                # Out of steps/ by one rename, then removed: a clean killed half-way never leaves
+                # a partial entry that looks complete (tmp/ leftovers go with the next run).
+                doomed = store.root / "tmp" / f"{entry.name}.removed.{os.getpid()}"
+                os.rename(entry, doomed)
+                remove_tree(doomed)
                 log = store.root / "logs" / f"{entry.name}.log"
                 if log.exists():
                     log.unlink()
