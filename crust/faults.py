@@ -22,6 +22,7 @@ Points, in build order:
     publish.artifact  right after an artifact is renamed into build/NAME (the first one)
     publish.manifest  the new manifest is written under a temporary name, before its rename
     test.domain       `test`: the smoke-test domain has just been started
+    clean.entry       `clean`: an unused entry has been moved out of steps/, not yet removed
 """
 
 from __future__ import annotations

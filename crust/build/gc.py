@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from crust import faults
 from crust.build.store import Store, remove_tree
 
 
@@ -69,6 +70,7 @@ def clean(store: Store, appliances: list[str], keep: int, dry_run: bool = False)
                 # a partial entry that looks complete (tmp/ leftovers go with the next run).
                 doomed = store.root / "tmp" / f"{entry.name}.removed.{os.getpid()}"
                 os.rename(entry, doomed)
+                faults.point("clean.entry")
                 remove_tree(doomed)
                 log = store.root / "logs" / f"{entry.name}.log"
                 if log.exists():

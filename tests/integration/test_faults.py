@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 
-from crust.boot import ports, smoke
+from crust.boot import machine, ports
 from tests.conftest import ROOT, need, need_root, need_tool
 from tests.integration.conftest import crust_domains
 
@@ -92,11 +92,32 @@ def link(path: Path) -> str:
         return ""
 
 
+def tree_root(pid: int, entry: Path) -> str:
+    """A process's root as the host sees it: for one in the build sandbox (bubblewrap pivots
+    into the tree, so /proc/PID/root reads "/"), the tree its bwrap ancestor bound at /."""
+    root = link(entry / "root")
+    if root != "/":
+        return root
+    current = pid
+    for _ in range(64):
+        args = read(Path(f"/proc/{current}/cmdline")).split("\0")
+        if args and args[0].endswith("bwrap") and "--bind" in args:
+            at = args.index("--bind")
+            if at + 2 < len(args) and args[at + 2] == "/":
+                return args[at + 1]
+        stat = read(Path(f"/proc/{current}/stat"))
+        parent = int(stat.rsplit(")", 1)[1].split()[1]) if stat else 0
+        if parent <= 1:
+            return root
+        current = parent
+    return root
+
+
 def our_processes(lab: Lab) -> list[str]:
     """Processes that belong to the lab's builds: root, working directory or command line in it."""
     found = []
     for pid, entry in proc_entries():
-        fields = (link(entry / "root"), link(entry / "cwd"), read(entry / "cmdline"))
+        fields = (tree_root(pid, entry), link(entry / "cwd"), read(entry / "cmdline"))
         if any(str(lab.root) in f for f in fields):
             found.append(f"{pid} {read(entry / 'comm')}: {fields[2][:160]}")
     return found
@@ -124,8 +145,8 @@ def processes_in(namespaces: set[str]) -> list[str]:
 def find_process(predicate: Callable[[str, str, str], bool]) -> int | None:
     """The first process whose (comm, root, cmdline) matches."""
     for pid, entry in proc_entries():
-        comm, root = read(entry / "comm"), link(entry / "root")
-        if predicate(comm, root, read(entry / "cmdline")):
+        comm = read(entry / "comm")
+        if predicate(comm, tree_root(pid, entry), read(entry / "cmdline")):
             return pid
     return None
 
@@ -280,8 +301,8 @@ def check_store(lab: Lab, killed: int, sig: signal.Signals) -> list[str]:
     """Only complete entries; a SIGINT leaves no temporary files, a SIGKILL at most its own
     (the runs before it removed those of earlier kills)."""
     left = sorted(p.name for p in (lab.store / "tmp").iterdir())
-    if sig == signal.SIGINT:
-        assert left == [], f"Ctrl-C left {left} in the store's tmp/"
+    if sig in (signal.SIGINT, signal.SIGTERM):
+        assert left == [], f"{sig.name} left {left} in the store's tmp/"
     else:
         assert all(name.endswith(f".{killed}") for name in left), f"leftovers of earlier runs: {left}"
     for entry in (lab.store / "steps").iterdir():
@@ -489,8 +510,8 @@ def ansible_module_in_tree(lab: Lab) -> int | None:
 
 
 def ukify_running(lab: Lab) -> int | None:
-    """ukify itself (not its sandbox wrapper) alive, chrooted into the tree."""
-    pid = find_process(lambda _comm, root, cmd: "ukify build" in cmd and root.startswith(str(lab.store)))
+    """ukify itself (not its sandbox wrapper) alive, in the tree's sandbox."""
+    pid = find_process(lambda _comm, root, cmd: "ukify build" in cmd and not cmd.startswith("bwrap") and root.startswith(str(lab.store)))
     return pid if pid is not None and alive(pid) else None
 
 
@@ -506,6 +527,24 @@ def qemu_img_writing(lab: Lab) -> int | None:
     pid = find_process(lambda comm, _root, cmd: comm == "qemu-img" and str(lab.store) in cmd)
     writing = any((lab.store / "tmp").glob("convert-*/disk.qcow2"))
     return pid if pid is not None and alive(pid) and writing else None
+
+
+def two_trees_building(lab: Lab) -> int | None:
+    """Two tree steps at once (build -j 2): two Ansible controllers working in the lab's store,
+    each with a module of its play running in its tree's sandbox."""
+    controllers = [
+        pid for pid, entry in proc_entries() if "ansible-playbook" in read(entry / "cmdline") and str(lab.store) in read(entry / "cmdline")
+    ]
+    under = in_tmp(lab, "tree")
+    modules = {tree_root(pid, entry) for pid, entry in proc_entries() if read(entry / "comm").startswith("python3") and under(tree_root(pid, entry))}
+    return controllers[-1] if len(controllers) >= 2 and len(modules) >= 2 else None
+
+
+def debugfs_copying(lab: Lab) -> int | None:
+    """`audit`: debugfs copying the image's root file system into the store's tmp/."""
+    pid = find_process(lambda comm, _root, cmd: comm == "debugfs" and "rdump" in cmd and str(lab.store) in cmd)
+    copying = any((lab.store / "tmp").glob("audit-*/etc"))
+    return pid if pid is not None and alive(pid) and copying else None
 
 
 def cp_copying(lab: Lab) -> int | None:
@@ -687,6 +726,35 @@ def test_kills_while_publishing_a_new_image(lab: Lab) -> None:
 
 
 @stage
+def test_sigterm_and_kills_of_a_parallel_build_an_audit_and_a_clean(lab: Lab) -> None:
+    """SIGTERM (a service manager, a CI runner stopping a job) and SIGKILL during `build -j 2`
+    with two tree steps at work, during `audit` while debugfs copies the image, and during
+    `clean` between moving an entry out of steps/ and removing it: nothing half-done stays
+    visible, and the next run of each completes."""
+    two = lab.appliances / "wsgi-two.toml"
+    two.write_text(
+        (lab.appliances / f"{NAME}.toml").read_text().replace(f'name = "{NAME}"', 'name = "wsgi-two"').replace("wsgi_workers = 2", "wsgi_workers = 3")
+    )
+    both = ("build", NAME, "wsgi-two", "-j", "2")
+    kill(lab, "build -j 2: two tree steps at work", signal.SIGTERM, watch=two_trees_building, verb=both)
+    kill(lab, "build -j 2: two tree steps at work", signal.SIGKILL, watch=two_trees_building, verb=both)
+    kill(lab, "tree: an Ansible module running in the sandbox", signal.SIGTERM, watch=ansible_module_in_tree, verb=("build", "wsgi-two"))
+    kill(lab, "audit: debugfs copying the image's root", signal.SIGTERM, watch=debugfs_copying, verb=("audit", NAME))
+    kill(lab, "audit: debugfs copying the image's root", signal.SIGKILL, watch=debugfs_copying, verb=("audit", NAME))
+    run = Run(lab, None, "audit", NAME)
+    assert run.finish() == 0, run.stderr[-3000:]
+    assert list((lab.store / "tmp").iterdir()) == [], "the audit after the kills removed the killed one's copy"
+    two.unlink()  # its entries are now unused: clean has work to do
+    kill(lab, "clean: an unused entry moved out of steps/, not yet removed", signal.SIGKILL, point="clean.entry", verb=("clean",))
+    run = Run(lab, None, "clean")
+    assert run.finish() == 0, run.stderr[-3000:]
+    assert list((lab.store / "tmp").iterdir()) == []
+    assert all((entry / "step.json").is_file() for entry in (lab.store / "steps").iterdir())
+    manifest = complete_build(lab)  # nothing it needs was cleaned away
+    check_image(lab, manifest)
+
+
+@stage
 def test_kills_during_the_smoke_boot_then_the_image_boots(lab: Lab) -> None:
     killed = []
     for sig in (signal.SIGKILL, signal.SIGINT):
@@ -699,8 +767,8 @@ def test_kills_during_the_smoke_boot_then_the_image_boots(lab: Lab) -> None:
     record = json.loads("".join(run.out))[0]
     assert record["passed"] and all(c["passed"] for c in record["checks"]), record
     assert [d for d in crust_domains() if f"-{run.pid}-" in d] == []
-    assert smoke.RUNS_DIR.is_dir() and ports.LOCK_DIR.is_dir(), "the runs used these directories"
+    assert machine.RUNS_DIR.is_dir() and ports.LOCK_DIR.is_dir(), "the runs used these directories"
     for pid in killed:  # the smoke test after the kills removed what the killed runs left
-        assert not list(smoke.RUNS_DIR.glob(f"crust-{NAME}-{pid}-*")), f"run directory of a killed run in {smoke.RUNS_DIR}"
+        assert not list(machine.RUNS_DIR.glob(f"crust-{NAME}-{pid}-*")), f"run directory of a killed run in {machine.RUNS_DIR}"
         assert [p for p in ports.LOCK_DIR.glob("*.lock") if read(p) == str(pid)] == [], f"port lock of a killed run in {ports.LOCK_DIR}"
     print(f"\nsmoke test after the kills: {len(record['checks'])} checks passed under {record['accel']} in {time.monotonic() - run.started:.0f}s")
