@@ -215,4 +215,6 @@ def sandboxed(argv: Sequence[str | os.PathLike[str]]) -> list[str]:
     private mount and PID namespaces: whatever it mounts, and every process it starts,
     disappear with it, even when Crust is killed with SIGKILL. (Commands that work inside a
     tree run in the build sandbox instead: crust/tree/sandbox.py.)"""
-    return ["unshare", "--fork", "--pid", "--kill-child", "--mount", "--propagation", "private", "--", *(os.fspath(a) for a in argv)]
+    # --mount-proc: a /proc of the new PID namespace (bubblewrap, run from the Ansible controller,
+    # hangs reading its children's state through the host's /proc).
+    return ["unshare", "--fork", "--pid", "--kill-child", "--mount", "--propagation", "private", "--mount-proc", "--", *(os.fspath(a) for a in argv)]
