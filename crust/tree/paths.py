@@ -53,7 +53,11 @@ def read_text(tree: Path, path: str) -> str | None:
 
 
 def read_bytes(tree: Path, path: str) -> bytes | None:
+    """A regular file's bytes (links followed within the tree), or None (missing, unreadable)."""
     target = inside(tree, path, follow=True)
     if target.is_symlink() or not target.is_file():
         return None
-    return target.read_bytes()
+    try:
+        return target.read_bytes()
+    except OSError:
+        return None

@@ -137,10 +137,7 @@ class DpkgDatabase:
         expected = self.md5sums.get(self.diversions.get(path, path))
         if expected is None:
             return None
-        try:
-            data = read_bytes(self.root, path)
-        except OSError:
-            return False
+        data = read_bytes(self.root, path)
         if data is None:
             return False
         return hashlib.md5(data, usedforsecurity=False).hexdigest() == expected

@@ -53,10 +53,7 @@ class Shipped:
         recorded = self.python_record(path)
         if recorded is None:
             return None
-        try:
-            data = read_bytes(self.root, path)
-        except OSError:
-            return False
+        data = read_bytes(self.root, path)
         if data is None:
             return False
         return recorded == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -70,10 +67,7 @@ class Shipped:
         source = f"{parts[0]}/{parts[2].split('.', 1)[0]}.py"
         if not self.unchanged(source):
             return None
-        try:
-            return read_bytes(self.root, source)
-        except OSError:
-            return None
+        return read_bytes(self.root, source)
 
     def python_record(self, path: str) -> str | None:
         """The hash a Python distribution's RECORD gives for path (in a site-packages or
