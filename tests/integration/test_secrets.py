@@ -5,7 +5,7 @@ shares its packages step) is given a freshly generated SSH private key, an API t
 keys read from variables with neutral names (DEPLOY_KEY, and CRUST_DEPLOY_KEY, which looks like
 one of Crust's own settings) with --secret, while the build's environment holds canary AWS
 credentials and a GitHub token. The role uses the secrets for real: it derives the key's public
-key with ssh-keygen inside the chroot and installs it as root's authorized_keys, and records the
+key with ssh-keygen inside the chroot and installs it (/etc/secret-probe.pub), and records the
 sha256 of the token and of the keys. It also records what the run could see: the secret file's
 mode and file system, the environment of commands in the tree, the names in the ansible_env
 fact, and the controller's view of the variables.
@@ -85,6 +85,10 @@ argument_specs:
         type: bool
         default: false
         description: Print the key and fail (a careless role), to see the redaction.
+      secret_probe_copy:
+        type: bool
+        default: false
+        description: Copy the key into the image (a careless role), to see the build refuse it.
 """
 
 ROLE_TASKS = """\
@@ -139,17 +143,19 @@ ROLE_TASKS = """\
     msg: "{{ secret_probe_cat.stdout }}"
   when: secret_probe_leak
 
-- name: Root's SSH directory
-  ansible.builtin.file:
-    path: /root/.ssh
-    state: directory
-    mode: "0700"
-
 - name: Install the derived public key
   ansible.builtin.copy:
-    dest: /root/.ssh/authorized_keys
+    dest: /etc/secret-probe.pub
     content: "{{ secret_probe_public.stdout }}\\n"
+    mode: "0644"
+
+- name: A careless role copies the key into the image
+  ansible.builtin.copy:
+    src: "{{ secret_probe_key_file }}"
+    remote_src: true
+    dest: /etc/leaked-key
     mode: "0600"
+  when: secret_probe_copy
 
 - name: Record what the run saw
   ansible.builtin.copy:
@@ -173,7 +179,7 @@ ROLE_TASKS = """\
 """
 
 
-def appliance(leak: bool) -> str:
+def appliance(leak: bool, copy: bool = False) -> str:
     return f"""\
 name = "{NAME}"
 version = "1.0.0"
@@ -183,6 +189,7 @@ roles = ["common", "secret_probe"]
 
 [vars]
 secret_probe_leak = {str(leak).lower()}
+secret_probe_copy = {str(copy).lower()}
 
 [image]
 formats = ["raw", "qcow2"]
@@ -190,11 +197,11 @@ root_size = "1GiB"
 """
 
 
-def make_project(tmp: Path, nonce: str, leak: bool = False) -> tuple[Path, Path]:
+def make_project(tmp: Path, nonce: str, leak: bool = False, copy: bool = False) -> tuple[Path, Path]:
     """--appliances and --roles directories: the shipped common role and the test's own."""
     apps, roles = tmp / "appliances", tmp / "roles"
     apps.mkdir(exist_ok=True)
-    (apps / f"{NAME}.toml").write_text(appliance(leak))
+    (apps / f"{NAME}.toml").write_text(appliance(leak, copy))
     if not roles.exists():
         shutil.copytree(ROOT / "roles" / "common", roles / "common")
         for sub, text in (
@@ -381,7 +388,7 @@ def test_no_secret_in_any_output(built: Built, tmp_path: Path, own_entries: list
     assert f"token_sha256={hashlib.sha256(api_token.encode()).hexdigest()}" in probe
     assert f"site_key_sha256={hashlib.sha256(given['DEPLOY_KEY'].encode()).hexdigest()}" in probe
     assert f"crust_key_sha256={hashlib.sha256(given['CRUST_DEPLOY_KEY'].encode()).hexdigest()}" in probe
-    assert (tree / "root/.ssh/authorized_keys").read_text().split()[1] == public
+    assert (tree / "etc/secret-probe.pub").read_text().split()[1] == public
     # Nothing of the build's credentials reached Ansible or the tree's commands.
     assert "controller_aws_secret=absent" in probe and "controller_github_token=absent" in probe
     assert "controller_deploy_key=absent" in probe and "controller_crust_deploy_key=absent" in probe
@@ -418,7 +425,7 @@ def test_no_secret_in_any_output(built: Built, tmp_path: Path, own_entries: list
     again = json.loads((out / NAME / "manifest.json").read_text())
     assert step(again, "tree")["id"] == tree_step["id"] and all(s["reused"] for s in again["steps"])
     assert "tree up to date" in " ".join(second.stderr.split())
-    assert (tree / "root/.ssh/authorized_keys").read_text().split()[1] == public, "the tree built with the first key is kept"
+    assert (tree / "etc/secret-probe.pub").read_text().split()[1] == public, "the tree built with the first key is kept"
     needles2 = {**key_canaries(key2), **{f"{name} 2": value.encode() for name, value in given2.items()}}
     small = [out / NAME / "manifest.json", out / NAME / f"{NAME}.cdx.json", STORE / "builds" / NAME]
     leaks = search(small, {**needles, **needles2})
@@ -450,3 +457,23 @@ def test_a_role_that_prints_a_secret_shows_it_redacted(built: Built, tmp_path: P
     leaks += [f"{what} in stdout/stderr" for what, needle in needles.items() if needle in (failed.stdout + failed.stderr).encode()]
     assert leaks == [], leaks
     assert not (out / NAME).exists()
+
+
+def test_a_secret_copied_into_the_image_fails_the_build(built: Built, tmp_path: Path, own_entries: list[Path]) -> None:
+    """Issue 15: a role that copies a build secret into the tree: the sealed tree is searched
+    for every given secret, the build fails naming its ID and the file, nothing is published."""
+    need_tool("ssh-keygen")
+    built("wsgi")
+    apps, roles = make_project(tmp_path, token("", 16), copy=True)
+    out = tmp_path / "out"
+    key, _ = new_key(tmp_path, "deploy_key")
+    failed = build(apps, roles, out, key, env_canaries(), secret_env())
+    assert failed.returncode == 1, failed.stderr[-4000:]
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: tree step of {NAME} failed: build secret 'deploy_key' in /etc/leaked-key"), last
+    assert "/usr/sbin/sshd" not in last, "a packaged file, as shipped, is no leak"
+    found = re.search(r"tree-([0-9a-f]{64})", failed.stderr)
+    if found:
+        own_entries.append(STORE / "logs" / f"tree-{found.group(1)}.log")
+    assert not (out / NAME).exists()
+    assert key.read_text() not in failed.stderr
