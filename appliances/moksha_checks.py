@@ -176,3 +176,84 @@ def guest_is_refused(ctx: Any) -> str:
             return "guest/guest refused"
         raise AssertionError(f"the broker did not answer: {exc!r}") from None
     raise AssertionError("guest/guest logged in")
+
+
+def refused_login(ctx: Any, user: str, password: str) -> str:
+    """Log in over AMQP from the host; the broker's refusal, or AssertionError if it let us in."""
+    host, port = ctx.address(5672)
+    params = pika.ConnectionParameters(host, port, "/", pika.PlainCredentials(user, password), connection_attempts=1, socket_timeout=5)
+    try:
+        pika.BlockingConnection(params).close()
+    except pika.exceptions.ProbableAuthenticationError as exc:
+        return f"refused ({exc!r})"
+    except pika.exceptions.AMQPConnectionError as exc:
+        if "ACCESS_REFUSED" in repr(exc) or "403" in repr(exc):
+            return f"refused ({exc!r})"
+        raise AssertionError(f"the broker did not answer: {exc!r}") from None
+    raise AssertionError(f"{user} logged in over AMQP from outside")
+
+
+def web_user_refused_over_amqp(ctx: Any) -> str:
+    """The browsers' credentials (public at /config.js) open nothing over AMQP from outside:
+    they work only through the page's Web-STOMP (the checks above log in with them there)."""
+    creds = web_credentials(ctx)
+    return f"{creds['login']} over AMQP from outside: " + refused_login(ctx, creds["login"], creds["passcode"])
+
+
+def web_send(ctx: Any, destination: str) -> tuple[str, str]:
+    """SEND with a receipt as the browsers' user: ("ERROR", message) or ("RECEIPT", "")."""
+    client = StompOverWebSocket(ctx)
+    try:
+        body = json.dumps({"user": "smoke", "text": f"to {destination} {secrets.token_hex(4)}"})
+        client.ws.send(frame("SEND", {"destination": destination, "content-type": "application/json", "receipt": "sent"}, body))
+        receipt = False
+        deadline = time.monotonic() + SECONDS
+        # A receipt may come before the broker refuses the publish: read until an ERROR, the
+        # connection's end or the deadline.
+        while time.monotonic() < deadline:
+            try:
+                frames = client.receive(max(0.1, deadline - time.monotonic()))
+            except websocket.WebSocketTimeoutException:
+                break
+            except websocket.WebSocketConnectionClosedException:
+                return "CLOSED", "connection closed"
+            for command, headers, frame_body in frames:
+                if command == "ERROR":
+                    return "ERROR", f"{headers.get('message', '')}: {frame_body.strip()[:160]}"
+                receipt = receipt or command == "RECEIPT"
+        return ("RECEIPT", "") if receipt else ("NOTHING", "")
+    finally:
+        client.close()
+
+
+def web_user_cannot_publish_metrics(ctx: Any) -> str:
+    """The browsers' user may publish to "chat" (a receipt) but not to "metrics" (an ERROR)."""
+    allowed, _ = web_send(ctx, "/topic/chat")
+    assert allowed == "RECEIPT", f"a SEND to /topic/chat got {allowed}, not a receipt"
+    refused, message = web_send(ctx, "/topic/metrics")
+    assert refused == "ERROR" and "refused" in message.lower(), f"a SEND to /topic/metrics got {refused} {message}".strip()
+    return f"/topic/chat: receipt; /topic/metrics: {message}"
+
+
+def subscription_queues_are_bounded(ctx: Any) -> str:
+    """A queue named as the browsers' user's may be (stomp-subscription-*) keeps at most 1000
+    messages, dropping the oldest, whatever is published to it."""
+    name = f"stomp-subscription-crust-smoke-{secrets.token_hex(4)}"
+    connection = amqp(ctx)
+    try:
+        channel = connection.channel()
+        channel.queue_declare(name, durable=True, auto_delete=False)
+        try:
+            channel.confirm_delivery()
+            for i in range(1100):
+                channel.basic_publish("", name, str(i).encode())
+            declared = channel.queue_declare(name, passive=True)
+            count = declared.method.message_count
+            first = channel.basic_get(name, auto_ack=True)[2]
+        finally:
+            channel.queue_delete(name)
+    finally:
+        connection.close()
+    assert count == 1000, f"{name} holds {count} of 1100 messages published (expected the bound, 1000)"
+    assert first == b"100", f"the oldest message kept is {first!r} (expected b'100': the oldest are dropped)"
+    return f"1100 published, {count} kept, the oldest kept is message {first.decode()}"
