@@ -33,6 +33,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# nginx: only its binary, for `nginx -t` of the roles' sites in the unit tests
+# (tests/unit/test_role_templates.py). A policy-rc.d keeps its package from starting a server.
+if ! dpkg-query -W -f='${db:Status-Abbrev}' nginx 2>/dev/null | grep -q '^ii'; then
+    echo "setup: installing nginx (the binary, for nginx -t; not started)"
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        guard=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$guard"
+        chmod 755 "$guard"
+    fi
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx
+    if [ -n "$guard" ]; then rm -f "$guard"; fi
+fi
+
 # npm fetches the pinned JavaScript of the Moksha page (this machine kind ships Node.js).
 if ! command -v npm >/dev/null; then
     echo "setup: installing npm"

@@ -176,3 +176,122 @@ def guest_is_refused(ctx: Any) -> str:
             return "guest/guest refused"
         raise AssertionError(f"the broker did not answer: {exc!r}") from None
     raise AssertionError("guest/guest logged in")
+
+
+def refused_login(ctx: Any, user: str, password: str) -> str:
+    """Log in over AMQP from the host; the broker's refusal, or AssertionError if it let us in."""
+    host, port = ctx.address(5672)
+    params = pika.ConnectionParameters(host, port, "/", pika.PlainCredentials(user, password), connection_attempts=1, socket_timeout=5)
+    try:
+        pika.BlockingConnection(params).close()
+    except pika.exceptions.ProbableAuthenticationError as exc:
+        return f"refused ({exc!r})"
+    except pika.exceptions.AMQPConnectionError as exc:
+        if "ACCESS_REFUSED" in repr(exc) or "403" in repr(exc):
+            return f"refused ({exc!r})"
+        raise AssertionError(f"the broker did not answer: {exc!r}") from None
+    raise AssertionError(f"{user} logged in over AMQP from outside")
+
+
+def web_user_refused_over_amqp(ctx: Any) -> str:
+    """The browsers' credentials (public at /config.js) open nothing over AMQP from outside:
+    they work only through the page's Web-STOMP (the checks above log in with them there)."""
+    creds = web_credentials(ctx)
+    refusal = refused_login(ctx, creds["login"], creds["passcode"])
+    # The broker hides the reason from the client; its log says it (shown, not required).
+    log = ctx.guest_exec(["sh", "-c", "grep -h 'can only connect via localhost' /var/log/rabbitmq/*.log | tail -n 1"])
+    why = f"; broker log: {log.stdout.strip()[-120:]}" if log.stdout.strip() else ""
+    return f"{creds['login']} over AMQP from outside: {refusal}{why}"
+
+
+def web_send(ctx: Any, destination: str, text: str) -> tuple[str, str]:
+    """SEND text with a receipt as the browsers' user. What the broker did: ("RECEIPT", ""),
+    ("ERROR", message) or ("CLOSED", the WebSocket close reason): a refused publish ends the
+    connection (Web-STOMP may close it without an ERROR frame)."""
+    client = StompOverWebSocket(ctx)
+    try:
+        body = json.dumps({"user": "smoke", "text": text})
+        client.ws.send(frame("SEND", {"destination": destination, "content-type": "application/json", "receipt": "sent"}, body))
+        receipt = False
+        deadline = time.monotonic() + SECONDS
+        # A receipt may come before the broker refuses the publish: read until an ERROR, the
+        # connection's end or the deadline.
+        while time.monotonic() < deadline:
+            client.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                opcode, data = client.ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                break
+            except (websocket.WebSocketConnectionClosedException, OSError) as exc:
+                return "CLOSED", f"connection lost ({exc})"
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                payload = bytes(data or b"")
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
+                return "CLOSED", f"closed by the broker ({code} {payload[2:].decode(errors='replace')})".replace(" )", ")")
+            if opcode != websocket.ABNF.OPCODE_TEXT:
+                continue
+            for command, headers, frame_body in parse_frames(data.decode() if isinstance(data, bytes) else data):
+                if command == "ERROR":
+                    return "ERROR", f"{headers.get('message', '')}: {frame_body.strip()[:160]}"
+                receipt = receipt or command == "RECEIPT"
+        return ("RECEIPT", "") if receipt else ("NOTHING", "")
+    finally:
+        client.close()
+
+
+def web_user_cannot_publish_metrics(ctx: Any) -> str:
+    """The browsers' user may publish to "chat" but not to "metrics": the broker refuses that
+    SEND (an ERROR or the connection closed) and an AMQP consumer of "metrics" never gets it,
+    while one of "chat" gets the allowed message."""
+    marker = secrets.token_hex(6)
+    connection = amqp(ctx)
+    try:
+        channel = connection.channel()
+        queues = {}
+        for key in ("chat", "metrics"):
+            queues[key] = channel.queue_declare("", exclusive=True).method.queue
+            channel.queue_bind(queues[key], "amq.topic", key)
+
+        def seen_on(key: str, seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                _method, _props, body = channel.basic_get(queues[key], auto_ack=True)
+                if body and marker.encode() in body:
+                    return True
+                if body is None:
+                    time.sleep(0.05)
+            return False
+
+        allowed, _ = web_send(ctx, "/topic/chat", f"chat {marker}")
+        assert allowed == "RECEIPT", f"a SEND to /topic/chat got {allowed}, not a receipt"
+        assert seen_on("chat", SECONDS), "the allowed chat message did not reach an AMQP consumer of chat"
+        refused, how = web_send(ctx, "/topic/metrics", f"metrics {marker}")
+        assert refused in ("ERROR", "CLOSED"), f"a SEND to /topic/metrics got {refused}: the broker took it"
+        assert not seen_on("metrics", 2.0), f"the SEND to /topic/metrics reached an AMQP consumer of metrics ({how})"
+    finally:
+        connection.close()
+    return f"/topic/chat: receipt, delivered; /topic/metrics: {refused.lower()} ({how}), not delivered"
+
+
+def subscription_queues_are_bounded(ctx: Any) -> str:
+    """A queue named as the browsers' user's may be (stomp-subscription-*) keeps at most 1000
+    messages, dropping the oldest, whatever is published to it."""
+    name = f"stomp-subscription-crust-smoke-{secrets.token_hex(4)}"
+    connection = amqp(ctx)
+    try:
+        channel = connection.channel()
+        channel.queue_declare(name, durable=True, auto_delete=False)
+        try:
+            channel.confirm_delivery()
+            for i in range(1100):
+                channel.basic_publish("", name, str(i).encode())
+            declared = channel.queue_declare(name, passive=True)
+            count = declared.method.message_count
+            first = channel.basic_get(name, auto_ack=True)[2]
+        finally:
+            channel.queue_delete(name)
+    finally:
+        connection.close()
+    assert count == 1000, f"{name} holds {count} of 1100 messages published (expected the bound, 1000)"
+    assert first == b"100", f"the oldest message kept is {first!r} (expected b'100': the oldest are dropped)"
+    return f"1100 published, {count} kept, the oldest kept is message {first.decode()}"

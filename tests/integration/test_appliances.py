@@ -41,6 +41,10 @@ def test_moksha(built: Built) -> None:
     seen = {c["name"]: c["seen"] for c in record["checks"]}
     assert seen["AMQP message reaches a WebSocket chat client within 5 s"].startswith("arrived in")
     assert seen["guest cannot log in from outside"] == "guest/guest refused"
+    # The browsers' public credentials: Web-STOMP only, chat only, bounded queues (issue 15).
+    assert seen["the browsers' user cannot log in over AMQP from outside"].startswith("web over AMQP from outside: refused")
+    assert seen["the browsers' user cannot publish to metrics"].endswith("not delivered")
+    assert seen["subscription queues are bounded"].startswith("1100 published, 1000 kept, the oldest kept is message 100")
 
 
 def test_moksha_in_a_real_browser(built: Built, tmp_path: Path) -> None:
@@ -71,4 +75,6 @@ def test_ids(built: Built) -> None:
     record = smoke("ids")
     seen = {c["name"]: c["seen"] for c in record["checks"]}
     assert "visible" in seen["test traffic raises the test signature's alert within 15 s"]
+    assert "until in an hour: " in seen["the alerts API filters with until="]
+    assert seen["the alerts API refuses oversized reads"].startswith("4 oversized or malformed queries refused (400)")
     print(seen["test traffic raises the test signature's alert within 15 s"])
