@@ -7,6 +7,9 @@ store is untouched. Prints, for the WSGI appliance:
   mmdebstrap floor           mmdebstrap alone installing the image's full package set
   no-op rebuild (all)        every appliance already built, nothing changed
   one-role rebuild           after editing one template of the wsgi role
+  sandbox cost               bubblewrap entries during the cold build (counted by a PATH shim)
+                             times the cost of one entry over a plain chroot, side by side
+                             in the base tree (target: under 2 s a build)
   boot to checks passed      ./build.py test wsgi --force, domain start to last check
   upload                     bench/upload.py: EBS direct upload of the wsgi raw image to a
                              moto_server on loopback (MB/s of allocated data, zero blocks
@@ -43,8 +46,38 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tupl
     return elapsed, out
 
 
-def crust(work: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
-    return timed([sys.executable, str(work / "build.py"), "--store", str(work / ".store"), "--output", str(work / "out"), *args], work)
+def crust(work: Path, *args: str, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+    argv = [sys.executable, str(work / "build.py"), "--store", str(work / ".store"), "--output", str(work / "out"), *args]
+    return timed(argv, work, env)
+
+
+def counting_bwrap(work: Path) -> tuple[dict[str, str], Path]:
+    """A `bwrap` first on PATH that counts its calls and runs the real one."""
+    real = shutil.which("bwrap")
+    if real is None:
+        sys.exit("bench: bwrap not found (run ./setup.sh)")
+    shim_dir, count = work / "shim", work / "bwrap-calls"
+    shim_dir.mkdir()
+    (shim_dir / "bwrap").write_text(f'#!/bin/sh\necho >> {count}\nexec {real} "$@"\n')
+    (shim_dir / "bwrap").chmod(0o755)
+    return {"PATH": f"{shim_dir}:{os.environ.get('PATH', '')}"}, count
+
+
+def sandbox_entry_cost(work: Path, runs: int = 40) -> tuple[float, float]:
+    """Seconds per command: in the sandbox (as a tree step runs one) and in a plain chroot,
+    alternating, in the base step's tree."""
+    sys.path.insert(0, str(work))
+    from crust.tree.sandbox import in_sandbox
+
+    tree = next(p for p in sorted((work / ".store" / "steps").glob("base-*/tree")) if (p / "usr/bin/true").exists())
+    wrapped: list[float] = []
+    plain: list[float] = []
+    for _ in range(runs):
+        for argv, into in ((in_sandbox(tree, ["/usr/bin/true"]), wrapped), (["chroot", str(tree), "/usr/bin/true"], plain)):
+            started = time.monotonic()
+            subprocess.run(argv, check=True)
+            into.append(time.monotonic() - started)
+    return statistics.median(wrapped), statistics.median(plain)
 
 
 def floor(work: Path, manifest: dict[str, object]) -> float:
@@ -57,7 +90,7 @@ def floor(work: Path, manifest: dict[str, object]) -> float:
     distro = load_distribution(Project.at(work), str(manifest["distribution"]))
     sources = work / "floor.sources"
     sources.write_text(distro.deb822())
-    packages = sorted(manifest["packages"])  # type: ignore[arg-type]
+    packages = sorted(manifest["packages"])  # type: ignore[call-overload]
     target = work / "floor-tree"
     argv = [
         "unshare", "--fork", "--pid", "--kill-child", "--mount", "--propagation", "private", "--",
@@ -90,11 +123,16 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(work / "crust")], check=True, stdout=subprocess.DEVNULL)
         names = sorted(p.stem for p in (work / "appliances").glob("*.toml"))
 
-        cold, _ = crust(work, "build", "wsgi")
+        shim_env, calls = counting_bwrap(work)
+        cold, _ = crust(work, "build", "wsgi", env=shim_env)
         rows.append(("cold build, wsgi (empty store)", f"{cold:7.1f} s"))
         manifest = json.loads((work / "out" / "wsgi" / "manifest.json").read_text())
         for step in manifest["steps"]:
             rows.append((f"  {step['kind']} step", f"{step['duration_s']:7.1f} s"))
+        entries = len(calls.read_text().splitlines())
+        wrapped, plain = sandbox_entry_cost(work)
+        rows.append((f"  sandbox entries in the cold build ({wrapped * 1000:.1f} ms each, chroot {plain * 1000:.1f} ms)", str(entries)))
+        rows.append(("  sandbox cost of the cold build (target < 2 s)", f"{entries * (wrapped - plain):7.2f} s"))
         if not args.skip_floor:
             base = floor(work, manifest)
             rows.append(("mmdebstrap alone, same package set (floor)", f"{base:7.1f} s"))

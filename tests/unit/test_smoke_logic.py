@@ -6,6 +6,7 @@ import http.server
 import socket
 import threading
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from crust.boot import domain as domain_module
 from crust.boot.domain import QEMU_NS, DomainConfig, domain_xml
 from crust.boot.ports import reserved_ports
 from crust.boot.report import junit_xml
@@ -40,6 +42,18 @@ def test_domain_xml_tcg() -> None:
     # restrict=on: the guest reaches neither the host's loopback services nor the outside
     assert args[1] == "user,id=crustnet0,restrict=on,hostfwd=tcp:127.0.0.1:40001-:80,hostfwd=tcp:127.0.0.1:40002-:22"
     assert "bus=pcie.0,addr=0x10" in args[3]
+
+
+def test_a_guest_is_never_taken_for_an_ec2_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ds-identify calls a product UUID beginning with "ec2" Amazon's: the guest would wait
+    minutes for a metadata service (seen once in CI: libvirt's random ec29c2b0-... UUID)."""
+    drawn = iter([uuid.UUID("ec29c2b0-e2ab-4d3c-b43b-a6a2553a0dfe"), uuid.UUID("EC2E1916-9099-7CAF-FD21-012345ABCDEF"), uuid.UUID(int=7)])
+    monkeypatch.setattr(domain_module.uuid, "uuid4", lambda: next(drawn))
+    dom = ET.fromstring(domain_xml(cfg()))
+    assert dom.findtext("uuid") == str(uuid.UUID(int=7))
+    monkeypatch.undo()
+    uuids = {DomainConfig("n", "tcg", Path("/d"), Path("/v"), Path("/s"), ()).uuid for _ in range(3)}
+    assert len(uuids) == 3, "every boot gets its own machine UUID"
 
 
 def test_domain_xml_kvm() -> None:
