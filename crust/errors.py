@@ -103,15 +103,14 @@ NO_SPACE = "no space left on device"
 
 
 def command_name(argv: Sequence[str]) -> str:
-    """The program that matters in argv, looking through sandbox wrappers (unshare ... --)."""
-    name = argv[0] if argv else "?"
-    if name.rsplit("/", 1)[-1] == "unshare" and "--" in argv:
-        rest = list(argv[len(argv) - list(reversed(argv)).index("--") :])
-        if rest:
-            name = rest[0]
-            if name == "chroot" and len(rest) > 2:
-                name = rest[2]
-    return name.rsplit("/", 1)[-1]
+    """The program that matters in argv, looking through wrappers: unshare, bwrap (and
+    secretfs.py) up to their last "--", and chroot TREE."""
+    rest = list(argv)
+    if rest and rest[0].rsplit("/", 1)[-1] in ("unshare", "bwrap") and "--" in rest:
+        rest = rest[len(rest) - rest[::-1].index("--") :]
+    if len(rest) > 2 and rest[0].rsplit("/", 1)[-1] == "chroot":
+        rest = rest[2:]
+    return rest[0].rsplit("/", 1)[-1] if rest else "?"
 
 
 def telling_line(tail: str) -> str:

@@ -104,8 +104,7 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
     secret_dir = workdir / "secrets"  # a tmpfs in the controller's namespace while the playbook runs
     ro_binds = [(WHEEL_CACHE, WHEEL_DIR), *([(secret_dir, secrets.SECRETS_DIR)] if given else [])]
     chroot = chroot_wrapper(workdir / "crust-chroot", ro_binds=ro_binds)
-    if given:
-        make_dirs(tree, secrets.SECRETS_DIR)  # the mount point (under /run: a tmpfs in the sandbox anyway)
+    # No mount point in the tree: the sandbox's /run is a tmpfs, bwrap makes it there.
     playbook = write_playbook(workdir, tree, roles, variables, chroot)
     check_tools(["ansible-playbook"])
     ansible_playbook = str(find_tool("ansible-playbook"))

@@ -404,8 +404,7 @@ def in_process_upload(ws: Workspace, monkeypatch: pytest.MonkeyPatch, session: A
     from crust.cloud.aws.upload import upload
     from crust.cloud.targets import load_aws_target
 
-    monkeypatch.setenv("CRUST_APPLIANCES", str(ws.appliances))
-    target = load_aws_target(Project.at(ROOT), "wsgi")
+    target = load_aws_target(Project.at(ROOT, appliances=ws.appliances), "wsgi")  # targets.toml beside it
     return upload(target, ws.out, Store(ws.store), "wsgi", session=session, stream=io.StringIO())
 
 
@@ -519,7 +518,7 @@ def test_a_failure_after_registration_removes_the_ami_and_the_snapshot(ws: Works
     import boto3
     from botocore.exceptions import ClientError
 
-    from crust.errors import UserError
+    from crust.errors import CloudError
 
     ws.small_image()
     digest = digest_of(ws)
@@ -530,8 +529,9 @@ def test_a_failure_after_registration_removes_the_ami_and_the_snapshot(ws: Works
             raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "CreateTags")
 
     session.events.register("before-call.ec2.CreateTags", fail_on_ami)
-    with pytest.raises(UserError) as err:
+    with pytest.raises(CloudError) as err:  # a cloud failure (exit 1), not bad input
         in_process_upload(ws, monkeypatch, session)
+    assert err.value.exit_status == 1
     assert "upload wsgi: ec2 CreateTags on ami-" in err.value.one_line() and "InternalError: injected" in err.value.one_line()
     assert client("ec2").describe_images(Owners=["self"])["Images"] == []
     assert snapshots(digest) == []

@@ -100,7 +100,10 @@ def tree_root(pid: int, entry: Path) -> str:
         return root
     current = pid
     for _ in range(64):
-        args = read(Path(f"/proc/{current}/cmdline")).split("\0")
+        try:
+            args = Path(f"/proc/{current}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return root
         if args and args[0].endswith("bwrap") and "--bind" in args:
             at = args.index("--bind")
             if at + 2 < len(args) and args[at + 2] == "/":

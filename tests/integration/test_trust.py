@@ -45,10 +45,12 @@ ROLE_TASKS = r"""---
     echo "host-canary=$(cat /proc/1/root{{ trust_probe_canary }}/marker 2>&1 | head -c 80)"
     echo "devices=$(ls /dev | tr '\n' ' ')"
     echo "hostname=$(cat /proc/sys/kernel/hostname)"
-    echo "wheel-cache=$(touch /var/tmp/crust-wheels/poison 2>&1 && echo WRITABLE || echo read-only)"
+    echo "wheel-cache=$(touch /var/tmp/crust-wheels/poison 2>/dev/null && echo WRITABLE || echo read-only)"
     python3 - <<'EOF'
-    import re, socket
-    uri = re.search(r"https?://([^/\s:]+)", open("/etc/apt/sources.list.d/debian.sources").read()).group(1)
+    import glob, re, socket
+    # the mirror the packages step fetched from (mmdebstrap's sources until the kickstart's replace them)
+    sources = "".join(open(path).read() for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")))
+    uri = re.search(r"https?://([^/\s:]+)", sources).group(1)
     try:
         socket.create_connection((uri, 80), timeout=5)
         print("network=CONNECTED", uri)
@@ -68,6 +70,12 @@ ROLE_TASKS = r"""---
       text={{ trust_probe_text }}
       description={{ crust_description }}
     mode: "0644"
+
+- name: Clear the places the links replace
+  ansible.builtin.file:
+    path: "{{ item }}"
+    state: absent
+  loop: [/etc/ssh, /var/log, /root, /var/lib/systemd/random-seed]
 
 - name: Plant links from the tree to the host, where sealing writes and deletes
   ansible.builtin.file:

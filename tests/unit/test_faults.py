@@ -19,7 +19,7 @@ from crust.build import diskfull as pipeline
 from crust.build.diskfull import disk_full
 from crust.build.manifest import Manifest
 from crust.build.publish import PREVIOUS_MANIFEST, publish
-from crust.errors import CommandError, DiskFull
+from crust.errors import CommandError, DiskFull, command_name
 from tests.conftest import ROOT
 
 
@@ -47,6 +47,21 @@ def test_a_point_fires_only_when_named(spec: str | None, name: str, status: int,
     assert out.returncode == status, out.stderr
     assert ("went on" in out.stdout) is went_on
     assert (f"crust: fault point {name}:" in out.stderr) is (not went_on)
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["unshare", "--fork", "--pid", "--", "bwrap", "--bind", "/t", "/", "--dev", "/dev", "--", "ukify", "build"], "ukify"),
+        (["bwrap", "--bind", "/t", "/", "--unshare-net", "--", "/usr/bin/apt-get", "install", "-y"], "apt-get"),
+        (["unshare", "--mount", "--", "/v/bin/python", "secretfs.py", "/w/s", "--", "/v/bin/ansible-playbook", "-i"], "ansible-playbook"),
+        (["unshare", "--pid", "--", "chroot", "/t", "dpkg", "--configure"], "dpkg"),
+        (["/usr/sbin/mkfs.ext4", "-d", "/t", "disk.raw"], "mkfs.ext4"),
+    ],
+)
+def test_a_command_is_named_for_the_program_inside_its_wrappers(argv: list[str], name: str) -> None:
+    """What run:TOOL fault points and error lines name: the tool, not the sandbox around it."""
+    assert command_name(argv) == name
 
 
 def test_sigint_takes_the_ctrl_c_path() -> None:

@@ -35,6 +35,7 @@ def test_domain_xml_tcg() -> None:
     assert dom.find("os/nvram").get("template").endswith("OVMF_VARS_4M.fd")  # type: ignore[union-attr]
     assert dom.findtext("os/nvram") == "/r/vars.fd"
     assert dom.find("cpu").get("mode") == "maximum"  # type: ignore[union-attr]
+    assert dom.find("cpu/feature").attrib == {"policy": "disable", "name": "la57"}  # type: ignore[union-attr]
     assert dom.find("devices/disk/source").get("file") == "/r/overlay.qcow2"  # type: ignore[union-attr]
     assert dom.find("devices/serial/source").get("path") == "/r/serial.log"  # type: ignore[union-attr]
     assert dom.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"  # type: ignore[union-attr]
