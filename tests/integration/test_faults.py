@@ -734,20 +734,29 @@ def test_sigterm_and_kills_of_a_parallel_build_an_audit_and_a_clean(lab: Lab) ->
     with two tree steps at work, during `audit` while debugfs copies the image, and during
     `clean` between moving an entry out of steps/ and removing it: nothing half-done stays
     visible, and the next run of each completes."""
-    two = lab.appliances / "wsgi-two.toml"
-    two.write_text(
-        (lab.appliances / f"{NAME}.toml").read_text().replace(f'name = "{NAME}"', 'name = "wsgi-two"').replace("wsgi_workers = 2", "wsgi_workers = 3")
-    )
-    both = ("build", NAME, "wsgi-two", "-j", "2")
+    # Two appliances whose tree steps are not built yet (wsgi's is): they differ from it and
+    # from each other in one role variable.
+    extra = {"wsgi-two": 3, "wsgi-three": 4}
+    for name, workers in extra.items():
+        (lab.appliances / f"{name}.toml").write_text(
+            (lab.appliances / f"{NAME}.toml")
+            .read_text()
+            .replace(f'name = "{NAME}"', f'name = "{name}"')
+            .replace("wsgi_workers = 2", f"wsgi_workers = {workers}")
+        )
+    both = ("build", *extra, "-j", "2")
     kill(lab, "build -j 2: two tree steps at work", signal.SIGTERM, watch=two_trees_building, verb=both)
     kill(lab, "build -j 2: two tree steps at work", signal.SIGKILL, watch=two_trees_building, verb=both)
     kill(lab, "tree: an Ansible module running in the sandbox", signal.SIGTERM, watch=ansible_module_in_tree, verb=("build", "wsgi-two"))
+    run = Run(lab, None, "build", "wsgi-two")
+    assert run.finish() == 0, run.stderr[-3000:]  # the next build after the SIGTERMs completes
     kill(lab, "audit: debugfs copying the image's root", signal.SIGTERM, watch=debugfs_copying, verb=("audit", NAME))
     kill(lab, "audit: debugfs copying the image's root", signal.SIGKILL, watch=debugfs_copying, verb=("audit", NAME))
     run = Run(lab, None, "audit", NAME)
     assert run.finish() == 0, run.stderr[-3000:]
     assert list((lab.store / "tmp").iterdir()) == [], "the audit after the kills removed the killed one's copy"
-    two.unlink()  # its entries are now unused: clean has work to do
+    for name in extra:  # wsgi-two's entries are now unused: clean has work to do
+        (lab.appliances / f"{name}.toml").unlink()
     kill(lab, "clean: an unused entry moved out of steps/, not yet removed", signal.SIGKILL, point="clean.entry", verb=("clean",))
     run = Run(lab, None, "clean")
     assert run.finish() == 0, run.stderr[-3000:]
