@@ -314,8 +314,6 @@ def check_host_path(name: str, value: str, source: Path, text: str, allowed: Seq
     path = Path(value)
     if not path.is_absolute():
         raise UserError(f"vars.{name}: path {value!r} must be absolute", file=source, line=line, hint="write the full path on the build host")
-    if not path.exists():
-        raise UserError(f"vars.{name}: {value} does not exist", file=source, line=line, hint="point it at a file or directory on the build host")
     roots = [Path(os.path.realpath(a)) for a in allowed]
     shown = ", ".join(str(r) for r in roots)
 
@@ -329,7 +327,9 @@ def check_host_path(name: str, value: str, source: Path, text: str, allowed: Seq
                 hint="keep the files in the project or beside the appliance file, or allow their directory: --allow-path DIR",
             )
 
-    check(path)  # the path itself first: never walk what is outside
+    check(path)  # the path itself first: never walk, nor tell whether there is, anything outside
+    if not path.exists():
+        raise UserError(f"vars.{name}: {value} does not exist", file=source, line=line, hint="point it at a file or directory on the build host")
     if path.is_dir() and not path.is_symlink():
         for dirpath, dirnames, filenames in os.walk(path):  # a real directory inside: only its links can lead out
             for entry in (*dirnames, *filenames):

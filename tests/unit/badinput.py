@@ -274,8 +274,8 @@ class FileCase:
 
 
 def run_file_case(case: FileCase, project: Path, tmp: Path) -> None:
-    for rel, content in case.files.items():
-        write_into(project, rel, content)
+    for rel, content in case.files.items():  # @PROJECT@ in a text file is the copy's own path
+        write_into(project, rel, content.replace("@PROJECT@", str(project)) if isinstance(content, str) else content)
     line = None
     if case.where is not None and case.at is not None:
         written = case.files.get(case.where)

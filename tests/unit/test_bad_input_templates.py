@@ -359,14 +359,21 @@ ROLE_VARS = [
     var("bad-choice-case", 'demo_role_mode = "Safe"', "'Safe' is not a choice of role demo_role"),
     var("bad-choice-in-list", "demo_role_levels = [1, 5]", "vars.demo_role_levels: 5 is not a choice of role demo_role"),
     var("path-relative", 'demo_role_source = "relative/file"', "vars.demo_role_source: path 'relative/file' must be absolute"),
-    var("path-missing", 'demo_role_source = "/nonexistent/crust/file"', "vars.demo_role_source: /nonexistent/crust/file does not exist"),
-    var("wsgi-path-missing", 'wsgi_app_path = "/nonexistent/app"', "vars.wsgi_app_path: /nonexistent/app does not exist"),
+    var("path-missing", 'demo_role_source = "@PROJECT@/no/such/file"', "/no/such/file does not exist"),
+    var("wsgi-path-missing", 'wsgi_app_path = "@PROJECT@/no/app"', "/no/app does not exist"),
+    var(
+        "wsgi-path-outside-missing",
+        'wsgi_app_path = "/nonexistent/app"',
+        "vars.wsgi_app_path: /nonexistent/app is outside the directories a build may read",
+    ),
     # Issue 15: a host path names the project's (or the appliance directory's) files, nothing else
     # of the build host: not its keys, not the whole of it.
     var("host-path-root-keys", 'demo_role_source = "/root"', "vars.demo_role_source: /root is outside the directories a build may read"),
     var("host-path-slash", 'demo_role_source = "/"', "vars.demo_role_source: / is outside the directories a build may read"),
     var("host-path-etc-shadow", 'demo_role_source = "/etc/shadow"', "/etc/shadow is outside the directories a build may read"),
-    var("host-path-dotdot", 'demo_role_source = "/proc/self/cwd/../../etc"', "is outside the directories a build may read"),
+    # as many '..' as any working directory is deep: the path is /etc wherever the tests run
+    var("host-path-dotdot", f'demo_role_source = "/proc/self/cwd{"/.." * 40}/etc"', "is outside the directories a build may read"),
+    var("host-path-outside-missing", 'demo_role_source = "/etc/crust-no-such-file"', "is outside the directories a build may read"),
     var("wsgi-app-outside", 'wsgi_app_path = "/etc"', "vars.wsgi_app_path: /etc is outside the directories a build may read"),
     var("image-path-relative", 'demo_role_target = "etc/x"', "vars.demo_role_target: 'etc/x' is not a plain absolute path in the image"),
     var("image-path-dotdot", 'demo_role_target = "/etc/../../x"', "vars.demo_role_target: '/etc/../../x' is not a plain absolute path in the image"),
