@@ -56,7 +56,14 @@ def explain_change(step: Step, previous: Mapping[str, Any] | None) -> str:
         elif key.startswith("mirror:"):
             changed.append(f"mirror state ({key.split(':', 1)[1]})")
         elif key == "code":
-            changed.append("Crust's code for this step")
+            modules = [
+                k.split(":", 1)[1]
+                for k in sorted(set(step.explain) | set(old_explain))
+                if k.startswith("code:") and step.explain.get(k) != old_explain.get(k)
+            ]
+            changed.append("Crust's code for this step" + (f" ({', '.join(modules[:4])}{', ...' if len(modules) > 4 else ''})" if modules else ""))
+        elif key.startswith("tool:"):
+            changed.append(f"host tool {key.split(':', 1)[1]} {old_inputs.get(key, 'none')} -> {step.inputs.get(key, 'none')}")
         else:
             changed.append(key)
     return ", ".join(changed) or "inputs changed"

@@ -8,14 +8,14 @@ mirror's InRelease files): `build.py plan` shows it, `build.py build` runs what 
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from crust import __version__
+from crust.build.code import code_explain, digest_code, tool_versions
 from crust.define.distribution import Distribution
 from crust.define.kickstart import KickstartConfig
 from crust.define.project import Project
@@ -23,10 +23,7 @@ from crust.define.render import Rendered
 from crust.define.roles import Option, check_vars, role_closure
 from crust.define.spec import ApplianceSpec
 from crust.define.validate import validate_appliance
-from crust.digest import digest_file, digest_json, digest_tree
 from crust.disk.assemble import Layout
-
-PACKAGE_DIR = Path(__file__).parents[1]
 
 
 @dataclass(frozen=True)
@@ -87,14 +84,14 @@ class AppliancePlan:
         return tuple(s for s in self.steps if s.kind == kind)
 
 
-@functools.cache
-def code_digest(kind: str, extra: tuple[str, ...] = ()) -> str:
-    """The digest of the code that shapes a kind's output: its declared modules (or packages),
-    and extra ones (its distribution backend's)."""
+def code_inputs(kind: str, roots: tuple[str, ...] = (), tools: tuple[str, ...] = ()) -> dict[str, str]:
+    """What shapes a step's output besides its data: the code it runs (crust/steps/KIND.py and
+    every module it imports, crust/build/code.py) and the versions of the host tools whose
+    output it keeps (a host upgrade is a reason to rebuild that plan names)."""
     from crust.steps import KINDS
 
-    paths = {n: PACKAGE_DIR / n for n in (*KINDS[kind].code, *extra)}
-    return digest_json({"version": __version__, **{n: digest_tree(p) if p.is_dir() else digest_file(p) for n, p in paths.items()}})
+    k = KINDS[kind]
+    return {"code": digest_code((f"crust.steps.{kind}", *k.code, *roots)), **tool_versions(tuple(sorted({*k.shaping, *tools})))}
 
 
 def plan_appliance(project: Project, name: str, state_dir: Path, refresh: bool = False, formats: Sequence[str] = ()) -> AppliancePlan:
@@ -105,7 +102,8 @@ def plan_appliance(project: Project, name: str, state_dir: Path, refresh: bool =
     options = check_vars(project.roles, spec.roles, spec.vars, spec.source, project.readable())
     planning = Planning(project, spec, distro, rendered, ks, options, role_closure(project.roles, spec.roles), state_dir, refresh, tuple(formats))
     for kind in KINDS.values():
-        planning.steps += kind.plan(planning)
+        for step in kind.plan(planning):  # the modules behind its code digest, to name what changed
+            planning.steps.append(dataclasses.replace(step, explain=MappingProxyType({**step.explain, **code_explain(step.inputs.get("code", ""))})))
     assert planning.layout is not None, "no step kind planned the disk layout"
     variables = {
         **dict(spec.vars),

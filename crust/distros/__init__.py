@@ -51,8 +51,6 @@ class Backend:
     purl_type: str  # the package URL type of its packages in an SBOM ("deb")
     bootstrap_tools: tuple[str, ...]
     install_tools: tuple[str, ...]
-    bootstrap_code: tuple[str, ...]  # modules (under crust/) whose code shapes the base tree
-    install_code: tuple[str, ...]  # ... and the installed package set
     mirror_state: Callable[[Distribution, Path, bool], dict[str, str]]  # suite -> digest of its index
     bootstrap: Callable[[Distribution, Path, Path], None]  # (distro, workdir, target tree)
     install: Callable[[Path, KickstartConfig, Distribution], None]  # into a copy of the base tree

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from crust.build.plan import AppliancePlan, Planning, Step, code_digest
+from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.digest import digest_file, digest_json, digest_text, step_id
 from crust.distros import backend_for
 from crust.steps.kind import GIB, Job, StepKind
@@ -27,7 +27,7 @@ def plan(p: Planning) -> tuple[Step, ...]:
         "packages": digest_json(sorted(distro.base_packages)),
         "initramfs": digest_json(list(distro.initramfs_modules)),
         "keyring": digest_file(keyring) if keyring.is_file() else "missing",
-        "code": code_digest("base", backend.bootstrap_code),
+        **code_inputs("base"),
     }
     inputs.update({f"mirror:{suite}": value for suite, value in mirror.items()})
     explain = {"packages": " ".join(sorted(distro.base_packages))}
@@ -48,7 +48,7 @@ KIND = StepKind(
     name="base",
     order=10,
     tools=("mmdebstrap", "unshare", "mount"),
-    code=(),  # the backend's (Backend.bootstrap_code)
+    shaping=("mmdebstrap",),
     plan=plan,
     run=run,
     disk_bytes=disk_bytes,

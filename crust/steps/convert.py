@@ -6,7 +6,7 @@ import os
 from types import MappingProxyType
 from typing import Any
 
-from crust.build.plan import AppliancePlan, Planning, Step, code_digest
+from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.build.store import Entry
 from crust.digest import step_id
 from crust.formats import FORMATS, REGISTRY, ConvertJob, Machine
@@ -23,16 +23,17 @@ def plan(p: Planning) -> tuple[Step, ...]:
     for fmt in sorted({*p.spec.image.formats, *p.formats}, key=FORMATS.index):  # a format after the one it packs
         if REGISTRY[fmt].convert is None:
             continue  # raw: the image step's own output
-        inputs = {"image": image.id, "format": fmt, "compress": str(p.spec.image.compress), "code": code_digest("convert", format_code(fmt))}
+        inputs = {"image": image.id, "format": fmt, "compress": str(p.spec.image.compress), **code_inputs("convert", format_code(fmt))}
         inputs.update(REGISTRY[fmt].inputs(machine_of(p)))
         steps.append(Step("convert", f"{p.spec.name}.{fmt}", step_id("convert", inputs), MappingProxyType(inputs)))
     return tuple(steps)
 
 
 def format_code(fmt: str) -> tuple[str, ...]:
-    """The format's module and, for one that packs another, that one's."""
+    """The format's module and, for one that packs another, that one's (the formats registry
+    imports them by name: crust/build/code.py does not follow it into every format)."""
     used = REGISTRY[fmt].uses
-    return (f"formats/{fmt}.py", *((f"formats/{used}.py",) if used else ()))
+    return (f"crust.formats.{fmt}", *((f"crust.formats.{used}",) if used else ()))
 
 
 def run(job: Job) -> dict[str, Any]:
@@ -61,7 +62,7 @@ KIND = StepKind(
     name="convert",
     order=50,
     tools=("qemu-img",),
-    code=("formats/kind.py",),
+    shaping=("qemu-img",),
     plan=plan,
     run=run,
     disk_bytes=disk_bytes,

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from crust import faults
-from crust.build.plan import AppliancePlan, Planning, Step, code_digest
+from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.build.store import Entry
 from crust.digest import digest_json, step_id
 from crust.distros import backend_for
@@ -29,7 +29,11 @@ SBOM = "sbom.cdx.json"
 def plan(p: Planning) -> tuple[Step, ...]:
     assert p.layout is not None
     layout = p.layout.__dict__
-    inputs = {"tree": p.one("tree").id, "layout": digest_json(layout), "code": code_digest("image")}
+    inputs = {
+        "tree": p.one("tree").id,
+        "layout": digest_json(layout),
+        **code_inputs("image", tools=("objcopy",) if p.distro.uki == "objcopy" else ()),
+    }
     explain = {"layout": json.dumps(layout, sort_keys=True)}
     return (Step("image", p.spec.name, step_id("image", inputs), MappingProxyType(inputs), MappingProxyType(explain)),)
 
@@ -87,7 +91,7 @@ KIND = StepKind(
     name="image",
     order=40,
     tools=("sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "dd", "bwrap", "grep"),
-    code=("disk/assemble.py", "trust/audit", "trust/sshdconfig.py", "trust/sbom.py"),
+    shaping=("sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy"),
     plan=plan,
     run=run,
     disk_bytes=disk_bytes,

@@ -1,6 +1,7 @@
 """What a step kind is: one module of crust/steps/ defining ``KIND = StepKind(...)``.
 
-A kind declares the tools it runs, the code that shapes its output (part of its steps' ids),
+A kind declares the tools it runs (and which of them shape its output: their versions are part
+of its steps' ids, as is every module its module imports, crust/build/code.py),
 how it plans its steps from the appliance (their inputs, hence their ids), how it builds one
 into a fresh directory (returning what the store records of it), how much disk a build of it
 may take, which of its files are published beside the manifest, and what it adds to the
@@ -64,7 +65,6 @@ class StepKind:
     name: str
     order: int  # kinds run in this order; a kind's steps start from the kinds before it
     tools: tuple[str, ...]  # external commands it runs (checked before any work, with their package)
-    code: tuple[str, ...]  # modules (paths under crust/) whose code shapes its output: part of its ids
     plan: Callable[[Planning], tuple[Step, ...]]  # its steps for an appliance (and their inputs)
     run: Callable[[Job], dict[str, Any]]  # build one step into job.tmp; what the store records as its outputs
     disk_bytes: Callable[[AppliancePlan, Step], int]  # what building one may take on the store's disk
@@ -72,6 +72,8 @@ class StepKind:
     record: Callable[[AppliancePlan, Step, Entry, Path], dict[str, Any]] = nothing_recorded  # manifest fields
     more_tools: Callable[[AppliancePlan], tuple[str, ...]] = no_more_tools  # tools only some appliances need
     multiple: bool = False  # several steps per appliance (named, e.g. one per format)
+    shaping: tuple[str, ...] = ()  # tools whose version shapes its output: part of its ids
+    code: tuple[str, ...] = ()  # modules it runs that its imports do not reach (crust/build/code.py)
 
 
 def file_facts(path: Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any
 
-from crust.build.plan import AppliancePlan, Planning, Step, code_digest
+from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.digest import digest_json, step_id
 from crust.distros import backend_for
 from crust.runner import run as run_command
@@ -21,7 +21,7 @@ def plan(p: Planning) -> tuple[Step, ...]:
         "package-set": digest_json(package_set),
         "excluded": digest_json(sorted(p.ks.excluded)),
         "repos": digest_json([dataclasses.asdict(r) for r in p.ks.repos]),
-        "code": code_digest("packages", backend.install_code),
+        **code_inputs("packages"),
     }
     explain = {"package-set": " ".join(package_set)}
     return (Step("packages", p.spec.name, step_id("packages", inputs), MappingProxyType(inputs), MappingProxyType(explain)),)
@@ -47,7 +47,6 @@ KIND = StepKind(
     name="packages",
     order=20,
     tools=("bwrap", "cp"),
-    code=(),  # the backend's (Backend.install_code)
     plan=plan,
     run=run,
     disk_bytes=disk_bytes,

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from crust import faults
-from crust.build.plan import AppliancePlan, Planning, Step, code_digest
+from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.build.store import Entry
 from crust.define.roles import path_inputs, role_files
 from crust.digest import digest_file, digest_json, digest_text, step_id
@@ -35,7 +35,7 @@ def plan(p: Planning) -> tuple[Step, ...]:
         "roles": digest_json(list(spec.roles)),
         "plaintext-passwords": str(spec.allow_plaintext_passwords),
         "host-scripts": str(spec.allow_host_scripts),
-        "code": code_digest("tree", backend_for(p.distro).install_code),  # the backend seals too
+        **code_inputs("tree"),
     }
     for role in p.roles:
         for path in role_files(roles_dir, role):
@@ -152,7 +152,7 @@ KIND = StepKind(
     name="tree",
     order=30,
     tools=("unshare", "bwrap", "systemctl", "useradd", "ansible-playbook", "cp", "grep"),
-    code=("tree/configure.py", "tree/seal.py", "tree/ansible.py", "tree/files.py", "tree/paths.py", "tree/sandbox.py"),
+    shaping=("ansible-playbook",),
     plan=plan,
     run=run,
     disk_bytes=disk_bytes,

@@ -141,6 +141,6 @@ def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, secret_d
     argv = [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.yml'}", str(playbook)]
     payload = None
     if given:
-        argv = [sys.executable, str(Path(secrets.__file__).with_name("secretfs.py")), str(secret_dir), "--", *argv]
+        argv = [sys.executable, str(secrets.SECRETFS), str(secret_dir), "--", *argv]
         payload = json.dumps({sid: base64.b64encode(value).decode("ascii") for sid, value in given.items()})
     run(sandboxed(argv), env=env, cwd=workdir, input_text=payload)

@@ -28,6 +28,8 @@ from pathlib import Path
 from crust.errors import UserError
 from crust.redact import MIN_REDACTED, add, register
 
+SECRETFS = Path(__file__).with_name("secretfs.py")  # run as a script by the tree step (crust/tree/ansible.py)
+
 SECRETS_DIR = "/run/crust-secrets"  # inside the tree, during the Ansible run only
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
