@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import ctypes
 import os
 import shlex
@@ -18,9 +19,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO
 
 from crust import faults
@@ -41,6 +43,7 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "sfdisk": "fdisk",
     "mkfs.ext4": "e2fsprogs",
     "debugfs": "e2fsprogs",
+    "dumpe2fs": "e2fsprogs",
     "mkfs.vfat": "dosfstools",
     "mcopy": "mtools",
     "mmd": "mtools",
@@ -54,6 +57,20 @@ PR_SET_PDEATHSIG = 1
 # Every command runs in one locale and time zone, whatever the caller's: a build on a server
 # with LC_ALL=C (Ansible refuses a non-UTF-8 locale) or another TZ is the same build.
 FIXED_ENV: Mapping[str, str] = {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
+# What every command of the step being built sees besides (SOURCE_DATE_EPOCH): set per step by
+# the executor, per thread (two appliances built at once may have two).
+_step_env: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("step_env", default=MappingProxyType({}))
+
+
+@contextlib.contextmanager
+def step_env(values: Mapping[str, str]) -> Iterator[None]:
+    """Every command run() starts in this thread sees values in its environment (sandboxed ones too)."""
+    token = _step_env.set(dict(values))
+    try:
+        yield
+    finally:
+        _step_env.reset(token)
+
 
 _live: set[subprocess.Popen[str]] = set()
 _live_lock = threading.Lock()
@@ -123,6 +140,7 @@ def run(
     full_env.update(FIXED_ENV)  # whatever the caller's locale and time zone (Ansible refuses a non-UTF-8 one)
     full_env = {k: v for k, v in full_env.items() if not k.startswith("LC_") or k == "LC_ALL"}
     full_env.pop("LANGUAGE", None)
+    full_env.update(_step_env.get())
     full_env.update(env or {})
     started = time.monotonic()
     proc = subprocess.Popen(

@@ -21,6 +21,7 @@ from crust.build.store import Entry, Store
 from crust.define.project import Project
 from crust.errors import CommandError, DiskFull, StepFailed
 from crust.log import logging_to
+from crust.runner import step_env
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Pr
 
         def action(tmp: Path, step: Step = step) -> dict[str, Any]:
             entries = {key: b.entry for key, b in built.items()}
-            return KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
+            with step_env({"SOURCE_DATE_EPOCH": str(plan.epoch)}):  # tools that honour it write no clock time
+                return KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
 
         built[step.key] = ensure(store, step, action, progress)
     out_dir = output / plan.spec.name

@@ -59,6 +59,7 @@ class Planning:
     steps: list[Step] = field(default_factory=list)
     layout: Layout | None = None
     build_id: str = ""
+    epoch: int = 0  # SOURCE_DATE_EPOCH: the base kind's, from its mirror state
 
     def one(self, kind: str) -> Step:
         return next(s for s in self.steps if s.kind == kind)
@@ -75,6 +76,7 @@ class AppliancePlan:
     roles: tuple[str, ...]
     steps: tuple[Step, ...]  # in build order
     build_id: str
+    epoch: int  # SOURCE_DATE_EPOCH of every step: the newest index date of the mirror state
 
     def step(self, kind: str) -> Step:
         """The appliance's step of a kind that has one."""
@@ -117,5 +119,14 @@ def plan_appliance(project: Project, name: str, state_dir: Path, refresh: bool =
         "crust_roles_dir": str(project.roles),
     }
     return AppliancePlan(
-        spec, distro, rendered, ks, planning.layout, MappingProxyType(variables), planning.roles, tuple(planning.steps), planning.build_id
+        spec,
+        distro,
+        rendered,
+        ks,
+        planning.layout,
+        MappingProxyType(variables),
+        planning.roles,
+        tuple(planning.steps),
+        planning.build_id,
+        planning.epoch,
     )

@@ -3,11 +3,18 @@
 ESP: a FAT32 image made with mkfs.vfat and filled with mtools, holding a unified kernel image
 (UKI) at \\EFI\\BOOT\\BOOTX64.EFI, so UEFI firmware boots it with no loader and no NVRAM entry.
 Root: ext4 written straight into the disk file at its offset by ``mkfs.ext4 -d``.
+
+Same tree, same epoch, same bytes: the GPT and file system ids derive from the step id, mke2fs
+runs at the epoch (E2FSPROGS_FAKE_TIME) with a fixed hash seed and sorted directories, and the
+two inode times it copies from the host (change and access times, which nobody can set on the
+host) are pinned with debugfs; mkfs.vfat --invariant and mtools (SOURCE_DATE_EPOCH) make the
+ESP's times and ids constant.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +138,7 @@ def build_uki(tree: Path, layout: Layout, out: Path) -> None:
     )
 
 
-def make_esp(uki: Path, layout: Layout, out: Path, volume_id: str) -> None:
+def make_esp(uki: Path, layout: Layout, out: Path, volume_id: str, epoch: int) -> None:
     esp_kib = layout.esp_size_mib * 1024
     needed = uki.stat().st_size // 1024 + 2048
     if needed > esp_kib:
@@ -139,9 +146,11 @@ def make_esp(uki: Path, layout: Layout, out: Path, volume_id: str) -> None:
             f"the UKI ({uki.stat().st_size // MIB} MiB) does not fit the {layout.esp_size_mib} MiB ESP",
             hint=f"raise image.esp_size (or part /boot/efi --size) to at least {needed // 1024 + 8}",
         )
-    run(["mkfs.vfat", "-F", "32", "-n", "ESP", "-i", volume_id, "-C", str(out), str(esp_kib)])
-    run(["mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT"])
-    run(["mcopy", "-i", str(out), str(uki), "::/EFI/BOOT/BOOTX64.EFI"])
+    env = {"SOURCE_DATE_EPOCH": str(epoch)}
+    run(["mkfs.vfat", "--invariant", "-F", "32", "-n", "ESP", "-i", volume_id, "-C", str(out), str(esp_kib)])
+    run(["mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT"], env=env)
+    os.utime(uki, (epoch, epoch))
+    run(["mcopy", "-m", "-i", str(out), str(uki), "::/EFI/BOOT/BOOTX64.EFI"], env=env)
 
 
 def partition(disk: Path, layout: Layout, disk_guid: str, esp_guid: str, root_guid: str) -> None:
@@ -158,7 +167,7 @@ def partition(disk: Path, layout: Layout, disk_guid: str, esp_guid: str, root_gu
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)], input_text=script)
 
 
-def make_root_fs(tree: Path, disk: Path, layout: Layout) -> None:
+def make_root_fs(tree: Path, disk: Path, layout: Layout, epoch: int) -> None:
     need = tree_size_mib(tree)
     if need * 11 // 10 + 32 > layout.root_size_mib:
         raise UserError(
@@ -181,21 +190,55 @@ def make_root_fs(tree: Path, disk: Path, layout: Layout) -> None:
             str(disk),
             f"{layout.root_size_mib}M",
         ],
-        env={"E2FSPROGS_FAKE_TIME": "1700000000"},
+        env={"E2FSPROGS_FAKE_TIME": str(epoch)},
     )
+    pin_inode_times(f"{disk}?offset={layout.root_offset}", epoch, disk.parent)
+
+
+def used_inodes(source: str) -> list[int]:
+    """The root inode and every inode in use past the reserved ones, from dumpe2fs's per-group
+    free ranges."""
+    out = run(["dumpe2fs", source], capture=True).stdout
+    per_group = next(int(line.split(":")[1]) for line in out.splitlines() if line.startswith("Inodes per group:"))
+    first = next((int(line.split(":")[1]) for line in out.splitlines() if line.startswith("First inode:")), 11)
+    used: list[int] = [2]
+    group = -1
+    for line in out.splitlines():
+        if re.match(r"Group \d+:", line):
+            group = int(line.split()[1].rstrip(":"))
+        elif line.strip().startswith("Free inodes:") and group >= 0:
+            free: set[int] = set()
+            for part in line.split(":", 1)[1].split(","):
+                lo, _, hi = part.strip().partition("-")
+                if lo.isdigit():
+                    free.update(range(int(lo), int(hi or lo) + 1))
+            start = group * per_group + 1
+            used += [i for i in range(max(start, first), start + per_group) if i not in free]
+    return used
+
+
+def pin_inode_times(source: str, epoch: int, workdir: Path) -> None:
+    """Set the change and access time of every inode in use to the epoch (mke2fs -d copies
+    them from the host's files: the moment the tree was written, the last time it was read)."""
+    script = workdir / "pin-times.debugfs"
+    script.write_text("".join(f"sif <{i}> ctime @{epoch}\nsif <{i}> atime @{epoch}\n" for i in used_inodes(source)), encoding="utf-8")
+    try:
+        run(["debugfs", "-w", "-f", str(script), source], env={"E2FSPROGS_FAKE_TIME": str(epoch)}, capture=True)
+    finally:
+        script.unlink()
 
 
 def place(src: Path, disk: Path, offset: int) -> None:
     run(["dd", f"if={src}", f"of={disk}", "bs=1M", f"seek={offset // MIB}", "conv=notrunc,sparse", "status=none"])
 
 
-def assemble(tree: Path, layout: Layout, workdir: Path, disk: Path, image_id: str) -> None:
+def assemble(tree: Path, layout: Layout, workdir: Path, disk: Path, image_id: str, epoch: int) -> None:
     """Write disk (raw, sparse): GPT + ESP with the UKI + ext4 root from tree."""
     uki = workdir / "BOOTX64.EFI"
     build_uki(tree, layout, uki)
     esp = workdir / "esp.img"
-    make_esp(uki, layout, esp, volume_id=image_id[:8])
+    make_esp(uki, layout, esp, volume_id=image_id[:8], epoch=epoch)
     partition(disk, layout, derived_uuid(image_id, "disk"), derived_uuid(image_id, "esp"), derived_uuid(image_id, "root-part"))
-    make_root_fs(tree, disk, layout)
+    make_root_fs(tree, disk, layout, epoch)
     place(esp, disk, layout.esp_offset)
     esp.unlink()

@@ -31,6 +31,8 @@ class ConvertJob:
     compress: bool  # image.compress
     machine: Machine
     uses: Path | None = None  # the file of the format this one packs, when that one is built too
+    seed: str = ""  # the step's id: what ids a format must carry derive from it (never chance)
+    epoch: int = 0  # SOURCE_DATE_EPOCH: the time a format records (never the clock)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_ova(raw: Path, out: Path, machine: Machine, vmdk: Path | None) -> None:
+def write_ova(raw: Path, out: Path, machine: Machine, vmdk: Path | None, seed: str = "") -> None:
     """OVF 1.0 package: NAME.ovf, NAME.mf (SHA256 of both files), NAME-disk1.vmdk."""
     work = out.parent
     disk = work / f"{machine.name}-disk1.vmdk"
@@ -47,7 +47,7 @@ def write_ova(raw: Path, out: Path, machine: Machine, vmdk: Path | None) -> None
         except OSError:
             shutil.copyfile(vmdk, disk)
     else:
-        write_vmdk(raw, disk)
+        write_vmdk(raw, disk, seed)
     ovf = work / f"{machine.name}.ovf"
     ovf.write_bytes(ovf_descriptor(machine, disk.name, disk.stat().st_size, raw.stat().st_size))
     mf = work / f"{machine.name}.mf"
@@ -130,7 +130,7 @@ def ovf_descriptor(machine: Machine, disk_file: str, disk_file_size: int, capaci
 
 
 def convert(job: ConvertJob) -> None:
-    write_ova(job.raw, job.out, job.machine, job.uses)
+    write_ova(job.raw, job.out, job.machine, job.uses, job.seed)
 
 
 FORMAT = Format(

@@ -7,6 +7,7 @@ state rebuilds it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -30,8 +31,19 @@ def plan(p: Planning) -> tuple[Step, ...]:
         **code_inputs("base"),
     }
     inputs.update({f"mirror:{suite}": value for suite, value in mirror.items()})
+    p.epoch = source_date_epoch(mirror.values())
+    inputs["epoch"] = str(p.epoch)
     explain = {"packages": " ".join(sorted(distro.base_packages))}
     return (Step("base", distro.name, step_id("base", inputs), MappingProxyType(inputs), MappingProxyType(explain)),)
+
+
+FALLBACK_EPOCH = 1704067200  # 2024-01-01: a mirror whose indexes carry no Date (a fixed time, never the clock)
+
+
+def source_date_epoch(states: Iterable[str]) -> int:
+    """The newest index date of a mirror state (values DIGEST@EPOCH): SOURCE_DATE_EPOCH."""
+    dates = [int(v.rpartition("@")[2]) for v in states if "@" in v and v.rpartition("@")[2].isdigit()]
+    return max([d for d in dates if d > 0], default=FALLBACK_EPOCH)
 
 
 def run(job: Job) -> dict[str, Any]:

@@ -44,7 +44,9 @@ def run(job: Job) -> dict[str, Any]:
     convert = REGISTRY[fmt].convert
     assert convert is not None
     used = job.entries[packed.key].path / f"disk.{uses}" if packed is not None else None
-    convert(ConvertJob(job.entry("image").path / "disk.raw", out, job.plan.spec.image.compress, machine_of(job.plan), used))
+    convert(
+        ConvertJob(job.entry("image").path / "disk.raw", out, job.plan.spec.image.compress, machine_of(job.plan), used, job.step.id, job.plan.epoch)
+    )
     os.chmod(out, 0o444)
     return {f"disk.{fmt}": file_facts(out)}
 

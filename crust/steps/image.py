@@ -53,7 +53,7 @@ def run(job: Job) -> dict[str, Any]:
         baseline = job.entry("packages").meta["outputs"].get("privileged")
         policy = dataclasses.replace(policy_from_kickstart(plan.ks), privileged=baseline)
         audit = pool.submit(audit_tree, tree, policy, database)
-        disk.assemble(tree, plan.layout, job.tmp, raw, job.step.id)
+        disk.assemble(tree, plan.layout, job.tmp, raw, job.step.id, plan.epoch)
         facts = file_facts(raw)  # hashed while the audit may still run: hashlib lets go of the GIL
         findings = audit.result()
     for finding in findings:
@@ -62,7 +62,7 @@ def run(job: Job) -> dict[str, Any]:
         raise StepFailed(f"image step of {plan.spec.name} failed: the audit found {summarize(findings)}")
     os.chmod(raw, 0o444)
     sbom = job.tmp / SBOM
-    subject = Subject(plan.spec.name, plan.spec.version, plan.spec.description, facts["sha256"], {"distribution": plan.distro.name})
+    subject = Subject(plan.spec.name, plan.spec.version, plan.spec.description, facts["sha256"], {"distribution": plan.distro.name}, plan.epoch)
     counts = write_sbom(tree, subject, sbom, database)
     os.chmod(sbom, 0o444)
     return {"disk.raw": facts, "audit": findings_json(findings), SBOM: {**file_facts(sbom), **counts}}
@@ -90,7 +90,7 @@ def more_tools(plan: AppliancePlan) -> tuple[str, ...]:
 KIND = StepKind(
     name="image",
     order=40,
-    tools=("sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "dd", "bwrap", "grep"),
+    tools=("sfdisk", "mkfs.ext4", "dumpe2fs", "debugfs", "mkfs.vfat", "mcopy", "mmd", "dd", "bwrap", "grep"),
     shaping=("sfdisk", "mkfs.ext4", "mkfs.vfat", "mcopy"),
     plan=plan,
     run=run,

@@ -111,7 +111,7 @@ def run(job: Job) -> dict[str, Any]:
     configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
     configure.run_scripts(tree, ks.scripts, work)
     faults.point("tree.seal")
-    seal(tree, ks, backend)
+    seal(tree, ks, backend, plan.epoch)
     check_no_secret_left(tree, job)
     shutil.rmtree(work)
     return {"packages": backend.database(tree).installed(), "kernel": sorted(p.name for p in inside(tree, "/boot", follow=True).glob("vmlinuz-*"))}

@@ -18,6 +18,7 @@ from crust.distros import Backend
 from crust.errors import BuildError
 from crust.tree.files import clear_dir, remove, remove_tree, symlink, write_file
 from crust.tree.paths import inside, read_text
+from crust.tree.reproducible import clamp_times, make_reproducible
 
 SSH_KEYGEN_UNIT = """\
 [Unit]
@@ -68,7 +69,7 @@ BUILD_LEFTOVERS = (
 )
 
 
-def seal(tree: Path, ks: KickstartConfig, backend: Backend) -> None:
+def seal(tree: Path, ks: KickstartConfig, backend: Backend, epoch: int) -> None:
     restore_resolver(tree)
     empty_machine_id(tree)
     remove_host_keys(tree)
@@ -81,8 +82,10 @@ def seal(tree: Path, ks: KickstartConfig, backend: Backend) -> None:
     remove_root_dotfiles(tree)
     clear_dir(tree, "/tmp")
     clear_dir(tree, "/var/tmp")
+    make_reproducible(tree, epoch)  # before the stamps below: they record /usr's (pinned) time
     mark_updated(tree)
     check_root_locked(tree, ks)
+    clamp_times(tree, epoch)  # the directories the stamps went into
 
 
 def remove_ssh_leftovers(tree: Path, ks: KickstartConfig) -> None:

@@ -10,6 +10,7 @@ raw disk image as its hash: the SBOM says what is inside that exact image.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import uuid
@@ -52,6 +53,7 @@ class Subject:
     description: str
     image_sha256: str
     properties: Mapping[str, str] = field(default_factory=dict)  # e.g. build id, distribution
+    epoch: int = 0  # the build's SOURCE_DATE_EPOCH: the SBOM's timestamp (never the clock)
 
 
 def os_release(root: Path) -> dict[str, str]:
@@ -161,7 +163,7 @@ def build_sbom(root: Path, subject: Subject, database: PackageDatabase | None = 
             *(Property(name=f"crust:{k}", value=v) for k, v in sorted(subject.properties.items())),
         ],
     )
-    metadata = BomMetaData(component=appliance)
+    metadata = BomMetaData(component=appliance, timestamp=dt.datetime.fromtimestamp(subject.epoch, dt.UTC))
     metadata.tools.components.add(Component(type=ComponentType.APPLICATION, name="crust", version=__version__))
     bom = Bom(
         components=components,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -121,3 +122,13 @@ def test_empty_tree(tmp_path: Path) -> None:
     text = sbom_json(build_sbom(tmp_path, SUBJECT))
     assert JsonStrictValidator(SCHEMA_VERSION).validate_str(text) is None
     assert json.loads(text).get("components", []) == []
+
+
+def test_the_sbom_is_the_same_bytes_and_dated_by_the_epoch(tree: Path, tmp_path: Path) -> None:
+    subject = dataclasses.replace(SUBJECT, epoch=1762595483)
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    write_sbom(tree, subject, first)
+    write_sbom(tree, subject, second)
+    assert first.read_bytes() == second.read_bytes()
+    data = json.loads(first.read_text())
+    assert data["metadata"]["timestamp"].startswith("2025-11-08T09:51:23")

@@ -11,6 +11,8 @@ from crust.distros.debian import BACKEND as APT
 from crust.errors import BuildError
 from crust.tree.seal import seal
 
+EPOCH = 1762595483  # a mirror date
+
 KS = load("network --hostname=x\npart / --size=1024\nrepo --name=extra --baseurl=http://example.org/debian\n", allow_plaintext=False)
 
 PLANTED = {
@@ -50,7 +52,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_seal_removes_build_and_machine_state(tree: Path) -> None:
-    seal(tree, KS, APT)
+    seal(tree, KS, APT, EPOCH)
     assert not list((tree / "etc/ssh").glob("ssh_host_*"))
     assert (tree / "etc/machine-id").read_text() == ""
     assert not (tree / "var/lib/dbus/machine-id").exists()
@@ -73,14 +75,14 @@ def test_seal_removes_build_and_machine_state(tree: Path) -> None:
 
 
 def test_seal_adds_first_boot_keys_and_ssh_policy(tree: Path) -> None:
-    seal(tree, KS, APT)
+    seal(tree, KS, APT, EPOCH)
     assert (tree / "etc/systemd/system/multi-user.target.wants/crust-ssh-keygen.service").is_symlink()
     assert "ssh-keygen -q -t ed25519" in (tree / "etc/systemd/system/crust-ssh-keygen.service").read_text()
     assert "PasswordAuthentication no" in (tree / "etc/ssh/sshd_config.d/50-crust.conf").read_text()
 
 
 def test_seal_restores_resolver_link(tree: Path) -> None:
-    seal(tree, KS, APT)
+    seal(tree, KS, APT, EPOCH)
     assert (tree / "etc/resolv.conf").is_symlink()
     assert str((tree / "etc/resolv.conf").readlink()) == "../run/systemd/resolve/stub-resolv.conf"
 
@@ -88,11 +90,11 @@ def test_seal_restores_resolver_link(tree: Path) -> None:
 def test_seal_refuses_unlocked_root(tree: Path) -> None:
     (tree / "etc/shadow").write_text("root:$6$x$y:19000::::::\n")
     with pytest.raises(BuildError):
-        seal(tree, KS, APT)
+        seal(tree, KS, APT, EPOCH)
 
 
 def test_seal_removes_the_snakeoil_key(tree: Path) -> None:
-    seal(tree, KS, APT)
+    seal(tree, KS, APT, EPOCH)
     assert not (tree / "etc/ssl/private/ssl-cert-snakeoil.key").exists()
     assert not (tree / "etc/ssl/certs/ssl-cert-snakeoil.pem").exists()
     unit = tree / "etc/systemd/system/crust-snakeoil.service"

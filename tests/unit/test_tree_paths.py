@@ -20,6 +20,8 @@ from crust.tree.files import clear_dir, remove, remove_tree, write_file
 from crust.tree.paths import inside, read_text
 from crust.tree.seal import seal
 
+EPOCH = 1762595483  # a mirror date
+
 
 @pytest.fixture
 def host(tmp_path: Path) -> Path:
@@ -94,7 +96,7 @@ def test_seal_follows_no_link_out_of_the_tree(tmp_path: Path, host: Path) -> Non
     os.symlink(str(host / "etc/ssh"), tree / "etc/ssh")
     os.symlink(str(host / "root"), tree / "root")
     os.symlink(str(host / "etc/shadow"), tree / "etc/gshadow")
-    seal(tree, KS, APT)
+    seal(tree, KS, APT, EPOCH)
     assert snapshot(host) == before, "the host changed"
     # (The policy went to the tree's own copy of that path, under its /tmp, which sealing then emptied.)
 
@@ -142,7 +144,7 @@ def test_seal_removes_undeclared_keys_known_hosts_and_root_leftovers(tmp_path: P
         "network --hostname=x\npart / --size=1024\nrootpw --lock\nuser --name=eve --lock\nsshkey --username=eve 'ssh-ed25519 AAAAC3Nza eve'\n",
         allow_plaintext=False,
     )
-    seal(tree, ks, APT)
+    seal(tree, ks, APT, EPOCH)
     assert sorted(p.name for p in (tree / "root").iterdir()) == [".bashrc", ".ssh"]
     assert list((tree / "root/.ssh").iterdir()) == []
     assert (tree / "home/eve/.ssh/authorized_keys").read_text() == "ssh-ed25519 AAAAC3Nza eve\n"  # declared: kept

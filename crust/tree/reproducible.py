@@ -1,0 +1,75 @@
+"""The last pass over a sealed tree: what the build wrote at clock time is pinned to SOURCE_DATE_EPOCH.
+
+Tools that honour SOURCE_DATE_EPOCH (mmdebstrap, dpkg's maintainer scripts, initramfs-tools,
+py_compile: hash-checked .pyc files) already got it from the executor. What remains:
+
+- every file time newer than the epoch is clamped to it (the files a build wrote; what packages
+  shipped keeps its own, older time);
+- /etc/shadow's "last changed" days of accounts made during the build become the epoch's day;
+- caches that record host facts (ldconfig's aux-cache keeps inode numbers and times) are removed:
+  they are rebuilt on the appliance when first needed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from crust.tree.paths import inside
+
+HOST_FACT_CACHES = ("/var/cache/ldconfig/aux-cache",)
+SHADOW_FILES = ("/etc/shadow", "/etc/shadow-")
+
+
+def pin_shadow_dates(tree: Path, epoch: int) -> None:
+    """Field 3 of each shadow entry (days since 1970 of the last password change): never after
+    the epoch's day."""
+    day = epoch // 86400
+    for name in SHADOW_FILES:
+        path = inside(tree, name)
+        if not path.is_file() or path.is_symlink():
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        changed = False
+        for i, line in enumerate(lines):
+            fields = line.rstrip("\n").split(":")
+            if len(fields) >= 3 and fields[2].isdigit() and int(fields[2]) > day:
+                fields[2] = str(day)
+                lines[i] = ":".join(fields) + ("\n" if line.endswith("\n") else "")
+                changed = True
+        if changed:
+            st = path.stat()
+            path.write_text("".join(lines), encoding="utf-8")
+            os.chmod(path, st.st_mode & 0o7777)
+
+
+def remove_host_fact_caches(tree: Path) -> None:
+    for name in HOST_FACT_CACHES:
+        path = inside(tree, name)
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+
+
+def clamp_times(tree: Path, epoch: int) -> int:
+    """Set every time newer than the epoch to the epoch (links themselves, never what they point
+    at); the number of entries changed. Directories last, since changing a file inside one
+    changes nothing of its time but a removal above would."""
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(tree, topdown=False):
+        for name in (*filenames, *dirnames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if st.st_mtime > epoch or st.st_atime > epoch:
+                os.utime(path, (min(st.st_atime, epoch), min(st.st_mtime, epoch)), follow_symlinks=False)
+                changed += 1
+    st = os.lstat(tree)
+    if st.st_mtime > epoch:
+        os.utime(tree, (epoch, epoch), follow_symlinks=False)
+        changed += 1
+    return changed
+
+
+def make_reproducible(tree: Path, epoch: int) -> None:
+    pin_shadow_dates(tree, epoch)
+    remove_host_fact_caches(tree)
+    clamp_times(tree, epoch)
