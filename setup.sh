@@ -21,6 +21,7 @@ APT_PACKAGES=(
     python3-venv curl openssl patch       # roles' host side (patched sources)
     chromium chromium-driver              # the browser test of the Moksha appliance
     openssh-client                        # ssh-keygen: the key a launch (and its test) gives cloud-init
+    diffoscope-minimal                    # verify --rebuild: the report of the first file that differs
 )
 
 missing=()

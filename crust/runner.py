@@ -49,6 +49,7 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "mmd": "mtools",
     "objcopy": "binutils",
     "qemu-img": "qemu-utils",
+    "diffoscope": "diffoscope-minimal",
     "qemu-system-x86_64": "qemu-system-x86",
     "ansible-playbook": "the ansible Python package (pip install -r requirements.txt)",
 }

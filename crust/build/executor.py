@@ -13,8 +13,9 @@ from typing import Any
 
 from crust import __version__
 from crust.build.diskfull import disk_full
+from crust.build.equivalence import canonical_id, digest_output, record_output
 from crust.build.manifest import Artifact, Manifest
-from crust.build.plan import AppliancePlan, Step
+from crust.build.plan import AppliancePlan, Step, plan_appliance
 from crust.build.progress import Progress
 from crust.build.publish import publish
 from crust.build.store import Entry, Store
@@ -48,6 +49,7 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
             with open(log_path, "w", encoding="utf-8") as log, logging_to(log), store.building(step.kind, step.id) as tmp:
                 try:
                     outputs = action(tmp)
+                    output = digest_output(tmp)  # before step.json is written: what the step made
                     duration = time.monotonic() - started
                     meta = {
                         "kind": step.kind,
@@ -59,6 +61,7 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
                         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                         "crust_version": __version__,
                         "outputs": outputs,
+                        "output_digest": output,
                     }
                     entry = store.commit(step.kind, step.id, tmp, meta)
                 except (CommandError, OSError) as exc:
@@ -89,15 +92,29 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Pr
 
     started = time.monotonic()
     built: dict[str, Built] = {}
-    for step in plan.steps:
-        kind = KINDS[step.kind]
+    index = 0
+    while index < len(plan.steps):
+        step = plan.steps[index]
 
-        def action(tmp: Path, step: Step = step) -> dict[str, Any]:
+        def action(tmp: Path, step: Step = step, plan: AppliancePlan = plan) -> dict[str, Any]:
             entries = {key: b.entry for key, b in built.items()}
             with step_env({"SOURCE_DATE_EPOCH": str(plan.epoch)}):  # tools that honour it write no clock time
                 return KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
 
-        built[step.key] = ensure(store, step, action, progress)
+        built[step.key] = done = ensure(store, step, action, progress)
+        made = str(done.entry.meta.get("output_digest") or "")
+        state = store.root / "state"
+        canonical = record_output(state, step.kind, step.id, made) if made and not done.cached else canonical_id(state, step.kind, step.id)
+        if canonical != step.id:
+            # Early cut-off: the same output as an earlier step of its kind. The steps after it
+            # are planned from that one (and are reused when the store has them). A plan made
+            # before another build found the equivalence is made again.
+            again = plan_appliance(project, plan.spec.name, state, False, plan.formats)
+            assert again.steps[index].id == step.id, "planning again changed a step already built"
+            if not done.cached or [s.id for s in again.steps] != [s.id for s in plan.steps]:
+                progress.say(step, f"output unchanged (the same as {canonical[:12]}'s): the steps after it start from that one")
+            plan = again
+        index += 1
     out_dir = output / plan.spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[tuple[Path, Path]] = []
@@ -195,6 +212,8 @@ def make_manifest(plan: AppliancePlan, built: dict[str, Built], artifacts: list[
         inputs={(step.name if KINDS[step.kind].multiple else step.kind): dict(step.inputs) for step in plan.steps},
         steps=steps,
         artifacts=artifacts,
+        source_date_epoch=plan.epoch,
+        tools={k.split(":", 1)[1]: v for step in plan.steps for k, v in sorted(step.inputs.items()) if k.startswith("tool:")},
     )
     for key, value in records.items():
         if hasattr(manifest, key) and key not in ("extra", "path"):

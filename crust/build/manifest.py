@@ -51,6 +51,9 @@ class Manifest:
     artifacts: list[Artifact] = field(default_factory=list)
     audit: dict[str, Any] = field(default_factory=dict)  # {"passed": bool, "findings": [...]}
     sbom: dict[str, Any] = field(default_factory=dict)
+    uki: dict[str, Any] = field(default_factory=dict)  # the unified kernel image on the ESP: sha256, size
+    source_date_epoch: int = 0  # every time the build wrote (the mirror state's newest index date)
+    tools: dict[str, str] = field(default_factory=dict)  # host package -> version, of the tools that shaped the output
     tests: dict[str, Any] | None = None  # the last smoke test of these artifacts (see record_test)
     cloud: dict[str, Any] = field(default_factory=dict)  # target -> location -> record
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version of Crust does not know

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from crust.build.code import code_explain, digest_code, tool_versions
+from crust.build.equivalence import canonical_id
 from crust.define.distribution import Distribution
 from crust.define.kickstart import KickstartConfig
 from crust.define.project import Project
@@ -64,6 +65,11 @@ class Planning:
     def one(self, kind: str) -> Step:
         return next(s for s in self.steps if s.kind == kind)
 
+    def start_id(self, kind: str) -> str:
+        """The id a step that starts from the appliance's step of this kind puts in its inputs:
+        that step's, or that of an earlier step whose output was the same (early cut-off)."""
+        return canonical_id(self.state_dir, kind, self.one(kind).id)
+
 
 @dataclass(frozen=True)
 class AppliancePlan:
@@ -77,6 +83,7 @@ class AppliancePlan:
     steps: tuple[Step, ...]  # in build order
     build_id: str
     epoch: int  # SOURCE_DATE_EPOCH of every step: the newest index date of the mirror state
+    formats: tuple[str, ...] = ()  # formats asked for besides image.formats (to plan again)
 
     def step(self, kind: str) -> Step:
         """The appliance's step of a kind that has one."""
@@ -129,4 +136,5 @@ def plan_appliance(project: Project, name: str, state_dir: Path, refresh: bool =
         tuple(planning.steps),
         planning.build_id,
         planning.epoch,
+        tuple(formats),
     )

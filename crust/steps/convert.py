@@ -18,12 +18,17 @@ def machine_of(plan: AppliancePlan | Planning) -> Machine:
 
 
 def plan(p: Planning) -> tuple[Step, ...]:
-    image = p.one("image")
     steps = []
     for fmt in sorted({*p.spec.image.formats, *p.formats}, key=FORMATS.index):  # a format after the one it packs
         if REGISTRY[fmt].convert is None:
             continue  # raw: the image step's own output
-        inputs = {"image": image.id, "format": fmt, "compress": str(p.spec.image.compress), **code_inputs("convert", format_code(fmt))}
+        inputs = {
+            "image": p.start_id("image"),
+            "epoch": str(p.epoch),
+            "format": fmt,
+            "compress": str(p.spec.image.compress),
+            **code_inputs("convert", format_code(fmt)),
+        }
         inputs.update(REGISTRY[fmt].inputs(machine_of(p)))
         steps.append(Step("convert", f"{p.spec.name}.{fmt}", step_id("convert", inputs), MappingProxyType(inputs)))
     return tuple(steps)

@@ -24,13 +24,15 @@ from crust.errors import StepFailed
 from crust.steps.kind import Job, Published, StepKind, file_facts
 
 SBOM = "sbom.cdx.json"
+UKI = "BOOTX64.EFI"  # left in the step's directory by the assembly (crust/disk/assemble.py)
 
 
 def plan(p: Planning) -> tuple[Step, ...]:
     assert p.layout is not None
     layout = p.layout.__dict__
     inputs = {
-        "tree": p.one("tree").id,
+        "tree": p.start_id("tree"),
+        "epoch": str(p.epoch),  # the file systems' times
         "layout": digest_json(layout),
         **code_inputs("image", tools=("objcopy",) if p.distro.uki == "objcopy" else ()),
     }
@@ -65,7 +67,9 @@ def run(job: Job) -> dict[str, Any]:
     subject = Subject(plan.spec.name, plan.spec.version, plan.spec.description, facts["sha256"], {"distribution": plan.distro.name}, plan.epoch)
     counts = write_sbom(tree, subject, sbom, database)
     os.chmod(sbom, 0o444)
-    return {"disk.raw": facts, "audit": findings_json(findings), SBOM: {**file_facts(sbom), **counts}}
+    uki = job.tmp / UKI
+    os.chmod(uki, 0o444)
+    return {"disk.raw": facts, "audit": findings_json(findings), SBOM: {**file_facts(sbom), **counts}, UKI: file_facts(uki)}
 
 
 def publish(plan: AppliancePlan, step: Step, entry: Entry) -> list[Published]:
@@ -76,7 +80,8 @@ def record(plan: AppliancePlan, step: Step, entry: Entry, out_dir: Path) -> dict
     """The audit passed (else the step failed) and the SBOM."""
     outputs = entry.meta["outputs"]
     sbom = out_dir / f"{plan.spec.name}.cdx.json"
-    return {"audit": outputs["audit"], "sbom": {"path": str(sbom), "format": "CycloneDX 1.6 JSON", **outputs[SBOM]}}
+    uki = {k: v for k, v in outputs.get(UKI, {}).items() if k in ("sha256", "size")}
+    return {"audit": outputs["audit"], "sbom": {"path": str(sbom), "format": "CycloneDX 1.6 JSON", **outputs[SBOM]}, "uki": uki}
 
 
 def disk_bytes(plan: AppliancePlan, step: Step) -> int:

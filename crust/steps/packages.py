@@ -17,7 +17,8 @@ def plan(p: Planning) -> tuple[Step, ...]:
     backend = backend_for(p.distro)
     package_set = backend.package_set(p.ks, p.distro)
     inputs = {
-        "base": p.one("base").id,
+        "base": p.start_id("base"),
+        "epoch": str(p.epoch),  # its commands see it (SOURCE_DATE_EPOCH)
         "package-set": digest_json(package_set),
         "excluded": digest_json(sorted(p.ks.excluded)),
         "repos": digest_json([dataclasses.asdict(r) for r in p.ks.repos]),

@@ -28,7 +28,8 @@ from crust.tree.paths import inside
 def plan(p: Planning) -> tuple[Step, ...]:
     spec, roles_dir = p.spec, p.project.roles
     inputs = {
-        "packages": p.one("packages").id,
+        "packages": p.start_id("packages"),
+        "epoch": str(p.epoch),  # the sealed tree's times
         "generators": digest_json(list(p.distro.masked_generators)),
         "kickstart": digest_text(p.rendered.text),
         "vars": digest_json(dict(spec.vars)),

@@ -33,7 +33,9 @@ IMAGE = Step("image", "demo", "2" * 64, {})
 def fake_plan() -> Any:
     spec = SimpleNamespace(name="demo", version="1.2.3", description="a demo appliance")
     steps = {"packages": PACKAGES, "tree": TREE, "image": IMAGE}
-    return SimpleNamespace(spec=spec, ks=KS, layout=None, step=steps.__getitem__, distro=SimpleNamespace(name="debian-13", backend="apt"))
+    return SimpleNamespace(
+        spec=spec, ks=KS, layout=None, epoch=1762595483, step=steps.__getitem__, distro=SimpleNamespace(name="debian-13", backend="apt")
+    )
 
 
 def make_image(plan: Any, tree: Entry) -> Callable[[Path], dict[str, Any]]:
@@ -58,9 +60,10 @@ def tree_entry(tmp_path: Path) -> Entry:
 def fake_assemble(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
 
-    def write_disk(tree: Path, layout: Any, workdir: Path, disk: Path, image_id: str) -> None:
+    def write_disk(tree: Path, layout: Any, workdir: Path, disk: Path, image_id: str, epoch: int) -> None:
         calls.append(tree)
         disk.write_bytes(b"disk image")
+        (workdir / "BOOTX64.EFI").write_bytes(b"MZ a unified kernel image")
 
     monkeypatch.setattr(assemble, "assemble", write_disk)
     return calls

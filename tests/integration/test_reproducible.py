@@ -1,0 +1,83 @@
+"""Same inputs, same bytes: every shipped appliance rebuilt from nothing elsewhere is bit-identical,
+and a role that writes the clock is caught with a diffoscope report naming its file.
+
+One `verify --rebuild` covers both (one cold rebuild: the base is built once for all): the
+originals are the session's builds, published into a directory of this test with a copy of the
+definitions that adds the clock role.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import C_LOCALE_CALLER, POSIX_CALLER, ROOT, build_py, need_tool
+
+pytestmark = pytest.mark.integration
+
+Built = Callable[[str], dict[str, Any]]
+SHIPPED = sorted(p.stem for p in (ROOT / "appliances").glob("*.toml"))
+ALL_FORMATS = ("vmdk", "vhd", "ova")  # besides raw and qcow2: wsgi is checked in all five
+CLOCK_ROLE = """---
+- name: Write the time of the build (a deliberately non-reproducible role, a test fixture)
+  ansible.builtin.shell: date +%s%N > /etc/build-clock
+  changed_when: true
+"""
+
+
+@pytest.fixture(scope="module")
+def verified(built: Built, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path, str]:
+    need_tool("diffoscope")
+    for name in SHIPPED:
+        built(name)
+    work = tmp_path_factory.mktemp("reproducible")
+    apps, roles, output = work / "appliances", work / "roles", work / "build"
+    shutil.copytree(ROOT / "appliances", apps)
+    shutil.copytree(ROOT / "roles", roles, symlinks=True)
+    (roles / "clock" / "tasks").mkdir(parents=True)
+    (roles / "clock" / "tasks" / "main.yml").write_text(CLOCK_ROLE)
+    text = (apps / "wsgi.toml").read_text().replace('name = "wsgi"', 'name = "wsgi-clock"')
+    assert 'roles = ["common", "wsgi"]' in text
+    (apps / "wsgi-clock.toml").write_text(text.replace('roles = ["common", "wsgi"]', 'roles = ["common", "wsgi", "clock"]'))
+    where = ["--appliances", str(apps), "--roles", str(roles), "--output", str(output)]
+    # The originals: the session's steps (published again here), wsgi in every format, and the clock appliance.
+    out = build_py(*where, "build", *[n for n in SHIPPED if n != "wsgi"], "wsgi-clock", env=POSIX_CALLER)
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = build_py(*where, "build", "wsgi", *(f"--format={f}" for f in ALL_FORMATS), env=POSIX_CALLER)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = build_py(*where, "verify", "--rebuild", "--json", *SHIPPED, "wsgi-clock", env=C_LOCALE_CALLER, umask=0o022)
+    assert result.stdout.strip(), result.stderr[-3000:]
+    return result.returncode, json.loads(result.stdout), output, result.stderr
+
+
+def test_every_shipped_appliance_is_bit_identical(verified: tuple[int, dict[str, Any], Path, str]) -> None:
+    _, report, _, _ = verified
+    for name in SHIPPED:
+        rows = {r["artifact"]: r for r in report["appliances"][name]["artifacts"]}
+        expected = {"raw", "qcow2", "uki", "sbom"} | (set(ALL_FORMATS) if name == "wsgi" else set())
+        assert expected <= rows.keys(), (name, sorted(rows))
+        differing = sorted(a for a, r in rows.items() if not r["identical"])
+        assert differing == [], f"{name}: {differing} differ: {report['appliances'][name]['first_difference']}"
+
+
+def test_a_role_writing_the_clock_is_caught_with_a_report(verified: tuple[int, dict[str, Any], Path, str]) -> None:
+    status, report, output, _ = verified
+    assert status == 1  # one appliance differs
+    clock = report["appliances"]["wsgi-clock"]
+    rows = {r["artifact"]: r["identical"] for r in clock["artifacts"]}
+    assert rows["raw"] is False and rows["qcow2"] is False
+    assert rows["uki"] is True  # the kernel, initrd and command line do not depend on the role
+    assert clock["first_difference"].startswith("first difference: /etc/build-clock (content)"), clock["first_difference"]
+    report_file = output / "wsgi-clock" / "verify" / "diffoscope.txt"
+    text = report_file.read_text()
+    assert "etc/build-clock" in text and "original" in text and "rebuilt" in text, text[:2000]
+    assert (output / "wsgi-clock" / "verify" / "diffoscope.html").is_file()
+
+
+def test_the_throw_away_store_is_gone(verified: tuple[int, dict[str, Any], Path, str]) -> None:
+    assert not [p for p in (ROOT / ".crust" / "tmp").iterdir() if p.name.startswith("verify.")]

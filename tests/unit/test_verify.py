@@ -1,0 +1,69 @@
+"""verify's comparisons: which artifact differs, and the first file that does inside two trees."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from crust.build.manifest import Artifact, Manifest
+from crust.build.verify import Difference, check_published, compare, first_difference
+
+
+def tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    return root
+
+
+BASE = {"etc/hostname": "a\n", "etc/motd": "hello\n", "usr/bin/tool": "#!/bin/sh\n"}
+
+
+def test_identical_trees_have_no_difference(tmp_path: Path) -> None:
+    assert first_difference(tree(tmp_path / "a", BASE), tree(tmp_path / "b", BASE)) is None
+
+
+def test_the_first_differing_file_in_path_order(tmp_path: Path) -> None:
+    a = tree(tmp_path / "a", BASE)
+    b = tree(tmp_path / "b", {**BASE, "etc/motd": "hello at 12:00\n", "usr/bin/tool": "#!/bin/bash\n"})
+    assert first_difference(a, b) == Difference("/etc/motd", "content")
+
+
+def test_mode_owner_link_time_and_presence(tmp_path: Path) -> None:
+    a, b = tree(tmp_path / "a", BASE), tree(tmp_path / "b", BASE)
+    os.chmod(b / "etc/hostname", 0o600)
+    assert first_difference(a, b) == Difference("/etc/hostname", f"mode {(a / 'etc/hostname').stat().st_mode & 0o7777:04o} -> 0600")
+    os.chmod(b / "etc/hostname", (a / "etc/hostname").stat().st_mode & 0o7777)
+    os.utime(b / "etc/motd", (1_800_000_000, 1_800_000_000))
+    assert first_difference(a, b) == Difference("/etc/motd", "modification time 1700000000 -> 1800000000")
+    os.utime(b / "etc/motd", (1_700_000_000, 1_700_000_000))
+    (a / "etc/link").symlink_to("hostname")
+    (b / "etc/link").symlink_to("motd")
+    assert first_difference(a, b) == Difference("/etc/link", "link target")
+    (b / "etc/link").unlink()
+    assert first_difference(a, b) == Difference("/etc/link", "only in the original")
+
+
+def test_compare_covers_the_originals_artifacts_the_uki_and_the_sbom(tmp_path: Path) -> None:
+    one = Manifest("wsgi", artifacts=[Artifact("raw", tmp_path / "a.raw", "1"), Artifact("qcow2", tmp_path / "a.qcow2", "2")])
+    one.uki, one.sbom = {"sha256": "u"}, {"sha256": "s"}
+    two = Manifest(
+        "wsgi",
+        artifacts=[Artifact("raw", tmp_path / "b.raw", "1"), Artifact("qcow2", tmp_path / "b.qcow2", "3"), Artifact("vhd", tmp_path / "b.vhd", "4")],
+    )
+    two.uki, two.sbom = {"sha256": "u"}, {"sha256": "s"}
+    rows = compare(one, two)
+    assert [(r.artifact, r.same) for r in rows] == [("raw", True), ("qcow2", False), ("sbom", True), ("uki", True)]
+
+
+def test_check_published_sees_a_changed_file(tmp_path: Path) -> None:
+    from crust.digest import digest_file
+
+    image = tmp_path / "wsgi.raw"
+    image.write_bytes(b"disk")
+    manifest = Manifest("wsgi", artifacts=[Artifact("raw", image, digest_file(image))])
+    assert [r.same for r in check_published(manifest)] == [True]
+    image.write_bytes(b"disk, edited")
+    assert [r.same for r in check_published(manifest)] == [False]
