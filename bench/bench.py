@@ -10,6 +10,12 @@ store is untouched. Prints, for the WSGI appliance:
   sandbox cost               bubblewrap entries during the cold build (counted by a PATH shim)
                              times the cost of one entry over a plain chroot, side by side
                              in the base tree (target: under 2 s a build)
+  determinism cost           what the cold build spent making its output reproducible and
+                             digesting it for early cut-off (clamping the tree's times,
+                             pinning the ext4 inode times, the output digests), side by side
+  verify --rebuild           ./build.py verify wsgi --rebuild: artifacts identical of compared
+  code-change rebuild        after a comment edit in Crust's base step code: the base reruns,
+                             its output is unchanged, every later step is reused (early cut-off)
   boot to checks passed      ./build.py test wsgi --force, domain start to last check
   upload                     bench/upload.py: EBS direct upload of the wsgi raw image to a
                              moto_server on loopback (MB/s of allocated data, zero blocks
@@ -31,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ("appliances", "kickstarts", "roles", "distributions", "crust", "build.py", "pyproject.toml")
@@ -104,11 +111,45 @@ def floor(work: Path, manifest: dict[str, object]) -> float:
     return elapsed
 
 
+def determinism_cost(work: Path, manifest: dict[str, Any], cold: float) -> list[tuple[str, str]]:
+    """The passes that make the wsgi build reproducible and cut-off-able, timed again on its
+    own outputs (each as the build ran it): clamping the tree's times (a walk: the times are
+    already clamped), pinning the ext4 inode times (on a copy of the image), the output digests."""
+    sys.path.insert(0, str(work))
+    from crust.build.equivalence import digest_output
+    from crust.disk.assemble import pin_inode_times
+    from crust.disk.imagefs import root_partition
+    from crust.tree.reproducible import clamp_times
+
+    ids = {s["kind"]: s["id"] for s in manifest["steps"] if s["kind"] != "convert"}
+    steps = work / ".store" / "steps"
+    epoch = int(manifest["source_date_epoch"])
+    started = time.monotonic()
+    clamp_times(steps / f"tree-{ids['tree']}" / "tree", epoch)
+    clamp = time.monotonic() - started
+    raw = work / "bench-copy.raw"
+    subprocess.run(["cp", "--sparse=always", str(steps / f"image-{ids['image']}" / "disk.raw"), str(raw)], check=True)
+    started = time.monotonic()
+    pin_inode_times(f"{raw}?offset={root_partition(raw).offset}", epoch, work)
+    pin = time.monotonic() - started
+    raw.unlink()
+    started = time.monotonic()
+    for kind, step_id in ids.items():
+        digest_output(steps / f"{kind}-{step_id}")
+    digests = time.monotonic() - started
+    total = clamp + pin + digests
+    return [
+        (f"  determinism: clamp tree times {clamp:.1f} s, pin inode times {pin:.1f} s, output digests {digests:.1f} s", f"{total:7.1f} s"),
+        ("  determinism share of the cold build", f"{100 * total / cold:6.1f} %"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-boot", action="store_true", help="do not boot (no libvirt needed)")
     parser.add_argument("--skip-floor", action="store_true", help="do not run the mmdebstrap floor")
     parser.add_argument("--skip-upload", action="store_true", help="do not run bench/upload.py (EBS direct upload to moto_server)")
+    parser.add_argument("--skip-verify", action="store_true", help="do not rebuild for verify --rebuild (a second cold build)")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copy")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -133,6 +174,25 @@ def main() -> int:
         wrapped, plain = sandbox_entry_cost(work)
         rows.append((f"  sandbox entries in the cold build ({wrapped * 1000:.1f} ms each, chroot {plain * 1000:.1f} ms)", str(entries)))
         rows.append(("  sandbox cost of the cold build (target < 2 s)", f"{entries * (wrapped - plain):7.2f} s"))
+        rows += determinism_cost(work, manifest, cold)
+        if not args.skip_verify:
+            verify_time, out = timed(
+                [
+                    sys.executable,
+                    str(work / "build.py"),
+                    "--store",
+                    str(work / ".store"),
+                    "--output",
+                    str(work / "out"),
+                    "verify",
+                    "wsgi",
+                    "--rebuild",
+                    "--json",
+                ],
+                work,
+            )
+            report = json.loads(out.stdout)
+            rows.append((f"verify --rebuild wsgi: artifacts identical ({verify_time:.0f} s)", f"{report['identical']} of {report['compared']}"))
         if not args.skip_floor:
             base = floor(work, manifest)
             rows.append(("mmdebstrap alone, same package set (floor)", f"{base:7.1f} s"))
@@ -141,6 +201,13 @@ def main() -> int:
         crust(work, "build", "--all")  # the other appliances, so that the no-op covers all
         noops = [crust(work, "build", "--all")[0] for _ in range(5)]
         rows.append((f"no-op rebuild of all {len(names)} appliances (median of 5; target <= 0.5 s)", f"{statistics.median(noops):7.2f} s"))
+
+        code = work / "crust" / "steps" / "base.py"
+        code.write_text(code.read_text() + "# bench: a comment in the base step's code\n")
+        cutoff, out = crust(work, "build", "wsgi")
+        unchanged = "output unchanged" in out.stderr
+        rows.append((f"code-change rebuild, wsgi (base reruns; output unchanged: {'yes' if unchanged else 'NO'})", f"{cutoff:7.1f} s"))
+        rows.append(("code-change rebuild / cold build", f"{cutoff / cold:7.2f}"))
 
         edited = work / ROLE_EDIT
         roles = []

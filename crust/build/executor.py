@@ -23,6 +23,7 @@ from crust.define.project import Project
 from crust.errors import CommandError, DiskFull, StepFailed
 from crust.log import logging_to
 from crust.runner import step_env
+from crust.tree.reproducible import clamp_times
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,9 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Pr
         def action(tmp: Path, step: Step = step, plan: AppliancePlan = plan) -> dict[str, Any]:
             entries = {key: b.entry for key, b in built.items()}
             with step_env({"SOURCE_DATE_EPOCH": str(plan.epoch)}):  # tools that honour it write no clock time
-                return KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
+                outputs = KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
+            clamp_times(tmp, plan.epoch)  # the step's files too (disk.raw, the SBOM): its output is its bytes and times
+            return outputs
 
         built[step.key] = done = ensure(store, step, action, progress)
         made = str(done.entry.meta.get("output_digest") or "")

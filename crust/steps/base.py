@@ -16,6 +16,7 @@ from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.digest import digest_file, digest_json, digest_text, step_id
 from crust.distros import backend_for
 from crust.steps.kind import GIB, Job, StepKind
+from crust.tree.reproducible import clamp_times, settle_intermediate
 
 
 def plan(p: Planning) -> tuple[Step, ...]:
@@ -49,6 +50,8 @@ def source_date_epoch(states: Iterable[str]) -> int:
 def run(job: Job) -> dict[str, Any]:
     backend = backend_for(job.plan.distro)
     backend.bootstrap(job.plan.distro, job.tmp, job.tmp / "tree")
+    settle_intermediate(job.tmp / "tree", job.plan.epoch)
+    clamp_times(job.tmp, job.plan.epoch)  # the sources and initramfs files written beside the tree
     return {"packages": backend.database(job.tmp / "tree").installed()}
 
 

@@ -11,6 +11,7 @@ from crust.digest import digest_json, step_id
 from crust.distros import backend_for
 from crust.runner import run as run_command
 from crust.steps.kind import GIB, Job, StepKind
+from crust.tree.reproducible import settle_intermediate
 
 
 def plan(p: Planning) -> tuple[Step, ...]:
@@ -33,6 +34,7 @@ def run(job: Job) -> dict[str, Any]:
     tree = job.tmp / "tree"
     run_command(["cp", "-a", "--reflink=auto", str(job.entry("base").path / "tree"), str(tree)])
     backend.install(tree, job.plan.ks, job.plan.distro)
+    settle_intermediate(tree, job.plan.epoch)
     from crust.trust.audit import privileged_files
 
     # The setuid/setgid files and file capabilities as the packages left them: the image's

@@ -73,3 +73,22 @@ def make_reproducible(tree: Path, epoch: int) -> None:
     pin_shadow_dates(tree, epoch)
     remove_host_fact_caches(tree)
     clamp_times(tree, epoch)
+
+
+APT_BINARY_CACHES = ("/var/cache/apt/pkgcache.bin", "/var/cache/apt/srcpkgcache.bin")
+
+
+def settle_intermediate(tree: Path, epoch: int) -> None:
+    """The end of the base and packages steps: their trees as reproducible as a sealed one
+    (the apt lists stay: the next step installs from them), so that a rerun whose packages are
+    the same has the same output, and the steps after it are reused (early cut-off)."""
+    for name in APT_BINARY_CACHES:  # apt rebuilds them from the lists when it needs them
+        path = inside(tree, name)
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    log_dir = inside(tree, "/var/log", follow=True)
+    if log_dir.is_dir() and log_dir.is_relative_to(inside(tree, "/")):
+        for dirpath, _dirs, files in os.walk(log_dir):  # dpkg's and apt's logs: times of this run
+            for name in files:
+                os.unlink(os.path.join(dirpath, name))
+    make_reproducible(tree, epoch)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,3 +83,41 @@ def test_a_role_writing_the_clock_is_caught_with_a_report(verified: tuple[int, d
 
 def test_the_throw_away_store_is_gone(verified: tuple[int, dict[str, Any], Path, str]) -> None:
     assert not [p for p in (ROOT / ".crust" / "tmp").iterdir() if p.name.startswith("verify.")]
+
+
+def test_a_rerun_with_the_same_output_reuses_the_steps_after_it(built: Built, tmp_path: Path) -> None:
+    """Early cut-off: a comment in Crust's image step code reruns the image step (its code is
+    part of its id); the image comes out the same, so the conversions are reused, not redone."""
+    first = built("wsgi")
+    checkout = tmp_path / "checkout"
+    for name in ("build.py", "crust", "appliances", "kickstarts", "roles", "distributions"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, checkout / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, checkout / name)
+    code = checkout / "crust" / "steps" / "image.py"
+    code.write_text(code.read_text() + "# a comment: the image step's id changes, its output does not\n")
+    output = tmp_path / "build"
+    plan = subprocess.run(
+        [sys.executable, str(checkout / "build.py"), "--store", str(ROOT / ".crust"), "--output", str(output), "plan", "wsgi"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert plan.returncode == 0, plan.stderr
+    image_line = next(line for line in plan.stdout.splitlines() if " image " in line)
+    assert "will run" in image_line and "Crust's code for this step (steps/image.py)" in image_line, plan.stdout
+    out = subprocess.run(
+        [sys.executable, str(checkout / "build.py"), "--store", str(ROOT / ".crust"), "--output", str(output), "build", "wsgi"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "output unchanged" in out.stderr, out.stderr[-3000:]
+    manifest = json.loads((output / "wsgi" / "manifest.json").read_text())
+    reused = {s["kind"]: s["reused"] for s in manifest["steps"]}
+    assert reused["image"] is False and reused["convert"] is True
+    digests = {a["format"]: a["sha256"] for a in manifest["artifacts"]}
+    assert digests["qcow2"] == {a["format"]: a["sha256"] for a in first["artifacts"]}["qcow2"]
