@@ -102,6 +102,7 @@ def build_uki(tree: Path, layout: Layout, out: Path) -> None:
                     "--output=/mnt/uki.efi",
                 ],
                 binds=[(out.parent, "/mnt")],
+                read_only=True,  # the store's sealed tree: ukify's temporary files must not touch it
             ),
             env=CHROOT_ENV,
         )

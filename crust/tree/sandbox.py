@@ -67,13 +67,17 @@ def in_sandbox(
     network: bool = False,
     ro_binds: Sequence[tuple[Path, str]] = (),
     binds: Sequence[tuple[Path, str]] = (),
+    read_only: bool = False,
 ) -> list[str]:
-    """argv wrapped to run in the tree, in the sandbox."""
+    """argv wrapped to run in the tree, in the sandbox. read_only: a finished tree (the store's),
+    which the command reads but never changes, its temporary files too (/tmp, /var/tmp: tmpfs)."""
+    scratch = ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp"] if read_only else []
     return [
         "bwrap",
-        "--bind",
+        "--ro-bind" if read_only else "--bind",
         os.fspath(tree),
         "/",
+        *scratch,
         *bwrap_options(network=network, ro_binds=ro_binds, binds=binds),
         "--",
         *(os.fspath(a) for a in argv),
