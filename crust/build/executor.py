@@ -90,6 +90,7 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
 def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Project, progress: Progress) -> Manifest:
     from crust.formats import FORMATS
     from crust.steps import KINDS, Job
+    from crust.steps.kind import command_environment
 
     started = time.monotonic()
     built: dict[str, Built] = {}
@@ -99,7 +100,7 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Pr
 
         def action(tmp: Path, step: Step = step, plan: AppliancePlan = plan) -> dict[str, Any]:
             entries = {key: b.entry for key, b in built.items()}
-            with step_env({"SOURCE_DATE_EPOCH": str(plan.epoch)}):  # tools that honour it write no clock time
+            with step_env(command_environment(plan.epoch)):
                 outputs = KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
             clamp_times(tmp, plan.epoch)  # the step's files too (disk.raw, the SBOM): its output is its bytes and times
             return outputs

@@ -192,7 +192,17 @@ def explain_raw_difference(original_raw: Path, rebuilt_raw: Path, work: Path, re
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest)
             run(
-                ["diffoscope", "--no-progress", "--text", str(report), "--html", str(report_dir / "diffoscope.html"), str(left), str(right)],
+                [
+                    "diffoscope",
+                    "--no-progress",
+                    "--exclude-directory-metadata=yes",
+                    "--text",
+                    str(report),
+                    "--html",
+                    str(report_dir / "diffoscope.html"),
+                    str(left),
+                    str(right),
+                ],
                 check=False,
                 capture=True,
                 cwd=work,

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -52,7 +53,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if project.roles != PROJECT_ROOT / "roles":
         options += ["--roles", str(project.roles)]
     formats = {name: [a.format for a in m.artifacts if a.format != "raw"] for name, m in originals.items()}
-    print(f"verify: rebuilding {' '.join(names)} from nothing in {work} (TZ={verify.OTHER_ENV['TZ']}, LC_ALL=C, umask 077)", flush=True)
+    print(
+        f"verify: rebuilding {' '.join(names)} from nothing in {work} (TZ={verify.OTHER_ENV['TZ']}, LC_ALL=C, umask 077)", file=sys.stderr, flush=True
+    )
     try:
         work.mkdir(parents=True)
         rebuilt = verify.rebuild(PROJECT_ROOT, formats, work, store.root / "state", options, work / "rebuild.log")

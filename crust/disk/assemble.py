@@ -85,7 +85,7 @@ def tree_size_mib(tree: Path) -> int:
     return (total + count * 256) // MIB + 1
 
 
-def build_uki(tree: Path, layout: Layout, out: Path) -> None:
+def build_uki(tree: Path, layout: Layout, out: Path, epoch: int) -> None:
     kernel, initrd = kernel_files(tree)
     if layout.uki == "ukify":
         # ukify from the tree itself, run chrooted; the output directory is bind-mounted
@@ -137,6 +137,25 @@ def build_uki(tree: Path, layout: Layout, out: Path) -> None:
             str(out),
         ]
     )
+    pin_pe_timestamp(out, epoch)  # objcopy stamps a PE file with the clock, SOURCE_DATE_EPOCH or not
+
+
+def pin_pe_timestamp(path: Path, epoch: int) -> None:
+    """Set a PE file's COFF TimeDateStamp to the epoch and its optional header's CheckSum again
+    (the one's-complement sum of its 16-bit words, the CheckSum field as zero, plus its length)."""
+    data = bytearray(path.read_bytes())
+    pe = int.from_bytes(data[0x3C:0x40], "little")
+    if data[:2] != b"MZ" or data[pe : pe + 4] != b"PE\0\0":
+        raise UserError(f"{path}: objcopy wrote no PE file", hint="check binutils and the tree's systemd-boot EFI stub")
+    data[pe + 8 : pe + 12] = (epoch & 0xFFFFFFFF).to_bytes(4, "little")
+    checksum = pe + 24 + 64  # the CheckSum field of the optional header (PE32 and PE32+ alike)
+    data[checksum : checksum + 4] = bytes(4)
+    words = memoryview(data + (b"\0" if len(data) % 2 else b"")).cast("H")
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    data[checksum : checksum + 4] = ((total + len(data)) & 0xFFFFFFFF).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
 
 
 def make_esp(uki: Path, layout: Layout, out: Path, volume_id: str, epoch: int) -> None:
@@ -234,9 +253,11 @@ def place(src: Path, disk: Path, offset: int) -> None:
 
 
 def assemble(tree: Path, layout: Layout, workdir: Path, disk: Path, image_id: str, epoch: int) -> None:
-    """Write disk (raw, sparse): GPT + ESP with the UKI + ext4 root from tree."""
+    """Write disk (raw, sparse): GPT + ESP with the UKI + ext4 root from tree. image_id seeds the
+    GPT and ESP ids: the tree's (canonical) id, not the image step's, so that an image step that
+    reruns with the same tree (new code that changes nothing) writes the same bytes."""
     uki = workdir / "BOOTX64.EFI"
-    build_uki(tree, layout, uki)
+    build_uki(tree, layout, uki, epoch)
     esp = workdir / "esp.img"
     make_esp(uki, layout, esp, volume_id=image_id[:8], epoch=epoch)
     partition(disk, layout, derived_uuid(image_id, "disk"), derived_uuid(image_id, "esp"), derived_uuid(image_id, "root-part"))

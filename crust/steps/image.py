@@ -55,7 +55,7 @@ def run(job: Job) -> dict[str, Any]:
         baseline = job.entry("packages").meta["outputs"].get("privileged")
         policy = dataclasses.replace(policy_from_kickstart(plan.ks), privileged=baseline)
         audit = pool.submit(audit_tree, tree, policy, database)
-        disk.assemble(tree, plan.layout, job.tmp, raw, job.step.id, plan.epoch)
+        disk.assemble(tree, plan.layout, job.tmp, raw, job.step.inputs["tree"], plan.epoch)
         facts = file_facts(raw)  # hashed while the audit may still run: hashlib lets go of the GIL
         findings = audit.result()
     for finding in findings:

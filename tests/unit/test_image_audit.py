@@ -27,7 +27,7 @@ KS = load("network --hostname=x\npart / --size=1024\nrootpw --lock\n", allow_pla
 
 PACKAGES = Step("packages", "demo", "0" * 64, {})
 TREE = Step("tree", "demo", "1" * 64, {})
-IMAGE = Step("image", "demo", "2" * 64, {})
+IMAGE = Step("image", "demo", "2" * 64, {"tree": "1" * 64})
 
 
 def fake_plan() -> Any:
