@@ -1,7 +1,7 @@
 """verify: a build's artifacts are what their inputs make, and nothing else.
 
 Without a rebuild, the published files are checked against the digests their manifest records.
-With one, the appliance is built again from nothing: in a throw-away store and output directory
+With one, each appliance is built again from nothing, one at a time (the next one shares the base): in a throw-away store and output directory
 beside the store, from a copy of the definitions at another path, under another umask, time zone
 and locale, with the same mirror state (the original store's). Every artifact (each format, the
 UKI, the SBOM) is compared by digest. When the raw images differ, both root file systems are read
@@ -16,7 +16,7 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,31 +91,41 @@ def copy_checkout(root: Path, dest: Path) -> Path:
     return dest
 
 
-def rebuild(root: Path, formats: Mapping[str, Sequence[str]], work: Path, state_dir: Path, options: Sequence[str], log: Path) -> dict[str, Manifest]:
-    """Build the appliances (name -> the formats to write besides raw) from nothing under work/
-    (another checkout, store, output, environment); one build per set of formats, in one store:
-    steps they share are built once."""
+def prepare_rebuild(root: Path, work: Path, state_dir: Path) -> Path:
+    """Another checkout and an empty store under work/, with the same mirror state; the checkout."""
     checkout = copy_checkout(root, work / "checkout")
-    store, output = work / "store", work / "build"
-    (store / "state").mkdir(parents=True)
+    (work / "store" / "state").mkdir(parents=True)
     for mirror in state_dir.glob("mirror-*.json"):  # the same mirror state: the premise of the comparison
-        shutil.copy2(mirror, store / "state" / mirror.name)
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, fmts in formats.items():
-        groups.setdefault(tuple(sorted(fmts)), []).append(name)
+        shutil.copy2(mirror, work / "store" / "state" / mirror.name)
+    return checkout
+
+
+def rebuild(root: Path, checkout: Path, work: Path, name: str, formats: Sequence[str], options: Sequence[str], log: Path) -> Manifest:
+    """Build one appliance (and the formats besides raw) from nothing under work/ (the other
+    checkout and store, another environment). Appliances are rebuilt one at a time, each
+    released after its comparison (release_rebuild), so that the disk holds one at once."""
+    store, output = work / "store", work / "build"
+    argv = [sys.executable, str(checkout / "build.py"), "--store", str(store), "--output", str(output), "--allow-path", str(root)]
+    argv += [*options, "build", name, *(f"--format={f}" for f in formats)]
     old = os.umask(OTHER_UMASK)
     try:
-        with open(log, "w", encoding="utf-8") as fh, logging_to(fh):
-            for fmts, names in groups.items():
-                argv = [sys.executable, str(checkout / "build.py"), "--store", str(store), "--output", str(output), "--allow-path", str(root)]
-                argv += [*options, "build", *names, *(f"--format={f}" for f in fmts)]
-                result = run(argv, env=OTHER_ENV, cwd=work, check=False)
-                if result.status != 0:
-                    tail = log.read_text(encoding="utf-8").strip().splitlines()[-1:] or [""]
-                    raise CrustError(f"the rebuild of {' '.join(names)} failed (exit {result.status}): {tail[0]}")
+        with open(log, "a", encoding="utf-8") as fh, logging_to(fh):
+            result = run(argv, env=OTHER_ENV, cwd=work, check=False)
     finally:
         os.umask(old)
-    return {name: Manifest.load(output, name, verb="verify") for name in formats}
+    if result.status != 0:  # the child's own one-line error, else its last line
+        lines = log.read_text(encoding="utf-8").strip().splitlines() or [""]
+        said = next((line for line in reversed(lines) if line.startswith("error: ")), lines[-1])
+        raise CrustError(f"the rebuild of {name} failed (exit {result.status}): {said}")
+    return Manifest.load(output, name, verb="verify")
+
+
+def release_rebuild(work: Path, name: str) -> None:
+    """Remove what the rebuild of one appliance made but the base trees the next one shares."""
+    for entry in (work / "store" / "steps").glob("*"):
+        if not entry.name.startswith("base-"):
+            shutil.rmtree(entry, ignore_errors=True)
+    shutil.rmtree(work / "build" / name, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -58,20 +58,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
     try:
         work.mkdir(parents=True)
-        rebuilt = verify.rebuild(PROJECT_ROOT, formats, work, store.root / "state", options, work / "rebuild.log")
+        checkout = verify.prepare_rebuild(PROJECT_ROOT, work, store.root / "state")
         rows, explanations = {}, {}
         for name in names:
+            rebuilt = verify.rebuild(PROJECT_ROOT, checkout, work, name, formats[name], options, work / "rebuild.log")
             report_dir = args.output / name / "verify"
             shutil.rmtree(report_dir, ignore_errors=True)
-            rows[name] = verify.compare(originals[name], rebuilt[name])
-            raw_a, raw_b = originals[name].artifact("raw"), rebuilt[name].artifact("raw")
-            if all(r.same for r in rows[name]) or raw_a is None or raw_b is None:
-                continue
-            if raw_a.sha256 != raw_b.sha256:
-                where = work / f"compare-{name}"
-                explanations[name] = verify.explain_raw_difference(originals[name].located(raw_a), rebuilt[name].located(raw_b), where, report_dir)
-            else:
-                explanations[name] = "the raw images are identical: the difference is in the conversion of the others"
+            rows[name] = verify.compare(originals[name], rebuilt)
+            raw_a, raw_b = originals[name].artifact("raw"), rebuilt.artifact("raw")
+            if not all(r.same for r in rows[name]) and raw_a is not None and raw_b is not None:
+                if raw_a.sha256 != raw_b.sha256:
+                    where = work / f"compare-{name}"
+                    explanations[name] = verify.explain_raw_difference(originals[name].located(raw_a), rebuilt.located(raw_b), where, report_dir)
+                    shutil.rmtree(where, ignore_errors=True)
+                else:
+                    explanations[name] = "the raw images are identical: the difference is in the conversion of the others"
+            verify.release_rebuild(work, name)
         return report(args, rows, explanations, ("this build", "rebuild"), started)
     finally:
         shutil.rmtree(work, ignore_errors=True)

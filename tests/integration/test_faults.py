@@ -104,10 +104,10 @@ def tree_root(pid: int, entry: Path) -> str:
             args = Path(f"/proc/{current}/cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             return root
-        if args and args[0].endswith("bwrap") and "--bind" in args:
-            at = args.index("--bind")
-            if at + 2 < len(args) and args[at + 2] == "/":
-                return args[at + 1]
+        if args and args[0].endswith("bwrap"):  # the tree bound at / (read-write, or read-only for the image step)
+            for at, arg in enumerate(args[:-2]):
+                if arg in ("--bind", "--ro-bind") and args[at + 2] == "/":
+                    return args[at + 1]
         stat = read(Path(f"/proc/{current}/stat"))
         parent = int(stat.rsplit(")", 1)[1].split()[1]) if stat else 0
         if parent <= 1:
