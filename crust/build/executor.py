@@ -109,15 +109,13 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Pr
         made = str(done.entry.meta.get("output_digest") or "")
         state = store.root / "state"
         canonical = record_output(state, step.kind, step.id, made) if made and not done.cached else canonical_id(state, step.kind, step.id)
-        if canonical != step.id:
+        if canonical != step.id and any(later.inputs.get(step.kind, canonical) != canonical for later in plan.steps[index + 1 :]):
             # Early cut-off: the same output as an earlier step of its kind. The steps after it
-            # are planned from that one (and are reused when the store has them). A plan made
-            # before another build found the equivalence is made again.
-            again = plan_appliance(project, plan.spec.name, state, False, plan.formats)
-            assert again.steps[index].id == step.id, "planning again changed a step already built"
-            if not done.cached or [s.id for s in again.steps] != [s.id for s in plan.steps]:
-                progress.say(step, f"output unchanged (the same as {canonical[:12]}'s): the steps after it start from that one")
-            plan = again
+            # are planned from that one (and are reused when the store has them); the plan is
+            # made again only when it was made before the equivalence was known.
+            plan = plan_appliance(project, plan.spec.name, state, False, plan.formats)
+            assert plan.steps[index].id == step.id, "planning again changed a step already built"
+            progress.say(step, f"output unchanged (the same as {canonical[:12]}'s): the steps after it start from that one")
         index += 1
     out_dir = output / plan.spec.name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ def test_a_rerun_with_the_same_output_reuses_the_steps_after_it(built: Built, tm
         else:
             shutil.copy2(src, checkout / name)
     code = checkout / "crust" / "steps" / "image.py"
-    code.write_text(code.read_text() + "# a comment: the image step's id changes, its output does not\n")
+    # a comment of this run (a store an earlier run left may hold the image of another one)
+    code.write_text(code.read_text() + f"# a comment ({tmp_path.name}, {time.time_ns()}): the image step's id changes, its output does not\n")
     output = tmp_path / "build"
     plan = subprocess.run(
         [sys.executable, str(checkout / "build.py"), "--store", str(ROOT / ".crust"), "--output", str(output), "plan", "wsgi"],
