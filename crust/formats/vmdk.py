@@ -7,6 +7,7 @@ from the step's id in its place, so the same raw image gives the same bytes.
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 
 from crust.digest import digest_text
@@ -16,6 +17,8 @@ from crust.runner import run
 
 CID_RE = re.compile(rb"\nCID=[0-9a-fA-F]{1,8}\n")
 DESCRIPTOR = b"# Disk DescriptorFile"
+HEADER = struct.Struct("<4sIIQQQQ")  # magic, version, flags, capacity, grain size, descriptor offset and size (sectors)
+SECTOR = 512
 
 
 def write_vmdk(raw: Path, out: Path, seed: str) -> None:
@@ -24,19 +27,28 @@ def write_vmdk(raw: Path, out: Path, seed: str) -> None:
 
 
 def pin_cid(vmdk: Path, cid: str) -> None:
-    """Rewrite the embedded descriptor with this CID (qemu-img writes its random one unpadded,
-    1 to 8 digits): the text may grow by up to 7 bytes into the NUL padding of its sector."""
+    """Rewrite the embedded descriptor with this CID and zero the rest of its sectors.
+
+    qemu-img writes a random CID, unpadded (1 to 8 digits), when it creates the file, and another
+    when it writes the first data: that second write leaves the tail of the longer text behind the
+    NUL that ends the shorter one. The header says where the descriptor's sectors are; all of them
+    are rewritten, so nothing of either random CID is left."""
     with open(vmdk, "r+b") as fh:
-        head = fh.read(64 * 1024)  # the descriptor sits in the first sectors
-        start = head.find(DESCRIPTOR)
-        end = head.find(b"\0", start) if start >= 0 else -1
-        room = (end + 511) // 512 * 512 if end >= 0 else -1  # the descriptor's sectors end there
-        text = head[start:end]
+        head = fh.read(HEADER.size)
+        if len(head) < HEADER.size:
+            raise BuildError(f"{vmdk}: too short for a VMDK header")
+        magic, _version, _flags, _capacity, _grain, desc_offset, desc_size = HEADER.unpack(head)
+        if magic != b"KDMV" or not 0 < desc_offset or not 0 < desc_size <= 128:
+            raise BuildError(f"{vmdk}: no sparse VMDK header with an embedded descriptor")
+        fh.seek(desc_offset * SECTOR)
+        area = fh.read(desc_size * SECTOR)
+        end = area.find(b"\0")
+        text = area[: end if end >= 0 else len(area)]
         new = CID_RE.sub(b"\nCID=" + cid.encode("ascii") + b"\n", text, count=1)
-        if start < 0 or end < 0 or (new == text and CID_RE.search(text) is None) or start + len(new) > room or head[end:room].strip(b"\0"):
+        if not text.startswith(DESCRIPTOR) or CID_RE.search(text) is None or len(new) >= len(area):
             raise BuildError(f"{vmdk}: no VMDK descriptor with a CID where qemu-img writes it")
-        fh.seek(start)
-        fh.write(new + bytes(max(len(text) - len(new), 0)))
+        fh.seek(desc_offset * SECTOR)
+        fh.write(new + bytes(len(area) - len(new)))
 
 
 def convert(job: ConvertJob) -> None:

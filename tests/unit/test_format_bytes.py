@@ -67,3 +67,28 @@ def test_the_vmdk_stays_valid(raw: Path, tmp_path: Path) -> None:
     back = tmp_path / "back.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(tmp_path / "disk.vmdk"), str(back)], check=True)
     assert back.read_bytes() == raw.read_bytes()
+
+
+def test_a_vmdk_whose_cid_shrank_on_first_write_pins_to_the_same_bytes(raw: Path, tmp_path: Path) -> None:
+    """qemu-img rewrites the CID when it writes the first data; a shorter second CID leaves the tail
+    of the first text behind the NUL that ends the new one. Pinning clears that tail."""
+    need_tool("qemu-img")
+    from crust.formats.vmdk import HEADER, SECTOR, pin_cid
+
+    clean = tmp_path / "clean.vmdk"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw), str(clean)], check=True)
+    data = bytearray(clean.read_bytes())
+    offset = HEADER.unpack_from(data)[5] * SECTOR
+    end = data.index(b"\0", offset)
+    text = bytes(data[offset:end])
+    start = text.index(b"\nCID=") + 5
+    stop = text.index(b"\n", start)
+    shrunk = text[:start] + b"7" + text[stop:]  # a one-digit CID, as qemu writes when the random one is small
+    data[offset : offset + len(shrunk) + 1] = shrunk + b"\0"  # the old text's tail stays behind the NUL
+    left = tmp_path / "left.vmdk"
+    left.write_bytes(bytes(data))
+    assert data[offset + len(shrunk) + 1 : end].strip(b"\0")  # the case this test is about
+    pin_cid(clean, "0badcafe")
+    pin_cid(left, "0badcafe")
+    assert left.read_bytes() == clean.read_bytes()
+    subprocess.run(["qemu-img", "check", str(left)], check=True, capture_output=True)
