@@ -36,7 +36,21 @@ class _UnsafeDumper(yaml.SafeDumper):
     pass
 
 
-_UnsafeDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'"))
+def _represent_unsafe(dumper: yaml.SafeDumper, value: Unsafe) -> yaml.ScalarNode:
+    """!unsafe 'text'; but Ansible resolves an !unsafe scalar's type again as if it were plain
+    (ansible-core 2.19: '123' would come back an int, 'null' None, '2026-01-01' a date, '*' or
+    '=' an error). A string that would is written as a quoted string without the tag: such
+    strings (numbers, booleans, null, dates, YAML's '!', '&', '*', '=' and '<<') hold no brace,
+    so nothing in them can be a template."""
+    text = str(value)
+    if dumper.resolve(yaml.ScalarNode, text, (True, False)) != "tag:yaml.org,2002:str":  # type: ignore[no-untyped-call]
+        if "{" in text or "%" in text:  # pragma: no cover - no such resolver matches a brace
+            raise ValueError(f"cannot write {text!r} so that Ansible neither templates nor retypes it")
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="'")
+    return dumper.represent_scalar("!unsafe", text, style="'")
+
+
+_UnsafeDumper.add_representer(Unsafe, _represent_unsafe)
 
 
 def mark_unsafe(value: Any) -> Any:

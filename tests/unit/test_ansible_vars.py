@@ -15,6 +15,9 @@ HOSTILE = {
     "probe_text": "{{ lookup('pipe', 'touch PWNED') }}",
     "probe_list": ["{{ 6 * 7 }}", 3, True],
     "probe_map": {"k": "{{ lookup('env', 'HOME') }}"},
+    # Strings a plain YAML scalar would read as something else (Ansible resolves an !unsafe
+    # scalar's type as if it were plain): they stay the strings they are.
+    "probe_lookalikes": ["*", "123", "true", "null", "~", "1.5", "2026-01-01", "=", "<<", "!", "&", "yes"],
 }
 
 
@@ -25,7 +28,11 @@ def test_values_come_out_literally_and_run_nothing(tmp_path: Path) -> None:
             "hosts": "localhost",
             "gather_facts": False,
             "tasks": [
-                {"ansible.builtin.debug": {"msg": "{{ {'d': crust_description, 't': probe_text, 'l': probe_list, 'm': probe_map} | to_json }}"}}
+                {
+                    "ansible.builtin.debug": {
+                        "msg": "{{ {'d': crust_description, 't': probe_text, 'l': probe_list, 'm': probe_map, 's': probe_lookalikes} | to_json }}"
+                    }
+                }
             ],
         }
     ]
@@ -40,7 +47,13 @@ def test_values_come_out_literally_and_run_nothing(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     msg = json.loads(json.loads(out.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"])
-    assert msg == {"d": HOSTILE["crust_description"], "t": HOSTILE["probe_text"], "l": HOSTILE["probe_list"], "m": HOSTILE["probe_map"]}
+    assert msg == {
+        "d": HOSTILE["crust_description"],
+        "t": HOSTILE["probe_text"],
+        "l": HOSTILE["probe_list"],
+        "m": HOSTILE["probe_map"],
+        "s": HOSTILE["probe_lookalikes"],
+    }
     assert not (tmp_path / "PWNED").exists()
 
 
