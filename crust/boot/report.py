@@ -41,6 +41,10 @@ def report(record: dict[str, Any], stream: TextIO) -> None:
     print(f"  last lines of the serial console ({record['serial_log']}):", file=stream)
     for line in f["console_tail"].splitlines():
         print(f"    | {line}", file=stream)
+    if f.get("failed_units"):
+        print("  failed units, with their last journal lines:", file=stream)
+        for line in f["failed_units"].splitlines():
+            print(f"    | {printable(line)}", file=stream)
 
 
 def junit_xml(records: list[dict[str, Any]]) -> str:

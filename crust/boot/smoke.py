@@ -194,7 +194,9 @@ def _boot_and_check(
                         print(f"  {mark}  {result.name:44} at {result.at_s:6.1f}s  (took {result.duration_s:.1f}s)", file=say)
                         if not result.passed:
                             break
-                    analysis = boot_analysis(guest) if results and results[-1].passed else ""
+                    passed_all = bool(results) and results[-1].passed
+                    analysis = boot_analysis(guest) if passed_all else ""
+                    journal = "" if passed_all else failed_units_journal(guest)
                 if run_.serial_log.exists():
                     shutil.copy(run_.serial_log, smoke_dir / "serial.log")
             break
@@ -223,8 +225,24 @@ def _boot_and_check(
             "expected": failed.expected if failed else "a booted guest",
             "seen": failed.seen if failed else "no checks ran",
             "console_tail": serial_tail(smoke_dir / "serial.log"),
+            "failed_units": journal,
         }
     return record
+
+
+def failed_units_journal(guest: Guest, most: int = 3, lines: int = 25) -> str:
+    """The guest's failed units and the last journal lines of each (the first few): why a
+    service a check waited for is not there. Empty when the agent does not answer."""
+    try:
+        failed = guest.exec(["systemctl", "--failed", "--no-legend", "--plain", "--no-pager"], timeout=20)
+        units = [line.split()[0] for line in failed.stdout.splitlines() if line.strip()][:most]
+        parts = []
+        for unit in units:
+            journal = guest.exec(["journalctl", "-b", "-u", unit, "--no-pager", "-o", "cat", "-n", str(lines)], timeout=20)
+            parts.append(f"{unit}:\n{journal.stdout.rstrip()}")
+    except GuestNotReady:
+        return ""
+    return "\n".join(parts)
 
 
 def boot_analysis(guest: Guest) -> str:
