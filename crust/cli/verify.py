@@ -45,6 +45,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise UserError("verify --rebuild builds the appliances again, which needs root", hint="run with sudo")
     store = Store(args.store)
+    from crust.build.plan import plan_appliance
+
+    for name, original in originals.items():  # a rebuild compares this checkout's inputs: the build must be of them
+        planned = plan_appliance(project, name, store.root / "state")
+        if planned.build_id != original.build_id:
+            raise UserError(
+                f"{name}: the published build {original.build_id} is not what this checkout builds ({planned.build_id}): a rebuild would differ by its inputs",
+                file=original.path,
+                hint=f"./build.py build {name} first (./build.py plan {name} says what changed), then verify",
+            )
     store.remove_stale_tmp()
     work = store.root / "tmp" / f"verify.{os.getpid()}"  # removed by the next run if this one is killed
     options = []  # definitions from elsewhere than the checkout: the rebuild reads the same ones

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+
+import pytest
 
 from crust.build.manifest import Artifact, Manifest
 from crust.build.verify import Difference, check_published, compare, first_difference
@@ -67,3 +70,23 @@ def test_check_published_sees_a_changed_file(tmp_path: Path) -> None:
     assert [r.same for r in check_published(manifest)] == [True]
     image.write_bytes(b"disk, edited")
     assert [r.same for r in check_published(manifest)] == [False]
+
+
+def test_a_build_of_other_inputs_is_refused_before_any_rebuild(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify --rebuild compares this checkout's inputs: a published build of other ones (an
+    older checkout, say) is refused at once (exit 2) rather than reported as a difference."""
+    from crust.distros import debian
+    from tests.unit.badinput import run_cli
+
+    if os.geteuid() != 0:
+        pytest.skip("verify --rebuild needs root")  # root in CI
+    fixed = dataclasses.replace(debian.BACKEND, mirror_state=lambda distro, state_dir, refresh: {"trixie": "aa", "trixie-security": "bb"})
+    monkeypatch.setattr(debian, "BACKEND", fixed)
+    output, store = tmp_path / "build", tmp_path / "store"
+    (output / "wsgi").mkdir(parents=True)
+    Manifest(appliance="wsgi", build_id="000000000000").save(output / "wsgi" / "manifest.json")
+    outcome = run_cli(["--store", str(store), "--output", str(output), "verify", "wsgi", "--rebuild"])
+    assert outcome.status == 2, outcome
+    assert "the published build 000000000000 is not what this checkout builds" in outcome.stderr
+    assert "./build.py build wsgi first" in outcome.stderr
+    assert not (store / "tmp").exists() or not any((store / "tmp").iterdir())  # nothing was rebuilt
