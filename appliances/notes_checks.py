@@ -1,4 +1,4 @@
-"""Smoke checks of the TurboGears2 appliance that need a client of their own.
+"""Smoke checks of the appliances whose sample serves notes at /api/notes (turbogears2, pyramid).
 
 See wsgi_checks.py for the context these functions get.
 """

@@ -108,7 +108,7 @@ def plan_appliance(project: Project, name: str, state_dir: Path, refresh: bool =
     from crust.steps import KINDS
 
     spec, distro, rendered, ks = validate_appliance(project, name, state_dir / "cache")
-    options = check_vars(project.roles, spec.roles, spec.vars, spec.source, project.readable())
+    options = check_vars(project.roles, spec.roles, spec.vars, spec.origins, project.readable())
     planning = Planning(project, spec, distro, rendered, ks, options, role_closure(project.roles, spec.roles), state_dir, refresh, tuple(formats))
     for kind in KINDS.values():
         for step in kind.plan(planning):  # the modules behind its code digest, to name what changed

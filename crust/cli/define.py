@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
         description="Check the appliance file, render its kickstart, parse it with pykickstart (pinned syntax, warnings are errors) and apply Crust's policy checks. No side effects.",
     )
     add_names(p)
+    p.add_argument("--explain", action="store_true", help="print each key's value and the file:line that set it (appliances that extend another)")
     p.set_defaults(run=cmd_validate)
 
 
@@ -63,6 +64,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from crust.cloud.targets import load_aws_target
     from crust.define.roles import needed_secrets
+    from crust.define.spec import explain_settings
     from crust.define.validate import validate_appliance
 
     project = project_from(args)
@@ -71,5 +73,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         load_aws_target(project, name)  # the appliance's cloud targets parse (no cloud call)
         needs = needed_secrets(project.roles, spec.roles)
         secrets = f", build secrets: {', '.join(sorted(needs))}" if needs else ""
-        print(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'}{secrets})")
+        extends = f", extends {' -> '.join(p.stem for p in reversed(spec.chain[:-1]))}" if len(spec.chain) > 1 else ""
+        print(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'}{secrets}{extends})")
+        if args.explain:
+            print("\n".join(explain_settings(spec)))
     return 0

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from crust.build.manifest import Manifest
+from crust.define.inherit import load_chain
 from crust.define.project import Project
 from crust.define.settings import Invalid, Setting, apply_settings, parse_int, parse_seconds, parse_str, parse_str_list, parse_table
 from crust.define.tomlfile import find_line, load_toml
@@ -195,7 +196,8 @@ def _check_keys(data: Mapping[str, Any], where: str, path: Path, text: str) -> N
 
 
 def _raw_tables(project: Project, name: str) -> list[tuple[dict[str, Any], Path, str]]:
-    """The raw [aws] tables that apply to an appliance: the shared file's, then its own."""
+    """The raw [aws] tables that apply to an appliance: the shared file's, then those of the
+    files it extends (root first), then its own."""
     found: list[tuple[dict[str, Any], Path, str]] = []
     shared = project.targets_file
     if shared.is_file():
@@ -204,15 +206,15 @@ def _raw_tables(project: Project, name: str) -> list[tuple[dict[str, Any], Path,
         if "aws" in data:
             apply_settings(AWS_SETTINGS, data["aws"], "aws.", shared, text)
             found.append((data["aws"], shared, text))
-    path = project.appliance_path(name)
-    data, text = load_toml(path)
-    targets = data.get("targets", {})
-    if not isinstance(targets, dict):
-        raise UserError("targets must be a table", file=path, line=find_line(text, "targets"), hint="write [targets.aws]")
-    _check_keys(targets, "targets.", path, text)
-    if "aws" in targets:
-        apply_settings(AWS_SETTINGS, targets["aws"], "targets.aws.", path, text)
-        found.append((targets["aws"], path, text))
+    for layer in load_chain(project.appliance_path(name)):
+        path, text = layer.path, layer.text
+        targets = layer.data.get("targets", {})
+        if not isinstance(targets, dict):
+            raise UserError("targets must be a table", file=path, line=find_line(text, "targets"), hint="write [targets.aws]")
+        _check_keys(targets, "targets.", path, text)
+        if "aws" in targets:
+            apply_settings(AWS_SETTINGS, targets["aws"], "targets.aws.", path, text)
+            found.append((targets["aws"], path, text))
     return found
 
 

@@ -21,7 +21,6 @@ from jinja2.bccache import Bucket
 from crust.define.distribution import Distribution
 from crust.define.project import Project
 from crust.define.spec import ApplianceSpec
-from crust.define.tomlfile import find_line
 from crust.errors import UserError
 
 _EXTENDS = re.compile(r"""\{%-?\s*(?:extends|include|import|from)\s+["']([^"']+)["']""")
@@ -145,7 +144,6 @@ def _template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
 def render(spec: ApplianceSpec, distro: Distribution, project: Project, bytecode_cache: PendingBytecodeCache | None = None) -> Rendered:
     kickstarts_dir = project.kickstarts
     context = context_for(spec, distro)
-    text = spec.source.read_text(encoding="utf-8")
     try:
         check_value(context["vars"], "vars")
         check_value(context["appliance"], "appliance")
@@ -154,8 +152,8 @@ def render(spec: ApplianceSpec, distro: Distribution, project: Project, bytecode
         toml_key = key.replace("appliance.", "")
         raise UserError(
             f"{exc} (kickstart injection guard)",
-            file=spec.source,
-            line=find_line(text, toml_key),
+            file=spec.origins.file(toml_key),
+            line=spec.origins.locate(toml_key)[1],
             hint="values reaching a kickstart must be one line and must not start with '%'",
         ) from None
     env = jinja2.Environment(

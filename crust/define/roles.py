@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from crust.define.inherit import Origins
 from crust.define.settings import IMAGE_PATH_RE
 from crust.define.tomlfile import find_line
 from crust.errors import UserError
@@ -93,6 +95,9 @@ def _dependencies(meta: Path) -> list[dict[str, Any]]:
     return found
 
 
+PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")  # Debian Policy 5.6.1
+
+
 def role_closure(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
     """The roles and, depth first, every role they depend on (meta/main.yml), each once."""
     ordered: list[str] = []
@@ -130,18 +135,36 @@ def role_files(roles_dir: Path, role: str) -> list[Path]:
 def crust_meta(roles_dir: Path, role: str) -> dict[str, Any]:
     """meta/crust.yml: what Crust needs to know of a role beyond Ansible's argument specs, kept
     apart so that the specs stay as ansible-lint's schema wants them. ``host_paths`` lists the
-    variables that name files on the build host (inputs of the build)."""
+    variables that name files on the build host (inputs of the build); ``packages`` the
+    distribution's packages the role needs (the packages step installs them with %packages)."""
     path = roles_dir / role / "meta" / "crust.yml"
     if not path.is_file():
         return {}
     data = _mapping(_load_yaml(path), path, "meta/crust.yml")
-    unknown = sorted(set(data) - {"host_paths"})
+    unknown = sorted(set(data) - {"host_paths", "packages"})
     if unknown:
-        raise UserError(f"meta/crust.yml: unknown key {unknown[0]!r}", file=path, hint="known keys: host_paths")
+        raise UserError(f"meta/crust.yml: unknown key {unknown[0]!r}", file=path, hint="known keys: host_paths, packages")
     paths = data.get("host_paths", [])
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise UserError("meta/crust.yml: host_paths must be a list of variable names", file=path, hint="write host_paths: [ROLE_app_path]")
+    packages = data.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and PACKAGE_RE.fullmatch(p) for p in packages):
+        raise UserError(
+            "meta/crust.yml: packages must be a list of package names",
+            file=path,
+            hint="write packages: [nginx] (lower-case letters, digits and + - .)",
+        )
     return data
+
+
+def role_packages(roles_dir: Path, roles: tuple[str, ...]) -> dict[str, str]:
+    """The packages the roles (and those they depend on) declare in meta/crust.yml: package ->
+    the first role that needs it, in the roles' order."""
+    found: dict[str, str] = {}
+    for role in role_closure(roles_dir, roles):
+        for package in crust_meta(roles_dir, role).get("packages", []):
+            found.setdefault(package, role)
+    return found
 
 
 def role_options(roles_dir: Path, role: str) -> dict[str, Option]:
@@ -230,40 +253,44 @@ _TYPES: Mapping[str, tuple[type, ...]] = {
 }
 
 
-def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any], source: Path, allowed: Sequence[Path] = ()) -> dict[str, Option]:
+def check_vars(
+    roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any], source: Path | Origins, allowed: Sequence[Path] = ()
+) -> dict[str, Option]:
     """Every appliance variable must be declared by a role in use, with a matching type. A host
     path (crust_host_path) must lie in one of the allowed directories (the project, the
     appliance file's directory, --allow-path ones), links in it too; any other path is one
-    inside the image: absolute and plain."""
+    inside the image: absolute and plain. source: the appliance file, or where each of its
+    values was set (Origins: an appliance that extends another); errors name that file."""
+    origins = source if isinstance(source, Origins) else Origins(source, {}, {source: source.read_text(encoding="utf-8")})
     options: dict[str, Option] = {}
     closure = role_closure(roles_dir, roles)
     by_role = {role: role_options(roles_dir, role) for role in closure}
     for role_opts in by_role.values():
         options.update(role_opts)
-    text = source.read_text(encoding="utf-8")
     for name, value in values.items():
+        file, line = origins.locate(f"vars.{name}")
         if name not in options:
             close = difflib.get_close_matches(name, list(options), n=1)
             raise UserError(
                 f"vars.{name}: no role of this appliance declares this variable",
-                file=source,
-                line=find_line(text, f"vars.{name}"),
+                file=file,
+                line=line,
                 hint=f"did you mean {close[0]!r}?" if close else "declare it in the role's meta/argument_specs.yml or remove it",
             )
         opt = options[name]
         if opt.secret:
             raise UserError(
                 f"vars.{name}: role {opt.role} takes this from the build secret {opt.secret!r}, not from the appliance file",
-                file=source,
-                line=find_line(text, f"vars.{name}"),
+                file=file,
+                line=line,
                 hint=f"remove it, and give the secret at build time: --secret {opt.secret}=PATH",
             )
         accepted = _TYPES.get(opt.type, (object,))
         if not isinstance(value, accepted) or (opt.type == "int" and isinstance(value, bool)):
             raise UserError(
                 f"vars.{name}: expected {opt.type} (role {opt.role}), got {type(value).__name__}",
-                file=source,
-                line=find_line(text, f"vars.{name}"),
+                file=file,
+                line=line,
                 hint=f"see roles/{opt.role}/meta/argument_specs.yml",
             )
         items: list[Any] = value if opt.type == "list" and isinstance(value, list) else [value]
@@ -273,8 +300,8 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
                 if not isinstance(item, accepted) or (opt.elements == "int" and isinstance(item, bool)):
                     raise UserError(
                         f"vars.{name}[{i}]: expected {opt.elements} elements (role {opt.role}), got {type(item).__name__}",
-                        file=source,
-                        line=find_line(text, f"vars.{name}"),
+                        file=file,
+                        line=line,
                         hint=f"see roles/{opt.role}/meta/argument_specs.yml",
                     )
         if opt.choices:
@@ -282,17 +309,17 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
                 if item not in opt.choices:
                     raise UserError(
                         f"vars.{name}: {item!r} is not a choice of role {opt.role}",
-                        file=source,
-                        line=find_line(text, f"vars.{name}"),
+                        file=file,
+                        line=line,
                         hint="use one of " + ", ".join(repr(c) for c in opt.choices),
                     )
         if opt.type == "path" and value and opt.host_path:
-            check_host_path(name, str(value), source, text, (*allowed, source.parent))
+            check_host_path(name, str(value), file, origins.texts.get(file, ""), (*allowed, *{p.parent for p in (origins.own, file)}))
         elif opt.type == "path" and value and not IMAGE_PATH_RE.fullmatch(str(value)):
             raise UserError(
                 f"vars.{name}: {value!r} is not a plain absolute path in the image",
-                file=source,
-                line=find_line(text, f"vars.{name}"),
+                file=file,
+                line=line,
                 hint="write e.g. /etc/NAME (no '..', no spaces)",
             )
     given = {*values, *CRUST_VARS, *dependency_vars(roles_dir, closure), *(o.name for o in options.values() if o.secret)}
@@ -301,8 +328,8 @@ def check_vars(roles_dir: Path, roles: tuple[str, ...], values: Mapping[str, Any
             if opt.required and opt.name not in given:
                 raise UserError(
                     f"vars.{opt.name}: role {role} requires this variable",
-                    file=source,
-                    line=find_line(text, "vars") or find_line(text, "roles"),
+                    file=origins.own,
+                    line=origins.locate("vars")[1] or origins.locate("roles")[1],
                     hint=f"set it in [vars] (see roles/{role}/meta/argument_specs.yml)",
                 )
     return options

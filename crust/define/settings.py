@@ -157,7 +157,16 @@ def flatten(data: Mapping[str, Any], known_tables: set[str], prefix: str = "") -
     return flat
 
 
-def apply_settings(table: tuple[Setting, ...], data: Mapping[str, Any], where: str, path: Path, text: str) -> dict[str, Any]:
+Locate = Callable[[str], tuple[Path, int | None]]
+
+
+def apply_settings(
+    table: tuple[Setting, ...], data: Mapping[str, Any], where: str, path: Path, text: str, locate: Locate | None = None, required: bool = True
+) -> dict[str, Any]:
+    """Check data against the table: every key known, every value parsed, the required ones there
+    (unless required is false: a file another extends), defaults filled in. locate(key) gives the
+    file and line that set a key (data merged from several files); by default this file's."""
+    at: Locate = locate or (lambda key: (path, find_line(text, key)))
     tables = {s.key.rsplit(".", 1)[0] for s in table if "." in s.key}
     flat = flatten(data, tables)
     known = [s.key for s in table]
@@ -165,26 +174,25 @@ def apply_settings(table: tuple[Setting, ...], data: Mapping[str, Any], where: s
     for key in flat:
         if key in tables:
             full = where + key
-            raise UserError(f"{full} must be a table", file=path, line=find_line(text, full), hint=f"write [{full}] with its keys below it")
+            file, line = at(full)
+            raise UserError(f"{full} must be a table", file=file, line=line, hint=f"write [{full}] with its keys below it")
         if key not in known:
             full = where + key
-            raise UserError(f"unknown key {full!r}", file=path, line=find_line(text, full), hint=suggest(key, known))
+            file, line = at(full)
+            raise UserError(f"unknown key {full!r}", file=file, line=line, hint=suggest(key, known))
     for setting in table:
         full = where + setting.key
         if setting.key not in flat:
-            if setting.default is REQUIRED:
-                raise UserError(
-                    f"missing key {full!r}",
-                    file=path,
-                    line=find_line(text, where.rstrip(".")) if where else None,
-                    hint=f"add it: {setting.help}",
-                )
-            values[setting.key] = setting.default
+            if setting.default is REQUIRED and required:
+                file, line = at(where.rstrip(".")) if where else (at("")[0], None)
+                raise UserError(f"missing key {full!r}", file=file, line=line, hint=f"add it: {setting.help}")
+            values[setting.key] = None if setting.default is REQUIRED else setting.default
             continue
         try:
             values[setting.key] = setting.parse(flat[setting.key])
         except Invalid as exc:
-            raise UserError(f"{full}: {exc}", file=path, line=find_line(text, full), hint=setting.help) from None
+            file, line = at(full)
+            raise UserError(f"{full}: {exc}", file=file, line=line, hint=setting.help) from None
     return values
 
 

@@ -34,6 +34,30 @@ def test_turbogears2(built: Built) -> None:
     assert seen["front page from the template"].startswith("HTTP 200")
 
 
+def test_pyramid(built: Built) -> None:
+    manifest = built("pyramid")
+    assert "postgresql" in manifest["packages"]
+    record = smoke("pyramid")
+    seen = {c["name"]: c["seen"] for c in record["checks"]}
+    assert "written and read back" in seen["a record created through the API is read back"]
+    assert seen["front page from the template"].startswith("HTTP 200")
+
+
+def test_django(built: Built) -> None:
+    """Every check passes, and two boots of the one image make two different secret keys."""
+    manifest = built("django")
+    assert {"postgresql", "nginx"} <= set(manifest["packages"])
+    first = smoke("django")
+    seen = {c["name"]: c["seen"] for c in first["checks"]}
+    assert seen["a note written through the ORM is read back from PostgreSQL"].endswith("read back from PostgreSQL")
+    assert seen["a static file comes from nginx, with cache headers"].startswith("Cache-Control: max-age=")
+    assert seen["manage.py check --deploy finds no errors"].startswith("no errors; warnings:")
+    second = {c["name"]: c["seen"] for c in smoke("django")["checks"]}
+    key = "secret key made on this machine"
+    assert seen[key].startswith("secret key sha256 ") and second[key].startswith("secret key sha256 ")
+    assert seen[key] != second[key], "two boots of one image share a secret key"
+
+
 def test_moksha(built: Built) -> None:
     manifest = built("moksha")
     assert "rabbitmq-server" in manifest["packages"]

@@ -25,10 +25,6 @@ pytestmark = pytest.mark.integration
 
 Built = Callable[[str], dict[str, Any]]
 SHIPPED = sorted(p.stem for p in (ROOT / "appliances").glob("*.toml"))
-# Not yet identical, and where (README, "Bit-identical images"): the PostgreSQL cluster that
-# Debian's postgresql package creates at install time has a random system identifier and
-# authentication nonce. The test fails when that changes, either way.
-KNOWN_DIFFERENT = {"turbogears2": "first difference: /var/lib/postgresql/"}
 ALL_FORMATS = ("vmdk", "vhd", "ova")  # besides raw and qcow2: wsgi is checked in all five
 CLOCK_ROLE = """---
 - name: Write the time of the build (a deliberately non-reproducible role, a test fixture)
@@ -70,11 +66,7 @@ def test_every_shipped_appliance_is_bit_identical(verified: tuple[int, dict[str,
         assert expected <= rows.keys(), (name, sorted(rows))
         differing = sorted(a for a, r in rows.items() if not r["identical"])
         first = report["appliances"][name]["first_difference"]
-        if name in KNOWN_DIFFERENT:
-            assert differing == ["qcow2", "raw", "sbom"] and first.startswith(KNOWN_DIFFERENT[name]), (name, differing, first)
-            assert rows["uki"]["identical"]
-        else:
-            assert differing == [], f"{name}: {differing} differ: {first}"
+        assert differing == [], f"{name}: {differing} differ: {first}"
 
 
 def test_a_role_writing_the_clock_is_caught_with_a_report(verified: tuple[int, dict[str, Any], Path, str]) -> None:

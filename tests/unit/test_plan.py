@@ -70,7 +70,7 @@ def test_explain_names_the_changed_role_file(project: Path, tmp_path: Path, offl
 def test_explain_names_template_and_variable(project: Path, tmp_path: Path, offline: None) -> None:
     before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
     ks = project / "kickstarts/wsgi.ks.j2"
-    ks.write_text(ks.read_text().replace("{{ super() }}", "{{ super() }}\njq"))
+    ks.write_text(ks.read_text().replace("{% block post %}", "{% block packages %}\n{{ super() }}\njq\n{% endblock %}\n{% block post %}"))
     app = project / "appliances/wsgi.toml"
     app.write_text(app.read_text().replace("wsgi_workers = 2", "wsgi_workers = 4"))
     after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
@@ -88,6 +88,6 @@ def test_explain_first_build() -> None:
 def test_package_edit_names_the_package(project: Path, tmp_path: Path, offline: None) -> None:
     before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("packages")
     ks = project / "kickstarts/wsgi.ks.j2"
-    ks.write_text(ks.read_text().replace("{{ super() }}", "{{ super() }}\njq"))
+    ks.write_text(ks.read_text().replace("{% block post %}", "{% block packages %}\n{{ super() }}\njq\n{% endblock %}\n{% block post %}"))
     after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("packages")
     assert explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)}) == "package set (+jq)"

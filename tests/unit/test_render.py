@@ -67,7 +67,7 @@ def test_values_are_quoted(project: Path) -> None:
 
 def test_undefined_names_the_template_line(project: Path) -> None:
     ks = project / "kickstarts" / "wsgi.ks.j2"
-    ks.write_text(ks.read_text().replace("{{ super() }}", "{{ super() }}\n{{ vars.no_such_var }}"))
+    ks.write_text(ks.read_text().replace("%post\n", "%post\n# {{ vars.no_such_var }}\n"))
     with pytest.raises(UserError) as err:
         rendered(project, "wsgi")
     assert "undefined" in str(err.value)

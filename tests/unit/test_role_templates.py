@@ -34,6 +34,9 @@ ROLES = ROOT / "roles"
 # Each template's kind of file, which says how a rendering is checked.
 KINDS = {
     "cloud_init/95-crust.cfg.j2": "yaml",
+    "django/crust-django-setup.service.j2": "systemd",
+    "django/manage.j2": "sh",
+    "django/setup.py.j2": "python",
     "common/crust-release.j2": "env",
     "ids/crust-ids-interface.service.j2": "systemd",
     "ids/crust-ids-update.service.j2": "systemd",
@@ -46,8 +49,12 @@ KINDS = {
     "nginx/nginx.service.j2": "systemd",
     "rabbitmq/rabbitmq.conf.j2": "rabbitmq",
     "rabbitmq/setup-users.py.j2": "python",
-    "turbogears2/crust-tg2-database.service.j2": "systemd",
-    "turbogears2/setup-database.j2": "sh",
+    "postgresql/crust-postgresql.service.j2": "systemd",
+    "pyramid/crust-pyramid-setup.service.j2": "systemd",
+    "pyramid/setup.j2": "sh",
+    "postgresql/setup.py.j2": "python",
+    "turbogears2/crust-tg2-schema.service.j2": "systemd",
+    "turbogears2/setup-schema.j2": "sh",
     "wsgi/nginx-site.conf.j2": "nginx",
     "wsgi/wsgi.service.j2": "systemd",
 }
@@ -67,7 +74,7 @@ HOSTILE = [
 PATH_HOSTILE = ["/srv/" + value for value in HOSTILE]
 
 # Free text: must be accepted (and quoted), never refused.
-FREE_TEXT = {"wsgi_app_title", "turbogears2_title", "ids_alerts_title"}
+FREE_TEXT = {"wsgi_app_title", "turbogears2_title", "django_title", "pyramid_title", "ids_alerts_title"}
 
 # Not in the matrix, and why: host paths are Crust's (type path: checked to exist on the
 # host, their content hashed); *_packages only feed an assert against crust_packages;
@@ -214,12 +221,14 @@ def stack_of(appliance: str) -> Stack:
 @functools.cache
 def stacks() -> list[Stack]:
     seen: dict[tuple[str, ...], Stack] = {}
-    for path in sorted((ROOT / "appliances").glob("*.toml")):
-        import tomllib
+    from crust.define.project import Project
+    from crust.define.spec import load_appliance
 
-        spec = tomllib.loads(path.read_text())
-        roles = tuple(closure(spec["roles"]))
-        seen.setdefault(roles, Stack(spec["name"], roles))
+    project = Project.at(ROOT)
+    for name in project.appliance_names():
+        spec = load_appliance(project.appliance_path(name), project)  # the roles of those that extend another too
+        roles = tuple(closure(list(spec.roles)))
+        seen.setdefault(roles, Stack(spec.name, roles))
     return list(seen.values())
 
 
@@ -425,15 +434,30 @@ def check_shell(template: Path, text: str, variables: dict[str, Any], engine: An
         assert got[name] == str(engine.template(variables[var]) if isinstance(variables[var], str) else variables[var]), (name, got[name])
 
 
-def check_python(text: str, variables: dict[str, Any], engine: Any) -> None:
-    tree = ast.parse(text)
-    compile(tree, "setup-users.py", "exec")
-    expected = {
+# What each Python template carries as data: its constant, from the variable.
+PYTHON_DATA = {
+    "rabbitmq/setup-users.py.j2": {
         "DEFINITIONS": "rabbitmq_definitions_file",
         "USERS": "rabbitmq_users",
         "POLICIES": "rabbitmq_policies",
         "VHOST_LIMITS": "rabbitmq_vhost_limits",
-    }
+    },
+    "postgresql/setup.py.j2": {"DATABASES": "postgresql_databases"},
+    "django/setup.py.j2": {
+        "CONFIG_DIR": "django_config_dir",
+        "APP_USER": "wsgi_user",
+        "APP_ROOT": "wsgi_root",
+        "ADMIN_USER": "django_admin_user",
+        "ADMIN_EMAIL": "django_admin_email",
+        "ADMIN_PASSWORD_FILE": "django_admin_password_file",
+    },
+}
+
+
+def check_python(path: Path, text: str, variables: dict[str, Any], engine: Any) -> None:
+    tree = ast.parse(text)
+    compile(tree, path.name, "exec")
+    expected = PYTHON_DATA[f"{path.parent.parent.name}/{path.name}"]
     seen = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in expected:
@@ -472,7 +496,7 @@ def check_rendered(stack: Stack, variables: dict[str, Any], probe: tuple[str, An
             elif kind == "sh":
                 check_shell(path, text, variables, engine)
             elif kind == "python":
-                check_python(text, variables, engine)
+                check_python(path, text, variables, engine)
             elif kind == "yaml":
                 data = yaml.safe_load(text)
                 if path.name == "95-crust.cfg.j2":
@@ -584,7 +608,7 @@ def test_hostile_values(stack: Stack, name: str, field: str | None) -> None:
         ("wsgi_bind", "[::1]:8000"),
         ("wsgi_bind", "localhost:8080"),
         ("wsgi_root", "/srv/my-app_1.0"),
-        ("wsgi_after_units", ["postgresql.service", "crust-tg2-database.service"]),
+        ("wsgi_after_units", ["crust-postgresql.service", "crust-tg2-schema.service"]),
         ("wsgi_environment_files", ["-/etc/default/app", "/etc/app.env"]),
         ("wsgi_app_callable", "my.app:create_app()"),
         ("wsgi_app_title", "Grüße, 東京 ☃"),

@@ -56,6 +56,7 @@ _IMAGE_PATH = rf"(?:/{_PATH_PART})+"
 KINDS = {
     "image_path": (_IMAGE_PATH, "an absolute path in the image ('/'-separated names of letters, digits and . _ + -; no '.' or '..')"),
     "image_path_or_empty": (rf"(?:{_IMAGE_PATH})?", "empty or an absolute path in the image ('/'-separated names of letters, digits and . _ + -)"),
+    "url_prefix": (r"/(?:[A-Za-z0-9._~-]+/)*", "a URL path prefix: '/' or '/NAME/.../' (letters, digits and . _ ~ -, ending in '/')"),
     "env_file": (rf"-?{_IMAGE_PATH}", "an absolute path in the image, optionally after '-' (letters, digits and . _ + - between slashes)"),
     "relative_path": (rf"{_PATH_PART}(?:/{_PATH_PART})*", "a relative path ('/'-separated names of letters, digits and . _ + -; no '.' or '..')"),
     "file_name": (r"[A-Za-z0-9][A-Za-z0-9._+-]*", "a file name (letters, digits and . _ + -)"),
@@ -84,6 +85,13 @@ KINDS = {
     "broker_password": (r"(?:[A-Za-z0-9._~+/=-]{12,128})?", "empty (made at first boot) or 12-128 of letters, digits and . _ ~ + / = -"),
     "erlang_atom": (r"[a-z][a-z0-9_]*", "a RabbitMQ plugin name (a-z, 0-9 and _)"),
     "pg_name": (r"[^\x00-\x1f\x7f]{1,63}", "a PostgreSQL name (1-63 characters, no control characters)"),
+    "url_scheme": (r"[a-z][a-z0-9+.-]{0,31}", "a URL scheme (a-z, 0-9 and + . -, starting with a letter)"),
+    "django_user": (r"[A-Za-z0-9@.+_-]{1,150}", "a Django user name (1-150 letters, digits and @ . + - _)"),
+    "email": (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+", "an e-mail address (NAME@DOMAIN)"),
+    "time_zone": (r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*", "a time zone name (UTC, Europe/Paris...)"),
+    "language_code": (r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*", "a language code (en-us, fr, pt-br...)"),
+    "host_pattern": (r"\*|\.?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\]", "a host name, .domain (and its subdomains), an [IPv6] address or *"),
+    "origin": (r"https?://(?:\*\.)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?", "an origin: http(s)://HOST[:PORT] (*.DOMAIN for subdomains)"),
     "pg_password": (r"[^\x00-\x1f\x7f]{0,128}", "at most 128 characters, no control characters"),
 }
 NUMBERS = {"port": (1, 65535, "a port number (1-65535)"), "positive": (1, 1 << 31, "a positive integer")}

@@ -1,0 +1,1 @@
+"""Crust's sample Django project: a page, the admin, and notes in PostgreSQL (an ORM model)."""
