@@ -62,6 +62,14 @@ def imported_by(name: str) -> set[str]:
     """The Crust modules (and package modules) the module imports or runs by file name."""
     path = module_file(name)
     assert path is not None, name
+    stat = path.stat()
+    return set(_imported_by(name, path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.cache
+def _imported_by(name: str, path: Path, _mtime_ns: int, _size: int) -> frozenset[str]:
+    """imported_by, parsed once per version of the file (a plan parses each module once, not
+    once for every step kind that runs it)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"), str(path))):
@@ -79,7 +87,7 @@ def imported_by(name: str) -> set[str]:
             sibling = path.with_name(node.value)
             if sibling.is_file() and sibling != path:
                 found.add(package if sibling.stem == "__init__" else f"{package}.{sibling.stem}")
-    return {m for m in found if module_file(m) is not None}
+    return frozenset(m for m in found if module_file(m) is not None)
 
 
 @functools.cache

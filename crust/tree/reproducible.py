@@ -17,6 +17,9 @@ from pathlib import Path
 
 from crust.tree.paths import inside
 
+SNAKEOIL_KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
+SNAKEOIL_CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
+
 HOST_FACT_CACHES = ("/var/cache/ldconfig/aux-cache",)
 SHADOW_FILES = ("/etc/shadow", "/etc/shadow-")
 
@@ -91,4 +94,12 @@ def settle_intermediate(tree: Path, epoch: int) -> None:
         for dirpath, _dirs, files in os.walk(log_dir):  # dpkg's and apt's logs: times of this run
             for name in files:
                 os.unlink(os.path.join(dirpath, name))
+    # Keys packages make when they are installed (openssh-server's host keys, ssl-cert's
+    # snakeoil pair): random in every run, and never in an image (the seal sets up each
+    # machine's own at first boot: crust/tree/seal.py).
+    ssh = inside(tree, "/etc/ssh", follow=True)
+    made = [*(ssh.glob("ssh_host_*") if ssh.is_dir() else ()), inside(tree, SNAKEOIL_KEY), inside(tree, SNAKEOIL_CERT)]
+    for path in made:
+        if path.is_file() or path.is_symlink():
+            path.unlink()
     make_reproducible(tree, epoch)

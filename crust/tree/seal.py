@@ -18,7 +18,7 @@ from crust.distros import Backend
 from crust.errors import BuildError
 from crust.tree.files import clear_dir, remove, remove_tree, symlink, write_file
 from crust.tree.paths import inside, read_text
-from crust.tree.reproducible import clamp_times, make_reproducible
+from crust.tree.reproducible import SNAKEOIL_CERT, SNAKEOIL_KEY, clamp_times, make_reproducible
 
 SSH_KEYGEN_UNIT = """\
 [Unit]
@@ -174,12 +174,14 @@ def remove_host_keys(tree: Path) -> None:
 
 def remove_snakeoil(tree: Path) -> None:
     """ssl-cert makes a private key at install time: every machine would share it. Remove it
-    and make one per machine at first boot (before the services that use it start)."""
-    key = inside(tree, "/etc/ssl/private/ssl-cert-snakeoil.key")
-    if not (key.exists() or key.is_symlink()):
+    and make one per machine at first boot (before the services that use it start). The
+    packages step already removed it (settle_intermediate): ssl-cert's tool says it belongs."""
+    key = inside(tree, SNAKEOIL_KEY)
+    if not (key.exists() or key.is_symlink() or inside(tree, "/usr/sbin/make-ssl-cert", follow=True).exists()):
         return
-    key.unlink()
-    remove(tree, "/etc/ssl/certs/ssl-cert-snakeoil.pem")
+    if key.exists() or key.is_symlink():
+        key.unlink()
+    remove(tree, SNAKEOIL_CERT)
     write_file(tree, "/etc/systemd/system/crust-snakeoil.service", SNAKEOIL_UNIT)
     symlink(tree, "/etc/systemd/system/sysinit.target.wants/crust-snakeoil.service", "/etc/systemd/system/crust-snakeoil.service")
 

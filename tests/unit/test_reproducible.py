@@ -48,3 +48,22 @@ def test_host_fact_caches_go(tmp_path: Path) -> None:
     cache.write_bytes(b"inode numbers and times of the build host")
     make_reproducible(tree, EPOCH)
     assert not cache.exists() and cache.parent.is_dir()
+
+
+def test_intermediate_trees_keep_no_key_a_package_made(tmp_path: Path) -> None:
+    """openssh-server's host keys and ssl-cert's pair are random in every run: a base or packages
+    step that keeps them never has the same output twice, and early cut-off never happens."""
+    from crust.tree.reproducible import settle_intermediate
+
+    made = [
+        "etc/ssh/ssh_host_ed25519_key",
+        "etc/ssh/ssh_host_ed25519_key.pub",
+        "etc/ssl/private/ssl-cert-snakeoil.key",
+        "etc/ssl/certs/ssl-cert-snakeoil.pem",
+    ]
+    for rel in [*made, "etc/ssh/sshd_config", "etc/ssl/certs/ca-certificates.crt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x\n")
+    settle_intermediate(tmp_path, 1_700_000_000)
+    assert [rel for rel in made if (tmp_path / rel).exists()] == []
+    assert (tmp_path / "etc/ssh/sshd_config").exists() and (tmp_path / "etc/ssl/certs/ca-certificates.crt").exists()

@@ -100,3 +100,14 @@ def test_seal_removes_the_snakeoil_key(tree: Path) -> None:
     unit = tree / "etc/systemd/system/crust-snakeoil.service"
     assert "make-ssl-cert generate-default-snakeoil" in unit.read_text()
     assert (tree / "etc/systemd/system/sysinit.target.wants/crust-snakeoil.service").is_symlink()
+
+
+def test_a_tree_whose_key_an_earlier_step_removed_still_gets_one_per_machine(tree: Path) -> None:
+    """The packages step removes ssl-cert's key (settle_intermediate); ssl-cert's tool in the tree
+    is what tells the seal that each machine must make its own."""
+    (tree / "etc/ssl/private/ssl-cert-snakeoil.key").unlink()
+    (tree / "etc/ssl/certs/ssl-cert-snakeoil.pem").unlink()
+    (tree / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    (tree / "usr/sbin/make-ssl-cert").write_text("#!/bin/sh\n")
+    seal(tree, KS, APT, EPOCH)
+    assert (tree / "etc/systemd/system/sysinit.target.wants/crust-snakeoil.service").is_symlink()
