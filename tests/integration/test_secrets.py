@@ -206,6 +206,8 @@ def make_project(tmp: Path, nonce: str, leak: bool = False, copy: bool = False) 
         shutil.copytree(ROOT / "roles" / "common", roles / "common")
         for sub, text in (
             ("meta/argument_specs.yml", ROLE_SPEC),
+            # wsgi's roles' packages, in their order: the variant shares wsgi's packages step.
+            ("meta/crust.yml", "---\npackages: [cloud-init, nginx]\n"),
             ("tasks/main.yml", ROLE_TASKS),
             ("defaults/main.yml", f"---\nsecret_probe_nonce: {nonce}\n"),
         ):

@@ -138,7 +138,9 @@ def test_a_hostile_appliance_reaches_nothing_of_the_host(built: Built, tmp_path:
     apps.mkdir()
     (apps / f"{NAME}.toml").write_text(appliance(canary, pwned))
     shutil.copytree(ROOT / "roles" / "common", roles / "common")
-    for rel, text in (("meta/argument_specs.yml", ROLE_SPEC), ("tasks/main.yml", ROLE_TASKS)):
+    # wsgi's roles' packages, in their order: the probe shares wsgi's packages step.
+    share = "---\npackages: [cloud-init, nginx]\n"
+    for rel, text in (("meta/argument_specs.yml", ROLE_SPEC), ("tasks/main.yml", ROLE_TASKS), ("meta/crust.yml", share)):
         (roles / "trust_probe" / rel).parent.mkdir(parents=True, exist_ok=True)
         (roles / "trust_probe" / rel).write_text(text)
     try:
