@@ -167,7 +167,3 @@ def describe_origin(origins: Origins, key: str) -> str:
     """ "wsgi.toml:12" for the value of key (the file's name and the line)."""
     path, line = origins.locate(key)
     return f"{path.name}:{line}" if line else path.name
-
-
-def chain_names(chain: list[Layer]) -> list[str]:
-    return [layer.path.stem for layer in chain]

@@ -15,7 +15,7 @@ from typing import Any
 
 from crust.checks import CHECK_TYPES, CheckSpec, parse_check
 from crust.checks import reference as checks_reference
-from crust.define.inherit import Layer, Origins, describe_origin, load_chain, merge_layers
+from crust.define.inherit import Origins, describe_origin, load_chain, merge_layers
 from crust.define.project import Project
 from crust.define.settings import (
     REQUIRED,
@@ -158,7 +158,7 @@ def load_appliance(path: Path, project: Project) -> ApplianceSpec:
         )
     raw_checks = _checks_of(data, path, chain[-1].text)
     checks = tuple(
-        parse_check(raw, int(there[there.rindex("[") + 1 : -1]), file, _text_of(chain, file))
+        parse_check(raw, int(there[there.rindex("[") + 1 : -1]), file, origins.texts[file])
         for raw, (file, there) in _check_origins(raw_checks, origins)
     )
     module: Path | None = None
@@ -230,10 +230,6 @@ def _checks_of(data: Mapping[str, Any], path: Path, text: str) -> list[Any]:
 
 def _check_origins(raw_checks: list[Any], origins: Origins) -> list[tuple[Any, tuple[Path, str]]]:
     return [(raw, origins.keys.get(f"test.checks[{i}]", (origins.own, f"test.checks[{i}]"))) for i, raw in enumerate(raw_checks)]
-
-
-def _text_of(chain: list[Layer], file: Path) -> str:
-    return next(layer.text for layer in chain if layer.path == file)
 
 
 def explain_settings(spec: ApplianceSpec) -> list[str]:

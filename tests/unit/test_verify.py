@@ -76,10 +76,10 @@ def test_a_build_of_other_inputs_is_refused_before_any_rebuild(tmp_path: Path, m
     """verify --rebuild compares this checkout's inputs: a published build of other ones (an
     older checkout, say) is refused at once (exit 2) rather than reported as a difference."""
     from crust.distros import debian
+    from tests.conftest import need_root
     from tests.unit.badinput import run_cli
 
-    if os.geteuid() != 0:
-        pytest.skip("verify --rebuild needs root")  # root in CI
+    need_root()  # verify --rebuild needs root: a failure, not a skip, under CI=true
     fixed = dataclasses.replace(debian.BACKEND, mirror_state=lambda distro, state_dir, refresh: {"trixie": "aa", "trixie-security": "bb"})
     monkeypatch.setattr(debian, "BACKEND", fixed)
     output, store = tmp_path / "build", tmp_path / "store"
