@@ -25,8 +25,54 @@ def serial_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(clean[-lines:]) or "(no serial output)"
 
 
+PANIC = re.compile(r"Kernel panic - not syncing: .*")
+
+
+def kernel_panic(path: Path) -> str | None:
+    """The guest kernel's panic line on the serial console, if it panicked."""
+    try:
+        text = printable(path.read_text(errors="replace"))
+    except OSError:
+        return None
+    found = PANIC.search(text)
+    return found.group(0).strip() if found else None
+
+
+class PanicWatch:
+    """Reads a growing serial log as it grows: the panic line once the guest kernel panics (a
+    panicked guest without a panic device stays "running": only its console tells)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.tail = ""  # the unfinished last line of what was read
+        self.found: str | None = None
+
+    def __call__(self) -> str | None:
+        if self.found is not None:
+            return self.found
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return None
+        self.offset += len(chunk)
+        lines = (self.tail + chunk.decode(errors="replace")).replace("\r", "\n").split("\n")
+        self.tail = lines.pop()[-4096:]
+        for line in lines:
+            found = PANIC.search(printable(line))
+            if found:
+                self.found = found.group(0).strip()
+                break
+        return self.found
+
+
 def report(record: dict[str, Any], stream: TextIO) -> None:
     name = record["appliance"]
+    panicked = record.get("first_boot_panicked")
+    if panicked:
+        print(f"{name}: the first boot's guest kernel panicked ({panicked['panic']}): its console is {panicked['serial_log']}", file=stream)
     if record["passed"]:
         print(
             f"{name}: all {len(record['checks'])} checks passed, {record['boot_to_pass_s']:.1f}s from domain start ({record['accel']})", file=stream

@@ -85,7 +85,8 @@ def record(plan: AppliancePlan, step: Step, entry: Entry, out_dir: Path) -> dict
 
 
 def disk_bytes(plan: AppliancePlan, step: Step) -> int:
-    return plan.layout.root_size_mib * 1024 * 1024 // 2
+    # the root file system and the disk it is copied into, both sparse: at most the root size
+    return plan.layout.root_size_mib * 1024 * 1024
 
 
 def more_tools(plan: AppliancePlan) -> tuple[str, ...]:

@@ -6,11 +6,13 @@ appliance's own checks, plus browser_chat.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import secrets
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ _spec.loader.exec_module(moksha_checks)
 globals().update({k: v for k, v in vars(moksha_checks).items() if callable(v) and not k.startswith("_")})
 
 
-def chromium() -> Any:
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless chromium on a throw-away profile, quit and its profile removed on the way out."""
     import os
 
     from selenium import webdriver
@@ -33,10 +37,15 @@ def chromium() -> Any:
     for arg in (
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='crust-chromium-')}",
     ):  # fmt: skip
         options.add_argument(arg)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    with tempfile.TemporaryDirectory(prefix="crust-chromium-") as profile:
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 def browser_chat(ctx: Any) -> str:
@@ -44,8 +53,7 @@ def browser_chat(ctx: Any) -> str:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver = chromium()
-    try:
+    with chromium() as driver:
         driver.get(ctx.url(80, "/"))
         WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "status").text == "live")
         connection = moksha_checks.amqp(ctx)
@@ -75,5 +83,3 @@ def browser_chat(ctx: Any) -> str:
             raise AssertionError(f"{typed!r} typed in the page did not reach the AMQP consumer within 5 s")
         finally:
             connection.close()
-    finally:
-        driver.quit()

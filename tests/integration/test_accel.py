@@ -115,3 +115,42 @@ def test_kvm_requested_fails_loudly(built: Built, tmp_path: Path, mode: str, wor
     assert "booting build" not in out.stderr and "using TCG" not in out.stderr
     assert not (tmp_path / "accel").exists() or list((tmp_path / "accel").iterdir()) == []
     assert leftovers("wsgi") == []
+
+
+SYSRQ_PANIC = "Kernel panic - not syncing: sysrq triggered crash"
+
+
+def test_a_guest_kernel_panic_boots_once_more(built: Built, tmp_path: Path) -> None:
+    """A guest whose kernel panics once (seen under TCG on CI's host: in kfree, in an interrupt)
+    is booted once more on fresh run files; the panic is said, kept and recorded."""
+    built("wsgi")
+    env = {"CRUST_FAULT_GUEST": "panic", "CRUST_ACCEL_STATE": str(tmp_path / "accel")}
+    out = build_py("--appliances", str(one_check(tmp_path)), "test", "wsgi", "--force", "--accel", "tcg", "--json", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads(out.stdout)[0]
+    assert record["passed"]
+    panicked = record["first_boot_panicked"]
+    assert panicked["panic"] == SYSRQ_PANIC and panicked["accel"] == "tcg"
+    lines = out.stderr.splitlines()
+    boots = [i for i, line in enumerate(lines) if "booting build" in line]
+    said = next(i for i, line in enumerate(lines) if "the guest kernel panicked" in line)
+    assert len(boots) == 2 and boots[0] < said < boots[1], out.stderr
+    # Not the whole boot timeout: the console's panic line ends the first boot's waiting.
+    assert panicked["at_s"] < 120, panicked
+    smoke = ROOT / "build" / "wsgi" / "smoke"
+    assert SYSRQ_PANIC in (smoke / "serial-panicked.log").read_text(errors="replace")
+    assert SYSRQ_PANIC not in (smoke / "serial.log").read_text(errors="replace")
+    assert leftovers("wsgi") == []
+
+
+def test_a_guest_that_panics_every_boot_fails(built: Built, tmp_path: Path) -> None:
+    built("wsgi")
+    env = {"CRUST_FAULT_GUEST": "panic-always", "CRUST_ACCEL_STATE": str(tmp_path / "accel")}
+    out = build_py("--appliances", str(one_check(tmp_path)), "test", "wsgi", "--force", "--accel", "tcg", "--json", env=env)
+    assert out.returncode == 1, out.stderr[-3000:]
+    record = json.loads(out.stdout)[0]
+    assert not record["passed"] and record["first_boot_panicked"]["panic"] == SYSRQ_PANIC
+    assert f"the guest kernel panicked ({SYSRQ_PANIC})" in record["failure"]["seen"]
+    assert SYSRQ_PANIC in record["failure"]["console_tail"]
+    assert len([line for line in out.stderr.splitlines() if "booting build" in line]) == 2
+    assert leftovers("wsgi") == []

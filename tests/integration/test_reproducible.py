@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ CLOCK_ROLE = """---
 
 
 @pytest.fixture(scope="module")
-def verified(built: Built, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path, str]:
+def verified(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, Any], Path, str]]:
     need_tool("diffoscope")
     for name in SHIPPED:
         built(name)
@@ -55,7 +55,8 @@ def verified(built: Built, tmp_path_factory: pytest.TempPathFactory) -> tuple[in
     assert out.returncode == 0, out.stderr[-3000:]
     result = build_py(*where, "verify", "--rebuild", "--json", *SHIPPED, "wsgi-clock", env=C_LOCALE_CALLER, umask=0o022)
     assert result.stdout.strip(), result.stderr[-3000:]
-    return result.returncode, json.loads(result.stdout), output, result.stderr
+    yield result.returncode, json.loads(result.stdout), output, result.stderr
+    shutil.rmtree(work)  # GiBs of published copies: the suite's later tests need the disk
 
 
 def test_every_shipped_appliance_is_bit_identical(verified: tuple[int, dict[str, Any], Path, str]) -> None:

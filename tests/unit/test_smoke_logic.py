@@ -273,3 +273,24 @@ def test_console_text_is_cleaned(tmp_path: Path) -> None:
             ]
         )
     )
+
+
+def test_a_panic_is_seen_as_the_console_grows(tmp_path: Path) -> None:
+    """The panic line is found however the writes split it, and only once it is there."""
+    from crust.boot.report import PanicWatch, kernel_panic
+
+    log = tmp_path / "serial.log"
+    watch = PanicWatch(log)
+    assert watch() is None  # no console yet
+    log.write_bytes(b"[    1.0] Run /init as init process\r\n\x1b[0m[  OK  ] Reached target")
+    assert watch() is None
+    with log.open("ab") as f:
+        f.write(b" basic.target.\r\n[   14.79] Kernel panic - not sy")
+    assert watch() is None  # half a line is no panic yet
+    with log.open("ab") as f:
+        f.write(b"ncing: Fatal exception in interrupt\r\n[   14.80] Shutting down cpus with NMI\r\n")
+    assert watch() == "Kernel panic - not syncing: Fatal exception in interrupt"
+    assert kernel_panic(log) == watch()
+    quiet = tmp_path / "quiet.log"
+    quiet.write_text("[  OK  ] Started nginx.service\nno panic here: Kernel panic is only a phrase without its colon part\n")
+    assert PanicWatch(quiet)() is None and kernel_panic(quiet) is None
