@@ -30,12 +30,7 @@ PANIC = re.compile(r"Kernel panic - not syncing: .*")
 
 def kernel_panic(path: Path) -> str | None:
     """The guest kernel's panic line on the serial console, if it panicked."""
-    try:
-        text = printable(path.read_text(errors="replace"))
-    except OSError:
-        return None
-    found = PANIC.search(text)
-    return found.group(0).strip() if found else None
+    return PanicWatch(path)()
 
 
 class PanicWatch:

@@ -28,7 +28,7 @@ from crust.boot import accel
 from crust.boot.guest import Guest
 from crust.boot.machine import connect, domain_config, make_seed, reap_orphans, run_files, running_domain, start_domain
 from crust.boot.ports import reserved_ports
-from crust.boot.report import PanicWatch, kernel_panic, serial_tail
+from crust.boot.report import PanicWatch, serial_tail
 from crust.build.manifest import Manifest
 from crust.build.store import write_atomic
 from crust.checks import CheckContext, CheckResult, checks_digest_input, load_module, run_check
@@ -189,7 +189,8 @@ def _boot_and_check(
                     why = "see above" if announced else decision.reason
                     print(f"{spec.name}: booting build {manifest.build_id} as {run_.name} under {decision.accel} ({why})", file=say)
                     simulate_guest_fault(guest, started + spec.test.boot_timeout, first=first_panic is None)
-                    ctx = CheckContext(forwards, guest, started, module, stopped=functools.partial(guest_stopped, dom, PanicWatch(run_.serial_log)))
+                    panicked = PanicWatch(run_.serial_log)
+                    ctx = CheckContext(forwards, guest, started, module, stopped=functools.partial(guest_stopped, dom, panicked))
                     results: list[CheckResult] = []
                     deadline = started + spec.test.boot_timeout
                     for check in spec.test.checks:
@@ -200,7 +201,7 @@ def _boot_and_check(
                         if not result.passed:
                             break
                     passed_all = bool(results) and results[-1].passed
-                    panic = None if passed_all else kernel_panic(run_.serial_log)
+                    panic = None if passed_all else panicked()  # what the checks' waits read, and the rest
                     analysis = boot_analysis(guest) if passed_all else ""
                     journal = "" if passed_all or panic else failed_units_journal(guest)
                 if run_.serial_log.exists():
