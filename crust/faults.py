@@ -23,6 +23,8 @@ Points, in build order:
     publish.manifest  the new manifest is written under a temporary name, before its rename
     test.domain       `test`: the smoke-test domain has just been started
     clean.entry       `clean`: an unused entry has been moved out of steps/, not yet removed
+    libvirt.upload    `upload --target libvirt`: the image volume is made, no byte sent yet
+    libvirt.launch    `launch --target libvirt`: the machine's domain has just been started
 """
 
 from __future__ import annotations

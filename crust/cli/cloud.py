@@ -1,4 +1,8 @@
-"""The cloud verbs of the command line: upload, launch, terminate."""
+"""The cloud verbs of the command line: upload, launch, terminate, resources.
+
+The verbs are the same for every target; `--target` picks one from the registry
+(crust.cloud.target) and each target adds its own options, in a group of its own.
+"""
 
 from __future__ import annotations
 
@@ -8,99 +12,98 @@ from pathlib import Path
 from typing import Any
 
 from crust.cli.common import project_from
-from crust.cloud.targets import METHODS, TARGETS, AwsTarget, load_aws_target, parse_region
-from crust.define.settings import Invalid
+from crust.cloud.target import DEFAULT, Job, Target, each_target, foreign_options, get_target, options_of, target_names
 from crust.errors import UserError
+
+DESCRIPTIONS = {
+    "upload": "Upload the appliance's built image to the target and record what it made in build/NAME/manifest.json "
+    "(cloud.TARGET.LOCATION). An image already there with the same digest is reused and nothing is sent. A failed or "
+    "interrupted upload removes what it made. aws: the raw image as an EBS snapshot (EBS direct APIs, zero blocks "
+    "skipped, checksums, parallel workers) and an AMI (UEFI, ENA), copied and shared as the target says; credentials "
+    "from boto3's usual chain. libvirt: the qcow2 into a storage pool of a libvirt host (holes not sent), named by "
+    "the image digest.",
+    "launch": "Start a machine from the uploaded image with #cloud-config user data (the target's cloud_config plus "
+    "an SSH public key), wait until it runs and print its id and address. `terminate NAME` stops it.",
+    "terminate": "Stop and remove the machines of the appliance that `launch` started (or the one --instance names).",
+    "resources": "List what Crust made on the target for the appliance (images, volumes, machines); an orphan is "
+    "something no record uses (left by an interrupted run). --remove-orphans removes those.",
+}
+HELP = {
+    "upload": "upload a built image to a cloud target, reusing one already there",
+    "launch": "start a machine of an uploaded appliance on a cloud target and wait until it runs",
+    "terminate": "stop and remove the machines `launch` started",
+    "resources": "list what Crust made on a cloud target for an appliance; remove orphans",
+}
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "upload",
-        help="upload a built image to a cloud (AWS: snapshot + AMI), reusing one already there",
-        description="Upload the appliance's built raw image as an EBS snapshot with the EBS direct APIs (no S3 bucket, no "
-        "vmimport role; 512 KiB blocks, zero blocks skipped, SHA-256 checksums, parallel workers) and register an AMI "
-        "(UEFI, ENA, x86_64, gp3 root) tagged with the appliance, its version and the image digest. An AMI tagged with "
-        "the same digest is reused and nothing is uploaded. Then copies it to the target's extra regions and shares it "
-        "with its accounts, and records the AMI ids in build/NAME/manifest.json. Credentials come from boto3's usual "
-        "chain (profile, environment, instance role). A failed or interrupted upload removes its snapshot.",
-    )
-    add_target_options(p)
-    p.add_argument("--method", choices=METHODS, help="ebs (default): EBS direct APIs; s3-import: S3 multipart upload + import-snapshot")
-    p.add_argument("--workers", type=int, metavar="N", help="parallel upload workers (default: the target's workers, 8)")
-    p.add_argument("--json", action="store_true", help="print the result (AMI per region, blocks, throughput) as JSON")
-    p.set_defaults(run=cmd_upload)
-
-    p = sub.add_parser(
-        "launch",
-        help="start a cloud instance of an uploaded appliance and wait until it runs",
-        description="Start an instance from the AMI recorded by `upload`, with #cloud-config user data (the target's "
-        "cloud_config plus an SSH public key), wait until it runs and print its id and address. "
-        "`terminate NAME` stops it.",
-    )
-    add_target_options(p)
-    p.add_argument("--ssh-key", type=Path, metavar="FILE", help="SSH public key for the user data (default: ssh_key, then ~/.ssh/id_*.pub)")
-    p.add_argument("--instance-type", metavar="TYPE", help="instance type (default: the target's instance_type, t3.small)")
-    p.add_argument("--subnet", metavar="ID", help="subnet id (default: the target's subnet, else the default VPC)")
-    p.add_argument("--json", action="store_true", help="print the instance record as JSON")
-    p.set_defaults(run=cmd_launch)
-
-    p = sub.add_parser(
-        "terminate",
-        help="terminate the cloud instances `launch` started",
-        description="Terminate the instances of the appliance that `launch` started (or the one --instance names) and wait until they are gone.",
-    )
-    add_target_options(p)
-    p.add_argument("--instance", metavar="ID", help="only this instance")
-    p.set_defaults(run=cmd_terminate)
+    for verb, run in (("upload", cmd_upload), ("launch", cmd_launch), ("terminate", cmd_terminate), ("resources", cmd_resources)):
+        p = sub.add_parser(verb, help=HELP[verb], description=DESCRIPTIONS[verb])
+        p.add_argument("name", metavar="NAME", help="appliance name (built with ./build.py build NAME)")
+        p.add_argument("--target", choices=target_names(), default=DEFAULT, help=f"cloud target (default {DEFAULT})")
+        if verb == "launch":
+            p.add_argument("--ssh-key", type=Path, metavar="FILE", help="SSH public key for the user data (default: ssh_key, then ~/.ssh/id_*.pub)")
+        if verb == "terminate":
+            p.add_argument("--instance", metavar="ID", help="only this machine")
+        if verb == "resources":
+            p.add_argument("--remove-orphans", action="store_true", help="remove what no record uses")
+        if verb != "terminate":
+            p.add_argument("--json", action="store_true", help="print the result as JSON")
+        for target in each_target():
+            target.add_options(verb, p.add_argument_group(f"{target.name} options"))
+        p.set_defaults(run=run)
 
 
-def add_target_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", metavar="NAME", help="appliance name (built with ./build.py build NAME)")
-    p.add_argument("--target", choices=TARGETS, default="aws", help="cloud target (default aws)")
-    p.add_argument("--region", metavar="REGION", help="region (default: the target's region, then AWS_DEFAULT_REGION / the profile's)")
+def job_from(args: argparse.Namespace, verb: str) -> tuple[Target, Any, Job]:
+    """The chosen target, its configuration for the appliance, and the job."""
+    from crust.build.store import Store
+    from crust.cloud.targets import load_target
 
-
-def target_from(args: argparse.Namespace) -> AwsTarget:
-    target = load_aws_target(project_from(args), args.name)
-    workers = getattr(args, "workers", None)
-    if workers is not None and not 1 <= workers <= 64:
-        raise UserError(f"--workers {workers}: use 1 to 64", hint="e.g. --workers 8")
-    if args.region is not None:
-        try:
-            parse_region(args.region)
-        except Invalid as exc:
-            raise UserError(f"--region: {exc}", hint="e.g. --region eu-west-1") from None
-    return target.replace(method=getattr(args, "method", None), workers=workers)
+    target = get_target(args.target)
+    stray = foreign_options(target, args)
+    if stray:
+        raise UserError(f"{', '.join(stray)}: not an option of --target {target.name}", hint=f"see ./build.py {verb} --help ({target.name} options)")
+    config = load_target(project_from(args), args.name, target.name)
+    options = {**options_of(target, args), "ssh_key": getattr(args, "ssh_key", None), "instance": getattr(args, "instance", None)}
+    return target, config, Job(verb, args.name, args.output, Store(args.store), options)
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    from crust.build.store import Store
-    from crust.cloud.aws.upload import human_report, upload
-
-    report = upload(target_from(args), args.output, Store(args.store), args.name, args.region)
+    target, config, job = job_from(args, "upload")
+    report = target.upload(config, job)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
-        print("\n".join(human_report(report)))
+        print("\n".join(target.describe_upload(report)))
     return 0
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from crust.build.store import Store
-    from crust.cloud.aws.launch import launch
-
-    record = launch(target_from(args), args.output, Store(args.store), args.name, args.region, args.ssh_key, args.instance_type, args.subnet)
+    target, config, job = job_from(args, "launch")
+    record = target.launch(config, job)
     if args.json:
         print(json.dumps(record, indent=2, sort_keys=True))
     else:
-        print(f"{record['id']} running in {record['region']} at {record['address'] or 'no address'}")
+        print(record["summary"])
     return 0
 
 
 def cmd_terminate(args: argparse.Namespace) -> int:
-    from crust.build.store import Store
-    from crust.cloud.aws.launch import terminate
+    target, config, job = job_from(args, "terminate")
+    for machine in target.terminate(config, job):
+        print(f"{machine} terminated")
+    return 0
 
-    for instance_id in terminate(target_from(args), Store(args.store), args.name, args.instance, args.region):
-        print(f"{instance_id} terminated")
+
+def cmd_resources(args: argparse.Namespace) -> int:
+    target, config, job = job_from(args, "resources")
+    found = target.resources(config, job, args.remove_orphans)
+    if args.json:
+        print(json.dumps(found, indent=2, sort_keys=True))
+        return 0
+    for entry in found:
+        state = "orphan" + (", removed" if entry.get("removed") else "") if entry["orphan"] else "in use"
+        print(f"{entry['kind']:9} {entry['id']}  {entry.get('digest', '')[:12]:12}  {state}")
+    if not found:
+        print(f"nothing of {args.name} on {target.name}")
     return 0

@@ -62,7 +62,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from crust.cloud.targets import load_aws_target
+    from crust.cloud.targets import load_targets
     from crust.define.roles import needed_secrets
     from crust.define.spec import explain_settings
     from crust.define.validate import validate_appliance
@@ -71,7 +71,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     report: list[str] = []  # printed once every appliance passed: bad input prints only its error
     for name in names_from(args, project):
         spec, distro, _rendered, ks = validate_appliance(project, name)
-        load_aws_target(project, name)  # the appliance's cloud targets parse (no cloud call)
+        load_targets(project, name)  # every cloud target of the appliance parses (no cloud call)
         needs = needed_secrets(project.roles, spec.roles)
         secrets = f", build secrets: {', '.join(sorted(needs))}" if needs else ""
         extends = f", extends {' -> '.join(p.stem for p in reversed(spec.chain[:-1]))}" if len(spec.chain) > 1 else ""

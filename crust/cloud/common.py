@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from crust.build.manifest import Manifest
 from crust.build.store import Store
@@ -117,3 +120,44 @@ def record(manifest_path: Path, target: str, digest: str, locations: Mapping[str
     for location, entry in locations.items():
         manifest.record_cloud(target, location, {**entry, "image_digest": digest, "recorded": when})
     manifest.save()
+
+
+DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+KEY_TYPES = ("ssh-", "ecdsa-", "sk-")
+
+
+def ssh_public_key(configured: Path | None, override: Path | None, home: Path | None = None, table: str = "targets.aws") -> str:
+    """The public key for the user data: --ssh-key, the target's ssh_key, or ~/.ssh/id_*.pub."""
+    if override is not None:
+        candidates = [override]
+    elif configured is not None:
+        candidates = [configured]
+    else:
+        ssh_dir = (home or Path.home()) / ".ssh"
+        candidates = [ssh_dir / n for n in DEFAULT_KEYS]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        if "PRIVATE KEY" in text:
+            raise UserError(f"{path} is a private key", hint="give the public key (the .pub file)")
+        if len(text.splitlines()) != 1 or not text.startswith(KEY_TYPES):
+            raise UserError(f"{path} is not an SSH public key", hint="give a one-line OpenSSH public key (ssh-ed25519 AAAA...)")
+        return text
+    raise UserError(
+        "no SSH public key: " + ", ".join(str(p) for p in candidates) + " not found",
+        hint=f"pass --ssh-key FILE.pub or set ssh_key in [{table}]",
+    )
+
+
+def user_data(key: str, cloud_config: Mapping[str, Any], limit: int = 16 * 1024, cloud: str = "EC2") -> str:
+    """#cloud-config with the target's settings and the key added to ssh_authorized_keys."""
+    config = json.loads(json.dumps(dict(cloud_config), default=str))
+    keys = config.get("ssh_authorized_keys", [])
+    if not isinstance(keys, list):
+        raise UserError("cloud_config.ssh_authorized_keys must be a list", hint='write ssh_authorized_keys = ["ssh-ed25519 ..."]')
+    config["ssh_authorized_keys"] = [*keys, key] if key not in keys else keys
+    text = "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    if len(text.encode()) > limit:
+        raise UserError(f"the user data is {len(text.encode())} bytes, over {cloud}'s {limit // 1024} KiB", hint="shorten cloud_config")
+    return text

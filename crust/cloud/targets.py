@@ -1,299 +1,106 @@
-"""Cloud targets: where `upload` and `launch` send an appliance.
+"""Cloud targets' settings: where `upload` and `launch` send an appliance.
 
-A target is declared in the appliance file (``[targets.aws]``) or, for every appliance, in a
-shared ``targets.toml`` beside the appliances directory (``[aws]``); the appliance's keys
-override the shared file's key by key. Both are checked with the same table machinery as
-appliance files: an unknown key or a wrong type is one line naming the file, the line, the key
-and the fix. Credentials never appear here: boto3 finds them (profiles, environment, roles).
+A target is declared in the appliance file (``[targets.NAME]``, merged along its ``extends``
+chain) or, for every appliance, in a shared ``targets.toml`` beside the appliances directory
+(``[NAME]``); the appliance's keys override the shared file's key by key. The names are the
+registry's (crust.cloud.target); each target's keys are its own settings table, checked with the
+same machinery as appliance files: an unknown key or a wrong type is one line naming the file,
+the line, the key and the fix. Credentials never appear here: each cloud's SDK finds them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
-import string
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from crust.build.manifest import Manifest
+from crust.cloud.target import Target, get_target, target_names
 from crust.define.inherit import load_chain
 from crust.define.project import Project
-from crust.define.settings import Invalid, Setting, apply_settings, parse_int, parse_seconds, parse_str, parse_str_list, parse_table
+from crust.define.settings import apply_settings
 from crust.define.tomlfile import find_line, load_toml
 from crust.errors import UserError
 
-TARGETS = ("aws",)
-METHODS = ("ebs", "s3-import")
-NAME_FIELDS = ("appliance", "version", "digest", "digest12", "build_id")
-DEFAULT_NAME = "{appliance}-{version}-{digest12}"
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-ACCOUNT_RE = re.compile(r"^\d{12}$")
-AMI_NAME_RE = re.compile(r"^[A-Za-z0-9()\[\] ./'@_-]{3,128}$")
-RESERVED_TAG_PREFIXES = ("aws:", "crust:")
-
-
-def parse_region(value: Any) -> str:
-    region = parse_str(value)
-    if not REGION_RE.fullmatch(region):  # fullmatch: `$` would let a trailing newline through
-        raise Invalid(f"{region!r} is not an AWS region name (e.g. eu-west-1)")
-    return region
-
-
-def parse_regions(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise Invalid("expected a list of region names")
-    return tuple(dict.fromkeys(parse_region(v) for v in value))
-
-
-def parse_accounts(value: Any) -> tuple[str, ...]:
-    accounts = parse_str_list(value)
-    for account in accounts:
-        if not ACCOUNT_RE.fullmatch(account):
-            raise Invalid(f"{account!r} is not an AWS account id (12 digits, as a string)")
-    return tuple(dict.fromkeys(accounts))
-
-
-def parse_name_pattern(value: Any) -> str:
-    pattern = parse_str(value)
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
-    except ValueError as exc:
-        raise Invalid(f"{pattern!r} is not a valid pattern: {exc}") from None
-    for name in fields:
-        if name not in NAME_FIELDS:
-            raise Invalid(f"unknown field {{{name}}} in {pattern!r}: use " + ", ".join(f"{{{f}}}" for f in NAME_FIELDS))
-    return pattern
-
-
-def parse_tags(value: Any) -> Mapping[str, str]:
-    table = parse_table(value)
-    for key, tag in table.items():
-        if not isinstance(tag, str):
-            raise Invalid(f"tag {key!r}: expected a string value, got {type(tag).__name__}")
-        if key.lower().startswith(RESERVED_TAG_PREFIXES):
-            raise Invalid(f"tag {key!r}: keys starting with {' or '.join(RESERVED_TAG_PREFIXES)} are reserved")
-        if not 1 <= len(key) <= 128 or len(tag) > 256:
-            raise Invalid(f"tag {key!r}: keys are 1-128 characters, values at most 256")
-    return table
-
-
-def parse_prefixed(prefix: str) -> Any:
-    def parse(value: Any) -> str:
-        text = parse_str(value)
-        if not re.fullmatch(rf"{prefix}-[0-9a-f]{{8,17}}", text):
-            raise Invalid(f"{text!r} is not a {prefix} id ({prefix}-0123456789abcdef0)")
-        return text
-
-    return parse
-
-
-def parse_security_groups(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise Invalid("expected a list of security group ids")
-    return tuple(parse_prefixed("sg")(v) for v in value)
-
-
-def parse_method(value: Any) -> str:
-    method = parse_str(value)
-    if method not in METHODS:
-        raise Invalid(f"{method!r} is not an upload method: use {' or '.join(METHODS)}")
-    return method
-
-
-def parse_workers(value: Any) -> int:
-    workers = parse_int(value)
-    if not 1 <= workers <= 64:
-        raise Invalid(f"{workers} workers: use 1 to 64")
-    return workers
-
-
-def parse_attempts(value: Any) -> int:
-    attempts = parse_int(value)
-    if not 1 <= attempts <= 20:
-        raise Invalid(f"{attempts} attempts: use 1 to 20")
-    return attempts
-
-
-def parse_volume_gib(value: Any) -> int:
-    size = parse_int(value)
-    if not 0 <= size <= 16384:
-        raise Invalid(f"{size} GiB: use 1 to 16384 (0: the image's size)")
-    return size
-
-
-def parse_instance_type(value: Any) -> str:
-    text = parse_str(value)
-    if not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", text):
-        raise Invalid(f"{text!r} is not an instance type (e.g. t3.small)")
-    return text
-
-
-AWS_SETTINGS: tuple[Setting, ...] = (
-    Setting("region", parse_region, "", "Region the image is uploaded to (default: --region, then boto3's default region)."),
-    Setting("copy_to", parse_regions, (), "Extra regions the AMI is copied to (copy_image)."),
-    Setting("share_with", parse_accounts, (), "Account ids the AMIs (and their snapshots) are shared with."),
-    Setting("name", parse_name_pattern, DEFAULT_NAME, "AMI name pattern; fields: " + ", ".join(f"{{{f}}}" for f in NAME_FIELDS) + "."),
-    Setting("tags", parse_tags, MappingProxyType({}), "Extra tags for snapshots, AMIs and instances (crust:* tags are added)."),
-    Setting("method", parse_method, "ebs", "Upload method: ebs (EBS direct APIs, no bucket) or s3-import (S3 + import-snapshot)."),
-    Setting("bucket", parse_str, "", "S3 bucket for --method s3-import (the object is deleted after the import)."),
-    Setting("import_role", parse_str, "vmimport", "IAM role import-snapshot uses to read the bucket."),
-    Setting("workers", parse_workers, 8, "Parallel upload workers."),
-    Setting("root_volume_size", parse_volume_gib, 0, "Root volume size of the AMI in GiB (0: the image's size, rounded up)."),
-    Setting("connect_timeout", parse_seconds, 10.0, "Seconds to connect to an AWS endpoint."),
-    Setting("read_timeout", parse_seconds, 60.0, "Seconds to wait for an AWS response."),
-    Setting("max_attempts", parse_attempts, 5, "Attempts per AWS call (botocore standard retry mode, bounded by its retry quota)."),
-    Setting("wait_timeout", parse_seconds, 3600.0, "Seconds to wait for an AMI, a copy, an import or an instance to be ready."),
-    Setting("instance_type", parse_instance_type, "t3.small", "Instance type for `launch`."),
-    Setting("subnet", parse_prefixed("subnet"), "", "Subnet id for `launch` (default: the default VPC)."),
-    Setting("security_groups", parse_security_groups, (), "Security group ids for `launch`."),
-    Setting("ssh_key", parse_str, "", "Public key file put in the user data by `launch` (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub)."),
-    Setting("cloud_config", parse_table, MappingProxyType({}), "cloud-init configuration (a table) merged into `launch`'s #cloud-config user data."),
-)
-
-
-@dataclass(frozen=True)
-class AwsTarget:
-    region: str
-    copy_to: tuple[str, ...]
-    share_with: tuple[str, ...]
-    name: str
-    tags: Mapping[str, str]
-    method: str
-    bucket: str
-    import_role: str
-    workers: int
-    root_volume_size: int
-    connect_timeout: float
-    read_timeout: float
-    max_attempts: int
-    wait_timeout: float
-    instance_type: str
-    subnet: str
-    security_groups: tuple[str, ...]
-    ssh_key: Path | None
-    cloud_config: Mapping[str, Any]
-    source: Path | None  # the file that declared it (for error messages), None for defaults
-
-    def replace(self, **changes: Any) -> AwsTarget:
-        """A copy with command-line overrides (None values are ignored)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def regions(self) -> tuple[str, ...]:
-        return (self.region, *[r for r in self.copy_to if r != self.region])
+Table = tuple[dict[str, Any], Path, str]  # raw table, the file that holds it, its text
 
 
 def _check_keys(data: Mapping[str, Any], where: str, path: Path, text: str) -> None:
+    known = target_names()
     for key, value in data.items():
-        if key not in TARGETS:
+        if key not in known:
             raise UserError(
-                f"unknown target {where + key!r}", file=path, line=find_line(text, where + key), hint="known targets: " + ", ".join(TARGETS)
+                f"unknown target {where + key!r}", file=path, line=find_line(text, where + key), hint="known targets: " + ", ".join(known)
             )
         if not isinstance(value, dict):
             raise UserError(f"{where}{key} must be a table", file=path, line=find_line(text, where + key), hint=f"write [{where}{key}]")
 
 
-def _raw_tables(project: Project, name: str) -> list[tuple[dict[str, Any], Path, str]]:
-    """The raw [aws] tables that apply to an appliance: the shared file's, then those of the
-    files it extends (root first), then its own."""
-    found: list[tuple[dict[str, Any], Path, str]] = []
+def _raw_tables(project: Project, name: str, target: Target) -> list[Table]:
+    """The raw tables of one target that apply to an appliance: the shared file's, then those of
+    the files it extends (root first), then its own; each checked against the target's keys."""
+    found: list[Table] = []
     shared = project.targets_file
     if shared.is_file():
         data, text = load_toml(shared)
         _check_keys(data, "", shared, text)
-        if "aws" in data:
-            apply_settings(AWS_SETTINGS, data["aws"], "aws.", shared, text)
-            found.append((data["aws"], shared, text))
+        if target.name in data:
+            apply_settings(target.settings, data[target.name], f"{target.name}.", shared, text)
+            found.append((data[target.name], shared, text))
     for layer in load_chain(project.appliance_path(name)):
         path, text = layer.path, layer.text
         targets = layer.data.get("targets", {})
         if not isinstance(targets, dict):
-            raise UserError("targets must be a table", file=path, line=find_line(text, "targets"), hint="write [targets.aws]")
+            raise UserError("targets must be a table", file=path, line=find_line(text, "targets"), hint=f"write [targets.{target.name}]")
         _check_keys(targets, "targets.", path, text)
-        if "aws" in targets:
-            apply_settings(AWS_SETTINGS, targets["aws"], "targets.aws.", path, text)
-            found.append((targets["aws"], path, text))
+        if target.name in targets:
+            apply_settings(target.settings, targets[target.name], f"targets.{target.name}.", path, text)
+            found.append((targets[target.name], path, text))
     return found
 
 
-def load_aws_target(project: Project, name: str) -> AwsTarget:
-    """The AWS target of appliance NAME (defaults when nothing declares one)."""
-    tables = _raw_tables(project, name)
+def _resolve_path(project: Project, target: Target, key: str, value: str, tables: list[Table]) -> Path:
+    """A path setting, relative to the file that set it (~ for a home)."""
+    declared, declared_text = next((p, t) for raw, p, t in reversed(tables) if key in raw)
+    try:
+        return (declared.parent / Path(value).expanduser()).resolve()
+    except RuntimeError as exc:  # ~user of a user that does not exist
+        where = f"{target.name}.{key}" if declared == project.targets_file else f"targets.{target.name}.{key}"
+        raise UserError(f"{where}: {exc}", file=declared, line=find_line(declared_text, where), hint="give a path, or ~/ for your own home") from None
+
+
+def load_target(project: Project, name: str, target_name: str) -> Any:
+    """The configuration of target TARGET_NAME for appliance NAME (its defaults when nothing
+    declares it)."""
+    target = get_target(target_name)
+    tables = _raw_tables(project, name, target)
     merged: dict[str, Any] = {}
     for raw, _, _ in tables:
         merged.update(raw)
     source, text = (tables[-1][1], tables[-1][2]) if tables else (None, "")
-    values = apply_settings(AWS_SETTINGS, merged, "aws.", source or Path("targets.toml"), text)
-    ssh_key: Path | None = None
-    if values["ssh_key"]:
-        declared, declared_text = next((p, t) for raw, p, t in reversed(tables) if "ssh_key" in raw)
-        try:
-            ssh_key = (declared.parent / Path(values["ssh_key"]).expanduser()).resolve()
-        except RuntimeError as exc:  # ~user of a user that does not exist
-            where = "aws.ssh_key" if declared == project.targets_file else "targets.aws.ssh_key"
-            raise UserError(
-                f"{where}: {exc}", file=declared, line=find_line(declared_text, where), hint="give a path, or ~/ for your own home"
-            ) from None
-    return AwsTarget(
-        region=values["region"],
-        copy_to=values["copy_to"],
-        share_with=values["share_with"],
-        name=values["name"],
-        tags=values["tags"],
-        method=values["method"],
-        bucket=values["bucket"],
-        import_role=values["import_role"],
-        workers=values["workers"],
-        root_volume_size=values["root_volume_size"],
-        connect_timeout=values["connect_timeout"],
-        read_timeout=values["read_timeout"],
-        max_attempts=values["max_attempts"],
-        wait_timeout=values["wait_timeout"],
-        instance_type=values["instance_type"],
-        subnet=values["subnet"],
-        security_groups=values["security_groups"],
-        ssh_key=ssh_key,
-        cloud_config=values["cloud_config"],
-        source=source,
-    )
+    values = apply_settings(target.settings, merged, f"{target.name}.", source or Path("targets.toml"), text)
+    for key in target.path_keys:
+        values[key] = _resolve_path(project, target, key, values[key], tables) if values[key] else None
+    return target.configure(values, source)
 
 
-def where_declared(target: AwsTarget) -> str:
-    if target.source is None:
-        return "[targets.aws] in the appliance file or [aws] in targets.toml"
-    return str(target.source)
+def load_targets(project: Project, name: str) -> dict[str, Any]:
+    """Every registered target's configuration for appliance NAME (validate parses them all)."""
+    return {target_name: load_target(project, name, target_name) for target_name in target_names()}
 
 
-def image_name(target: AwsTarget, manifest: Manifest, digest: str) -> str:
-    """The AMI name from the target's pattern; an invalid result is a UserError naming the key."""
-    name = target.name.format(
-        appliance=manifest.appliance,
-        version=manifest.version,
-        digest=digest,
-        digest12=digest[:12],
-        build_id=manifest.build_id,
-    )
-    if not AMI_NAME_RE.fullmatch(name):
-        raise UserError(
-            f"AMI name {name!r} (from name = {target.name!r}) is not valid: 3-128 letters, digits, spaces and ()[]./-'@_",
-            file=target.source,
-            hint="change the name pattern in " + where_declared(target),
-        )
-    return name
-
-
-def check_for_upload(target: AwsTarget) -> None:
-    """Checks that need the merged target and the chosen method (before any AWS call)."""
-    if target.method == "s3-import" and not target.bucket:
-        raise UserError("--method s3-import needs a bucket", file=target.source, hint='set bucket = "NAME" in ' + where_declared(target))
+def load_aws_target(project: Project, name: str) -> Any:
+    return load_target(project, name, "aws")
 
 
 def targets_reference() -> str:
     """The cloud target part of `list --settings`."""
     from crust.define.settings import reference_lines
 
-    return "\n".join(
-        ["Cloud target keys ([targets.aws] in an appliance file, or [aws] in targets.toml beside appliances/):", *reference_lines(AWS_SETTINGS)]
-    )
+    lines = []
+    for target_name in target_names():
+        target = get_target(target_name)
+        lines += [
+            f"Cloud target {target.name} ({target.summary}): [targets.{target.name}] in an appliance file, or [{target.name}] in targets.toml beside appliances/:",
+            *reference_lines(target.settings),
+        ]
+    return "\n".join(lines)

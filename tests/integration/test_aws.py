@@ -358,6 +358,28 @@ def test_snapshot_of_a_killed_upload_is_removed_by_the_rerun(ws: Workspace) -> N
     assert snapshot["SnapshotId"] != left["SnapshotId"]
 
 
+def test_resources_lists_an_orphan_snapshot_and_removes_it(ws: Workspace) -> None:
+    ws.small_image(blocks=128, data_blocks=tuple(range(128)))
+    digest = digest_of(ws)
+    with BlockProxy(ws_url(), delay=0.1) as proxy:
+        proc = ws.popen("upload", "wsgi", "--target", "aws", "--workers", "2", env={"AWS_ENDPOINT_URL_EBS": proxy.url})
+        assert proxy.reached.wait(60)
+        proc.kill()  # no chance to clean up
+        proc.communicate(timeout=60)
+    [left] = snapshots(digest)
+    out = ws.crust("resources", "wsgi", "--target", "aws", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [(e["kind"], e["id"], e["orphan"]) for e in json.loads(out.stdout)] == [("snapshot", left["SnapshotId"], True)]
+    out = ws.crust("resources", "wsgi", "--target", "aws", "--remove-orphans")
+    assert out.returncode == 0, out.stderr
+    assert f"removed {left['SnapshotId']}, used by no AMI" in out.stderr
+    assert snapshots(digest) == []
+    report = upload_json(ws)
+    listed = json.loads(ws.crust("resources", "wsgi", "--target", "aws", "--json").stdout)
+    assert sorted((e["kind"], e["orphan"]) for e in listed) == [("image", False), ("snapshot", False)]
+    assert {e["id"] for e in listed} == {report["regions"][REGION]["ami"], report["regions"][REGION]["snapshot"]}
+
+
 def test_without_credentials_one_line_before_any_call(ws: Workspace) -> None:
     ws.small_image()
     out = ws.crust("upload", "wsgi", "--target", "aws", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from crust.build.manifest import Manifest
-from crust.cloud.targets import DEFAULT_NAME, check_for_upload, image_name, load_aws_target
+from crust.cloud.aws.settings import DEFAULT_NAME, check_for_upload, image_name
+from crust.cloud.targets import load_aws_target
 from crust.define.project import Project
 from crust.errors import UserError
 from tests.conftest import build_py
@@ -91,7 +92,7 @@ BAD_APPLIANCE = [
     ('[targets.aws]\nsubnet = "default"\n', "is not a subnet id", 8),
     ('[targets.aws]\ninstance_type = "large"\n', "is not an instance type", 8),
     ("[targets.aws]\nread_timeout = 0\n", "expected a positive number of seconds", 8),
-    ('[targets.gcp]\nregion = "x"\n', "unknown target 'targets.gcp' (fix: known targets: aws)", 7),
+    ('[targets.gcp]\nregion = "x"\n', "unknown target 'targets.gcp' (fix: known targets: aws, libvirt)", 7),
     ('targets = "aws"\n', "targets must be a table", 7),
 ]
 

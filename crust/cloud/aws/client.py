@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from crust import __version__
 from crust import redact as redaction
 from crust.build.manifest import Manifest
-from crust.cloud.targets import AwsTarget
+from crust.cloud.aws.settings import AwsTarget
 from crust.errors import CloudError, Problem, UserError
 from crust.redact import redact
 
@@ -228,12 +228,12 @@ def find_image(ec2: Any, digest: str) -> dict[str, Any] | None:
 
 def find_snapshots(ec2: Any, digest: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    for page in _pages(ec2, "describe_snapshots", f"snapshots tagged {TAG_DIGEST}", OwnerIds=["self"], Filters=_digest_filter(digest)):
+    for page in pages(ec2, "describe_snapshots", f"snapshots tagged {TAG_DIGEST}", OwnerIds=["self"], Filters=_digest_filter(digest)):
         found.extend(page.get("Snapshots", []))
     return found
 
 
-def _pages(client: Any, method: str, resource: str, **params: Any) -> Iterator[dict[str, Any]]:
+def pages(client: Any, method: str, resource: str, **params: Any) -> Iterator[dict[str, Any]]:
     token: str | None = None
     while True:
         page = call(client, method, resource, **params, **({"NextToken": token} if token else {}))

@@ -15,56 +15,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from crust.build.manifest import Manifest
 from crust.build.store import Store, write_atomic
 from crust.cloud.aws import client as awsops
+from crust.cloud.aws.settings import AwsTarget
 from crust.cloud.aws.upload import recorded_ami
 from crust.cloud.common import Undo, prefixed, require_first_boot_agent
-from crust.cloud.targets import AwsTarget
+from crust.cloud.common import ssh_public_key as common_ssh_public_key
+from crust.cloud.common import user_data as common_user_data
 from crust.errors import CloudError, Problem, UserError
 
 USER_DATA_LIMIT = 16 * 1024
-DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
-KEY_TYPES = ("ssh-", "ecdsa-", "sk-")
 
 
 def ssh_public_key(target: AwsTarget, override: Path | None, home: Path | None = None) -> str:
     """The public key for the user data: --ssh-key, the target's ssh_key, or ~/.ssh/id_*.pub."""
-    if override is not None:
-        candidates = [override]
-    elif target.ssh_key is not None:
-        candidates = [target.ssh_key]
-    else:
-        ssh_dir = (home or Path.home()) / ".ssh"
-        candidates = [ssh_dir / n for n in DEFAULT_KEYS]
-    for path in candidates:
-        if not path.is_file():
-            continue
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-        if "PRIVATE KEY" in text:
-            raise UserError(f"{path} is a private key", hint="give the public key (the .pub file)")
-        if len(text.splitlines()) != 1 or not text.startswith(KEY_TYPES):
-            raise UserError(f"{path} is not an SSH public key", hint="give a one-line OpenSSH public key (ssh-ed25519 AAAA...)")
-        return text
-    raise UserError(
-        "no SSH public key: " + ", ".join(str(p) for p in candidates) + " not found",
-        hint="pass --ssh-key FILE.pub or set ssh_key in [targets.aws]",
-    )
+    return common_ssh_public_key(target.ssh_key, override, home, table="targets.aws")
 
 
 def user_data(key: str, cloud_config: Mapping[str, Any]) -> str:
-    """#cloud-config with the target's settings and the key added to ssh_authorized_keys."""
-    config = json.loads(json.dumps(dict(cloud_config), default=str))
-    keys = config.get("ssh_authorized_keys", [])
-    if not isinstance(keys, list):
-        raise UserError("cloud_config.ssh_authorized_keys must be a list", hint='write ssh_authorized_keys = ["ssh-ed25519 ..."]')
-    config["ssh_authorized_keys"] = [*keys, key] if key not in keys else keys
-    text = "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
-    if len(text.encode()) > USER_DATA_LIMIT:
-        raise UserError(f"the user data is {len(text.encode())} bytes, over EC2's 16 KiB", hint="shorten cloud_config")
-    return text
+    """#cloud-config with the target's settings and the key, within EC2's 16 KiB."""
+    return common_user_data(key, cloud_config, limit=USER_DATA_LIMIT, cloud="EC2")
 
 
 def run_params(target: AwsTarget, ami: str, data: str, tags: Mapping[str, str], instance_type: str | None, subnet: str | None) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Any, BinaryIO, TextIO
 from crust.build.manifest import Manifest
 from crust.build.store import Store
 from crust.cloud.aws import client as awsops
+from crust.cloud.aws.settings import AwsTarget, check_for_upload, image_name
 from crust.cloud.common import RawImage, Undo, prefixed, raw_image, record, require_first_boot_agent, stored_digest
-from crust.cloud.targets import AwsTarget, check_for_upload, image_name
 from crust.errors import Problem
 
 MB = 1_000_000

@@ -1,0 +1,1 @@
+"""libvirt hosts as a cloud target."""
