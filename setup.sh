@@ -67,6 +67,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
     touch "$stamp"
 fi
+# A real Glance for the OpenStack target's tests (tests/integration/glance_server.py): glance
+# from PyPI under uWSGI, in a venv of its own (its oslo.* pins are not Crust's).
+glance_stamp=.venv-glance/.crust-installed
+if [ ! -f "$glance_stamp" ] || [ setup.sh -nt "$glance_stamp" ]; then
+    echo "setup: installing Glance for the tests (.venv-glance)"
+    [ -x .venv-glance/bin/python ] || "$PYTHON" -m venv .venv-glance
+    .venv-glance/bin/pip install --quiet --disable-pip-version-check glance==33.0.0 pyuwsgi==2.0.30.post1
+    touch "$glance_stamp"
+fi
 # Byte-compile Crust's own modules (an editable install does not, and with
 # PYTHONDONTWRITEBYTECODE set no run would write them): ~25 modules compiled on every
 # ./build.py run cost 80 ms of a 0.4 s no-op build.

@@ -25,6 +25,8 @@ Points, in build order:
     clean.entry       `clean`: an unused entry has been moved out of steps/, not yet removed
     libvirt.upload    `upload --target libvirt`: the image volume is made, no byte sent yet
     libvirt.launch    `launch --target libvirt`: the machine's domain has just been started
+    openstack.upload  `upload --target openstack`: the image record is made, no byte sent yet
+    openstack.launch  `launch --target openstack`: the server has just been created
 """
 
 from __future__ import annotations

@@ -90,8 +90,9 @@ def registry() -> dict[str, Target]:
     finds them, and happen on first use."""
     from crust.cloud.aws.target import TARGET as aws
     from crust.cloud.libvirt.target import TARGET as libvirt
+    from crust.cloud.openstack.target import TARGET as openstack
 
-    return {t.name: t for t in (aws, libvirt)}
+    return {t.name: t for t in (aws, libvirt, openstack)}
 
 
 def target_names() -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""OpenStack (Glance images, Nova servers) as a cloud target."""
