@@ -47,7 +47,7 @@ def upload(work: Path, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
 
 
 def empty(glance: str) -> None:
-    with urllib.request.urlopen(f"{glance}/v2/images?member_status=all", timeout=30) as resp:
+    with urllib.request.urlopen(f"{glance}/v2/images?member_status=all&visibility=all", timeout=30) as resp:
         images = json.loads(resp.read())["images"]
     for image in images:
         urllib.request.urlopen(urllib.request.Request(f"{glance}/v2/images/{image['id']}", method="DELETE"), timeout=60).close()

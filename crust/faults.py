@@ -23,9 +23,9 @@ Points, in build order:
     publish.manifest  the new manifest is written under a temporary name, before its rename
     test.domain       `test`: the smoke-test domain has just been started
     clean.entry       `clean`: an unused entry has been moved out of steps/, not yet removed
-    libvirt.upload    `upload --target libvirt`: the image volume is made, no byte sent yet
+    libvirt.upload    `upload --target libvirt`: the first chunk of the image has been sent
     libvirt.launch    `launch --target libvirt`: the machine's domain has just been started
-    openstack.upload  `upload --target openstack`: the image record is made, no byte sent yet
+    openstack.upload  `upload --target openstack`: the first chunk of the image has been read for Glance
     openstack.launch  `launch --target openstack`: the server has just been created
 """
 

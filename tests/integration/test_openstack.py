@@ -54,6 +54,7 @@ class FakeNova(ThreadingHTTPServer):
         self.servers: dict[str, dict[str, Any]] = {}
         self.looks: dict[str, int] = {}
         self.fail_create = False
+        self.error_on_create = False
 
     @property
     def url(self) -> str:
@@ -95,7 +96,7 @@ class NovaHandler(BaseHTTPRequestHandler):
                 self.reply(404, {"itemNotFound": {"message": "not found", "code": 404}})
                 return
             self.server.looks[server_id] = self.server.looks.get(server_id, 0) + 1
-            if self.server.looks[server_id] >= 2:
+            if self.server.looks[server_id] >= 2 and server["status"] == "BUILD":
                 server["status"] = "ACTIVE"
                 server["addresses"] = {"net": [{"addr": "192.0.2.10", "version": 4}]}
             self.reply(200, {"server": server})
@@ -109,8 +110,10 @@ class NovaHandler(BaseHTTPRequestHandler):
         if path != "/servers" or self.server.fail_create:
             self.reply(403, {"forbidden": {"message": "Quota exceeded for instances", "code": 403}})
             return
-        server_id = f"5e{len(self.server.servers):06d}-0000-4000-8000-000000000000"
+        server_id = f"5e{len(self.server.requests):06d}-0000-4000-8000-000000000000"
         self.server.servers[server_id] = {"id": server_id, "status": "BUILD", "metadata": body["server"].get("metadata", {}), "addresses": {}}
+        if self.server.error_on_create:
+            self.server.servers[server_id].update(status="ERROR", fault={"message": "No valid host was found.", "code": 500})
         self.reply(202, {"server": {"id": server_id}})
 
     def do_DELETE(self) -> None:
@@ -197,7 +200,7 @@ def ws(built: Any, glance: str, nova: FakeNova, tmp_path: Path) -> Iterator[Work
 
 
 def glance_images(glance: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{glance}/v2/images?member_status=all", timeout=30) as resp:
+    with urllib.request.urlopen(f"{glance}/v2/images?member_status=all&visibility=all", timeout=30) as resp:
         images: list[dict[str, Any]] = json.loads(resp.read())["images"]
     return images
 
@@ -242,7 +245,7 @@ def test_upload_properties_bytes_and_reuse(ws: Workspace, glance: str) -> None:
     assert {k: image.get(k) for k in expected} == expected
     assert read_back(glance, image["id"]) == ws.artifact("qcow2")["sha256"]
     assert report["bytes_sent"] == ws.artifact("qcow2")["size"]
-    recorded = ws.manifest()["cloud"]["openstack"]["crust-test:default"]
+    recorded = ws.manifest()["cloud"]["openstack"]["crust-test:RegionOne"]  # the region clouds.yaml gives
     assert recorded["image"] == image["id"] and recorded["image_digest"] == digest
 
     again = upload_json(ws)
@@ -258,6 +261,19 @@ def test_shared_with_members(ws: Workspace, glance: str) -> None:
         members = sorted(m["member_id"] for m in json.loads(resp.read())["members"])
     assert members == ["project-b", "project-c"]
     assert glance_images(glance)[0]["visibility"] == "shared"
+    # The same image again with other members: reused, its members brought to the settings.
+    (ws.root / "targets.toml").write_text(TARGETS + 'visibility = "shared"\nmembers = ["project-c"]\n')
+    again = upload_json(ws)
+    assert again["reused"] is True and again["members"] == ["project-c"]
+
+
+def test_reuse_brings_visibility_to_the_settings(ws: Workspace, glance: str) -> None:
+    first = upload_json(ws)
+    assert glance_images(glance)[0]["visibility"] == "private"
+    (ws.root / "targets.toml").write_text(TARGETS + 'visibility = "community"\n')
+    again = upload_json(ws)
+    assert again["reused"] is True and again["image"] == first["image"]
+    assert glance_images(glance)[0]["visibility"] == "community"
 
 
 def test_members_without_shared_visibility_is_one_line(ws: Workspace) -> None:
@@ -326,7 +342,8 @@ def test_request_shape_a_refused_server_is_one_line_and_leaves_nothing(ws: Works
     nova.fail_create = True
     out = ws.crust("launch", "wsgi", "--target", "openstack", "--ssh-key", str(ws.key))
     assert out.returncode == 1 and "HTTP 403" in out.stderr and "Quota exceeded" in out.stderr, out.stderr
-    assert nova.servers == {}
+    assert out.stderr.count("\n") == 1
+    assert len([r for r in nova.requests if r[0] == "POST"]) == 1 and not [r for r in nova.requests if r[0] == "DELETE"]
     out = ws.crust("terminate", "wsgi", "--target", "openstack")
     assert out.returncode == 2 and "no launched server of wsgi is recorded" in out.stderr
 
@@ -337,3 +354,15 @@ def test_request_shape_an_interrupted_launch_deletes_its_server(ws: Workspace, n
     out = ws.crust("launch", "wsgi", "--target", "openstack", "--ssh-key", str(ws.key), env={"CRUST_FAULT": f"openstack.launch:{sig}"})
     assert out.returncode != 0 and "removed server " in out.stderr, out.stderr
     assert nova.servers == {} and [r for r in nova.requests if r[0] == "DELETE"]
+
+
+def test_request_shape_a_server_in_error_is_one_line_and_deleted(ws: Workspace, nova: FakeNova) -> None:
+    upload_json(ws)
+    nova.error_on_create = True
+    out = ws.crust("launch", "wsgi", "--target", "openstack", "--ssh-key", str(ws.key))
+    assert out.returncode == 1, out.stderr
+    assert "went to ERROR: No valid host was found." in out.stderr and "removed server " in out.stderr, out.stderr
+    [(_, path, _)] = [r for r in nova.requests if r[0] == "DELETE"]
+    assert path.startswith("/servers/") and nova.servers == {}
+    out = ws.crust("terminate", "wsgi", "--target", "openstack")
+    assert out.returncode == 2 and "no launched server of wsgi is recorded" in out.stderr

@@ -35,6 +35,8 @@ def test_defaults(project: Path) -> None:
         ("members = 3", "expected a list of strings"),
         ('properties = { hw_firmware_type = "bios" }', "is set by Crust"),
         ('properties = { crust_appliance = "x" }', "is set by Crust"),
+        ('properties = { visibility = "public" }', "is set by Crust or Glance"),
+        ('properties = { disk_format = "raw" }', "is set by Crust or Glance"),
         ('properties = { "Team" = "x" }', "lower-case letters"),
         ("properties = { team = 1 }", "expected a string value"),
         ('min_ram = "2000GiB"', "out of range"),

@@ -1,6 +1,7 @@
 """What Crust made on a libvirt host for an appliance: image volumes (with their records),
 launched domains and their volumes. Orphans: an image volume whose upload never completed, a
-machine volume whose domain is gone, a domain `launch` did not record (its run was killed)."""
+machine volume whose domain is gone. A domain this store's `launch` did not record is listed
+(recorded: false) but never removed: it may be another checkout's or another host's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from crust.boot.machine import connect
 from crust.cloud.common import prefixed
 from crust.cloud.libvirt import pool as pools
-from crust.cloud.libvirt.launch import crust_domains, machine_volumes, read_state, remove_machine
+from crust.cloud.libvirt.launch import crust_domains, machine_volumes, read_state
 from crust.cloud.libvirt.settings import LibvirtTarget
 from crust.cloud.target import Job
 
@@ -17,7 +18,7 @@ from crust.cloud.target import Job
 def resources(target: LibvirtTarget, job: Job, remove_orphans: bool) -> list[dict[str, Any]]:
     name = job.appliance
     found: list[dict[str, Any]] = []
-    with prefixed(f"resources {name}"):
+    with prefixed(f"resources {name}"), pools.libvirt_errors(f"resources {name}"):
         conn = connect(target.uri)
         try:
             pool = pools.find_pool(conn, target.pool, target.uri)
@@ -30,7 +31,8 @@ def resources(target: LibvirtTarget, job: Job, remove_orphans: bool) -> list[dic
             recorded = {m["id"] for m in read_state(job.store, name)}
             domains = crust_domains(conn, name)
             for machine, digest in domains:
-                found.append({"kind": "domain", "id": machine, "digest": digest, "orphan": machine not in recorded})
+                # A domain this store did not record may be another checkout's or host's: listed, never removed.
+                found.append({"kind": "domain", "id": machine, "digest": digest, "orphan": False, "recorded": machine in recorded})
             live = {machine for machine, _ in domains}
             prefix = f"{name}-"
             for volume in sorted(volumes):
@@ -47,8 +49,6 @@ def resources(target: LibvirtTarget, job: Job, remove_orphans: bool) -> list[dic
                     if entry["kind"] == "image":
                         pools.delete_volume(pool, entry["id"])
                         pools.delete_volume(pool, entry["id"] + pools.RECORD_SUFFIX)
-                    elif entry["kind"] == "domain":
-                        remove_machine(conn, pool, entry["id"])
                     else:
                         pools.delete_volume(pool, entry["id"])
                     entry["removed"] = True

@@ -183,7 +183,7 @@ def launch(target: LibvirtTarget, job: Job) -> dict[str, Any]:
     machine = f"{name}-{secrets.token_hex(4)}"
     root, seed = machine_volumes(machine)
     digest = str(manifest.raw_digest)
-    with prefixed(f"launch {name}"):
+    with prefixed(f"launch {name}"), pools.libvirt_errors(f"launch {name}"):
         conn = connect(target.uri)
         undo = Undo(job.say)
         try:
@@ -271,6 +271,8 @@ def remove_machine(conn: Any, pool: Any, machine: str) -> None:
 
 
 def terminate(target: LibvirtTarget, job: Job) -> list[str]:
+    """Remove the recorded machines (or the one --instance names) on the host and pool each was
+    launched on (its record's), whatever the settings say now."""
     name = job.appliance
     wanted = job.option("instance")
     recorded = read_state(job.store, name)
@@ -280,18 +282,24 @@ def terminate(target: LibvirtTarget, job: Job) -> list[str]:
     if not chosen:
         raise UserError(f"no launched machine of {name} is recorded", hint=f"./build.py launch {name} --target libvirt starts one")
     done = []
-    with prefixed(f"terminate {name}"):
-        conn = connect(target.uri)
-        try:
-            pool = pools.find_pool(conn, target.pool, target.uri)
-            for machine in chosen:
+    with prefixed(f"terminate {name}"), pools.libvirt_errors(f"terminate {name}"):
+        for machine in chosen:
+            uri, pool_name = machine.get("uri", target.uri), machine.get("pool", target.pool)
+            conn = connect(uri)
+            try:
+                pool = pools.find_pool(conn, pool_name, uri)
+                try:
+                    conn.lookupByName(machine["id"])
+                    present = True
+                except libvirt.libvirtError:
+                    present = False
                 remove_machine(conn, pool, machine["id"])
-                job.say(f"{machine['id']} destroyed, undefined, its volumes removed")
-                done.append(machine["id"])
-                with job.store.lock(f"libvirt-machines-{name}"):
-                    write_state(job.store, name, [m for m in read_state(job.store, name) if m["id"] != machine["id"]])
-        finally:
-            conn.close()
+                job.say(f"{machine['id']} destroyed, undefined, its volumes removed" if present else f"{machine['id']} no longer exists at {uri}")
+            finally:
+                conn.close()
+            done.append(machine["id"])
+            with job.store.lock(f"libvirt-machines-{name}"):
+                write_state(job.store, name, [m for m in read_state(job.store, name) if m["id"] != machine["id"]])
     return done
 
 

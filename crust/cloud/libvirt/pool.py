@@ -9,16 +9,19 @@ companion is left by an interrupted upload: never reused, listed as an orphan.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import libvirt
 
+from crust import faults
 from crust.errors import CloudError, UserError
 
 RECORD_SUFFIX = ".crust.json"
@@ -37,6 +40,16 @@ def first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+@contextlib.contextmanager
+def libvirt_errors(what: str) -> Iterator[None]:
+    """A libvirt error inside (a full pool, a host gone, a volume in use) is one line naming
+    what was asked, not an internal error."""
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        raise CloudError(f"{what}: libvirt: {first_line(exc)}", hint="the host's libvirtd log says more; rerun when it is fixed") from None
+
+
 DEFAULT_POOL = "default"
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
 
@@ -46,9 +59,14 @@ def make_default_pool(conn: Any) -> Any:
     it on first use (persistent, started, autostarted)."""
     xml = f"<pool type='dir'><name>{DEFAULT_POOL}</name><target><path>{DEFAULT_POOL_PATH}</path></target></pool>"
     pool = conn.storagePoolDefineXML(xml, 0)
-    pool.build(0)
-    pool.create(0)
-    pool.setAutostart(1)
+    try:
+        pool.build(0)
+        pool.create(0)
+        pool.setAutostart(1)
+    except libvirt.libvirtError:
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.undefine()
+        raise
     return pool
 
 
@@ -140,8 +158,9 @@ def _hole_or_data(fd: int) -> list[Any]:
     return section
 
 
-def upload_file(conn: Any, vol: Any, path: Path) -> Sent:
-    """The file's bytes into the volume through a sparse stream: holes are skipped, not sent."""
+def upload_file(conn: Any, vol: Any, path: Path, fault: str | None = None) -> Sent:
+    """The file's bytes into the volume through a sparse stream: holes are skipped, not sent.
+    fault: a fault point (crust.faults) reached once the first chunk has gone."""
     sent = Sent()
     fd = os.open(path, os.O_RDONLY)
     stream = conn.newStream(0)
@@ -151,6 +170,8 @@ def upload_file(conn: Any, vol: Any, path: Path) -> Sent:
         def send(_stream: Any, nbytes: int, fd: int) -> bytes:
             data = os.read(fd, nbytes)
             sent.data += len(data)
+            if fault is not None and sent.data > len(data):  # a chunk has gone: an interruption now is mid-transfer
+                faults.point(fault)
             return data
 
         def hole(_stream: Any, fd: int) -> list[Any]:

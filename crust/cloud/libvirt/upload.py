@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from crust import faults
 from crust.boot.machine import connect
 from crust.build.manifest import Manifest
 from crust.cloud.common import Undo, prefixed, record, require_first_boot_agent
@@ -40,7 +39,7 @@ def upload(target: LibvirtTarget, job: Job) -> dict[str, Any]:
     artifact, path = qcow2_of(manifest)
     digest = str(manifest.raw_digest)
     volume = volume_name(target, manifest, digest)
-    with prefixed(f"upload {name}"), job.store.lock(f"libvirt-upload-{name}"):
+    with prefixed(f"upload {name}"), pools.libvirt_errors(f"upload {name}"), job.store.lock(f"libvirt-upload-{name}"):
         conn = connect(target.uri)
         try:
             pool = pools.find_pool(conn, target.pool, target.uri, job.say)
@@ -80,10 +79,9 @@ def _upload_locked(
         raw = manifest.artifact("raw")
         vol = pools.create_volume(pool, volume, raw.size if raw is not None else artifact.size, "qcow2")  # the disk's size
         undo.push(volume, lambda: pools.remove_volume(pool, volume))
-        faults.point("libvirt.upload")
         job.say(f"sending {path.name} ({artifact.size} bytes) to {volume} in pool {target.pool} at {target.uri}")
         started = time.monotonic()
-        sent = pools.upload_file(conn, vol, path)
+        sent = pools.upload_file(conn, vol, path, fault="libvirt.upload")
         seconds = time.monotonic() - started
         pools.write_record(conn, pool, volume, {**meta, "complete": True})
         undo.commit()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from crust import __version__
@@ -20,9 +21,10 @@ PROPERTY_QCOW2 = "crust_qcow2_sha256"
 NO_CREDENTIALS_HINT = "name a cloud of clouds.yaml (cloud = in [targets.openstack], or OS_CLOUD), or set OS_AUTH_URL and the other OS_* variables"
 
 
-def where(target: OpenStackTarget) -> str:
-    """The manifest's location key: the cloud and the region."""
-    return f"{target.cloud or 'env'}:{target.region or 'default'}"
+def where(conn: Any) -> str:
+    """The manifest's location key: the cloud and the region the connection really uses
+    (clouds.yaml's name, or "envvars" for OS_*; the region from the settings or the cloud's)."""
+    return f"{conn.config.name}:{conn.config.region_name or 'default'}"
 
 
 def connect(target: OpenStackTarget) -> Any:
@@ -51,12 +53,24 @@ def first_line(exc: BaseException) -> str:
 
 
 def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """fn(*args, **kwargs); an SDK or HTTP error becomes one line naming what was asked."""
+    """fn(*args, **kwargs); an SDK or HTTP error, or an error response, becomes one line naming
+    what was asked."""
+    with errors(what):
+        result = fn(*args, **kwargs)
+    status = getattr(result, "status_code", None)
+    if isinstance(status, int) and status >= 400:  # the SDK's adapters return error responses
+        raise http_error(what, status, error_text(result))
+    return result
+
+
+@contextlib.contextmanager
+def errors(what: str) -> Iterator[None]:
+    """An SDK, keystoneauth or HTTP error inside becomes one line naming what was asked."""
     from keystoneauth1 import exceptions as ksa
     from openstack import exceptions
 
     try:
-        result = fn(*args, **kwargs)
+        yield
     except (ksa.MissingRequiredOptions, ksa.auth_plugins.MissingAuthPlugin, exceptions.ConfigException) as exc:
         raise UserError(f"OpenStack credentials: {first_line(exc)}", hint=NO_CREDENTIALS_HINT) from None
     except ksa.Unauthorized as exc:
@@ -67,10 +81,6 @@ def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise http_error(what, exc.status_code, first_line(exc)) from None
     except (ksa.ConnectFailure, ksa.ConnectTimeout, ksa.EndpointNotFound, ksa.DiscoveryFailure, exceptions.SDKException) as exc:
         raise CloudError(f"{what}: {first_line(exc)}", hint="check the cloud's endpoints and the network") from None
-    status = getattr(result, "status_code", None)
-    if isinstance(status, int) and status >= 400:  # the SDK's adapters return error responses
-        raise http_error(what, status, error_text(result))
-    return result
 
 
 def error_text(response: Any) -> str:

@@ -121,17 +121,18 @@ def launch(target: OpenStackTarget, job: Job) -> dict[str, Any]:
     require_first_boot_agent(manifest)
     key = ssh_public_key(target.ssh_key, job.option("ssh_key"), table="targets.openstack")
     data = user_data(key, target.cloud_config, limit=48 * 1024, cloud="Nova")
-    entry = manifest.cloud_record("openstack", osc.where(target))
     digest = str(manifest.raw_digest)
-    if entry is None or entry.get("image_digest") != digest:
-        raise UserError(
-            f"the current image of {name} is not uploaded to {osc.where(target)}", hint=f"run ./build.py upload {name} --target openstack first"
-        )
     server_name = f"{name}-{secrets.token_hex(4)}"
-    with prefixed(f"launch {name}"):
+    with prefixed(f"launch {name}"), osc.errors(f"launch {name}"):
         conn = osc.connect(target)
         undo = Undo(job.say)
         try:
+            location = osc.where(conn)
+            entry = manifest.cloud_record("openstack", location)
+            if entry is None or entry.get("image_digest") != digest:
+                raise UserError(
+                    f"the current image of {name} is not uploaded to {location}", hint=f"run ./build.py upload {name} --target openstack first"
+                )
             flavor_id = find_flavor(conn, target.flavor)
             network_id = find_network(conn, target.network)
             body = server_body(target, server_name, str(entry["image"]), flavor_id, network_id, data, digest, name)
@@ -141,7 +142,7 @@ def launch(target: OpenStackTarget, job: Job) -> dict[str, Any]:
             record: dict[str, Any] = {
                 "id": server_id,
                 "name": server_name,
-                "location": osc.where(target),
+                "location": location,
                 "image": entry["image"],
                 "image_digest": digest,
                 "launched": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -171,7 +172,7 @@ def launch(target: OpenStackTarget, job: Job) -> dict[str, Any]:
             conn.close()
     found = addresses(running)
     record = {**record, "addresses": found, "address": found[0] if found else ""}
-    record["summary"] = f"{server_id} ({server_name}) ACTIVE at {osc.where(target)} at {record['address'] or 'no address'}"
+    record["summary"] = f"{server_id} ({server_name}) ACTIVE at {location} at {record['address'] or 'no address'}"
     with job.store.lock(f"openstack-servers-{name}"):
         write_state(job.store, name, [record if s["id"] == server_id else s for s in read_state(job.store, name)])
     return record
@@ -188,9 +189,16 @@ def terminate(target: OpenStackTarget, job: Job) -> list[str]:
             hint=f"./build.py launch {name} --target openstack starts one; resources lists them",
         )
     done = []
-    with prefixed(f"terminate {name}"):
+    with prefixed(f"terminate {name}"), osc.errors(f"terminate {name}"):
         conn = osc.connect(target)
         try:
+            location = osc.where(conn)
+            elsewhere = sorted({s["location"] for s in chosen if s.get("location", location) != location})
+            if elsewhere:
+                raise UserError(
+                    f"the recorded servers are in {', '.join(elsewhere)}, this connection is {location}",
+                    hint="terminate with the cloud and region they were launched in (cloud, region, --os-cloud)",
+                )
             for server in chosen:
                 delete_server(conn, server["id"], target.wait_timeout)
                 job.say(f"{server['id']} deleted")

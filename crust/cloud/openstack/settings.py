@@ -21,7 +21,23 @@ VISIBILITIES = ("private", "shared", "community", "public")
 CLOUD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 PROPERTY_RE = re.compile(r"^[a-z][a-z0-9_:.-]{0,254}$")
-RESERVED_PROPERTIES = ("crust_", "hw_firmware_type", "hw_machine_type", "os_distro", "os_type", "owner_specified")
+RESERVED_PROPERTIES = (
+    "crust_",
+    "hw_firmware_type",
+    "hw_machine_type",
+    "hw_disk_bus",
+    "hw_vif_model",
+    "os_distro",
+    "os_type",
+    "os_hash",
+    "os_hidden",
+    "owner_specified",
+)
+# Glance's own image fields: set by Crust or by Glance, never through properties.
+CORE_FIELDS = frozenset(
+    {"name", "visibility", "disk_format", "container_format", "min_disk", "min_ram", "id", "owner", "status", "protected", "tags"}
+    | {"checksum", "size", "virtual_size", "locations", "direct_url", "self", "file", "schema", "created_at", "updated_at", "stores"}
+)
 
 
 def parse_cloud(value: Any) -> str:
@@ -74,8 +90,8 @@ def parse_properties(value: Any) -> Mapping[str, str]:
             raise Invalid(f"property {key!r}: expected a string value, got {type(prop).__name__}")
         if not PROPERTY_RE.fullmatch(key):
             raise Invalid(f"property {key!r}: lower-case letters, digits and _ : . -")
-        if key.startswith(RESERVED_PROPERTIES):
-            raise Invalid(f"property {key!r} is set by Crust")
+        if key.startswith(RESERVED_PROPERTIES) or key in CORE_FIELDS:
+            raise Invalid(f"property {key!r} is set by Crust or Glance (use the target's own keys: visibility, min_ram, min_disk, name)")
         if len(prop) > 255:
             raise Invalid(f"property {key!r}: at most 255 characters")
     return table

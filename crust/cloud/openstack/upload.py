@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from crust import faults
 from crust.build.manifest import Manifest
@@ -21,6 +22,30 @@ from crust.cloud.target import Job
 from crust.errors import CloudError, UserError
 
 GIB = 1024**3
+# States an image of ours is left in by an upload that was killed (an active one with another
+# qcow2, or one importing elsewhere, is left alone).
+LEFTOVER_STATES = ("queued", "saving", "killed")
+
+
+class Reading:
+    """The qcow2 for the PUT: a file with its length (sent with Content-Length, not chunked);
+    the fault point fires once the first block has been read (the upload is under way)."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh, self.size, self.count = fh, size, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.count += len(data)
+        if self.count > len(data):
+            faults.point("openstack.upload")
+        return data
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(lambda: self.read(1 << 20), b"")
 
 
 def qcow2_of(manifest: Manifest) -> tuple[Any, Any]:
@@ -40,13 +65,13 @@ def image_body(target: OpenStackTarget, manifest: Manifest, digest: str, qcow2_s
     """What POST /v2/images gets: the record, Nova's properties and Crust's."""
     distro = manifest.distribution.split("-")[0] if manifest.distribution else "debian"
     return {
+        **dict(target.properties),  # first: what Crust and Glance own below cannot be overridden
         "name": image_name(target, manifest, digest),
         "disk_format": "qcow2",
         "container_format": "bare",
         "visibility": target.visibility,
         "min_disk": target.min_disk or math.ceil(disk_bytes / GIB),
         "min_ram": target.min_ram,
-        **dict(target.properties),
         "hw_firmware_type": "uefi",
         "hw_machine_type": "q35",
         "hw_disk_bus": "virtio",
@@ -65,7 +90,7 @@ def images_with(conn: Any, key: str, value: str) -> list[dict[str, Any]]:
     """Every image the project sees whose property KEY is VALUE (Glance filters server-side)."""
     found: list[dict[str, Any]] = []
     url: str | None = "/images"
-    params: dict[str, Any] | None = {key: value, "limit": 100, "member_status": "all"}
+    params: dict[str, Any] | None = {key: value, "limit": 100, "member_status": "all", "visibility": "all"}  # community ones too
     while url:
         body = osc.json_of(osc.call(f"list images with {key}", conn.image.get, url, params=params))
         found += body.get("images", [])
@@ -75,14 +100,29 @@ def images_with(conn: Any, key: str, value: str) -> list[dict[str, Any]]:
     return found
 
 
-def delete_image(conn: Any, image_id: str) -> None:
-    response = conn.image.delete(f"/images/{image_id}", raise_exc=False)
-    if response.status_code not in (204, 404):
-        raise CloudError(f"DELETE image {image_id}: HTTP {response.status_code}", hint="delete it by hand (openstack image delete)")
+def delete_image(conn: Any, image_id: str, timeout: float = 60.0) -> None:
+    """Delete the image. Right after an interrupted upload Glance may still be ending the broken
+    request ("saving"), and refuses (409, 500) until it has: asked again for up to timeout."""
+
+    def deleted() -> bool | None:
+        response = conn.image.delete(f"/images/{image_id}", raise_exc=False)
+        if response.status_code in (204, 404):
+            return True
+        if response.status_code in (409, 500, 503):
+            return None
+        raise osc.http_error(f"delete image {image_id}", response.status_code, osc.error_text(response))
+
+    osc.wait_until(f"image {image_id} deleted", deleted, timeout, first=0.5, most=5.0)
 
 
-def add_members(conn: Any, image_id: str, projects: tuple[str, ...], say: Any) -> list[str]:
-    """The projects the image is shared with after this: each asked once; one already there is fine."""
+def sync_members(conn: Any, image_id: str, projects: tuple[str, ...], say: Any) -> list[str]:
+    """The image is shared with exactly these projects: missing ones are added, ones no longer
+    listed are removed. The projects it is shared with after this."""
+    listed = osc.json_of(osc.call(f"members of {image_id}", conn.image.get, f"/images/{image_id}/members"))
+    for member in listed.get("members", []):
+        if member["member_id"] not in projects:
+            osc.call(f"unshare {image_id} with {member['member_id']}", conn.image.delete, f"/images/{image_id}/members/{member['member_id']}")
+            say(f"{image_id} no longer shared with project {member['member_id']}")
     for project in projects:
         response = conn.image.post(f"/images/{image_id}/members", json={"member": project}, raise_exc=False)
         if response.status_code == 409:
@@ -103,31 +143,41 @@ def upload(target: OpenStackTarget, job: Job) -> dict[str, Any]:
     raw = manifest.artifact("raw")
     digest = str(manifest.raw_digest)
     body = image_body(target, manifest, digest, artifact.sha256, raw.size if raw is not None else artifact.size)
-    with prefixed(f"upload {name}"), job.store.lock(f"openstack-upload-{name}"):
+    with prefixed(f"upload {name}"), osc.errors(f"upload {name}"), job.store.lock(f"openstack-upload-{name}"):
         conn = osc.connect(target)
         try:
+            location = osc.where(conn)
             report = _upload_locked(conn, target, job, body, path, artifact.size, digest)
         finally:
             conn.close()
     assert manifest.path is not None
-    record(manifest.path, "openstack", digest, {osc.where(target): report})
-    return {"appliance": name, "target": "openstack", "location": osc.where(target), **report}
+    record(manifest.path, "openstack", digest, {location: report})
+    return {"appliance": name, "target": "openstack", "location": location, **report}
 
 
 def _upload_locked(conn: Any, target: OpenStackTarget, job: Job, body: dict[str, Any], path: Any, size: int, digest: str) -> dict[str, Any]:
     for image in images_with(conn, osc.PROPERTY_DIGEST, digest):
         if image.get("status") == "active" and image.get(osc.PROPERTY_QCOW2) == body[osc.PROPERTY_QCOW2]:
             job.say(f"{image['id']} ({image['name']}) already holds this image; nothing sent")
-            members = add_members(conn, image["id"], target.members, job.say) if target.visibility == "shared" else []
+            if image.get("visibility") != target.visibility:
+                osc.call(
+                    f"visibility of {image['id']}",
+                    conn.image.patch,
+                    f"/images/{image['id']}",
+                    json=[{"op": "replace", "path": "/visibility", "value": target.visibility}],
+                    headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+                )
+                job.say(f"{image['id']} is now {target.visibility}")
+            members = sync_members(conn, image["id"], target.members, job.say) if target.visibility == "shared" else []
             return {"image": image["id"], "name": image["name"], "bytes_sent": 0, "seconds": 0.0, "reused": True, "members": members}
-        delete_image(conn, image["id"])
-        job.say(f"removed {image['id']}, left {image.get('status')} by an interrupted upload")
+        if image.get("status") in LEFTOVER_STATES:
+            delete_image(conn, image["id"])
+            job.say(f"removed {image['id']}, left {image.get('status')} by an interrupted upload")
     undo = Undo(job.say)
     try:
         created = osc.json_of(osc.call("create the image record", conn.image.post, "/images", json=body))
         image_id = str(created["id"])
         undo.push(f"image {image_id}", lambda: delete_image(conn, image_id))
-        faults.point("openstack.upload")
         job.say(f"sending {path.name} ({size} bytes) to image {image_id} ({body['name']})")
         started = time.monotonic()
         with open(path, "rb") as fh:
@@ -135,8 +185,8 @@ def _upload_locked(conn: Any, target: OpenStackTarget, job: Job, body: dict[str,
                 f"upload to image {image_id}",
                 conn.image.put,
                 f"/images/{image_id}/file",
-                data=fh,
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                data=Reading(fh, size),
+                headers={"Content-Type": "application/octet-stream"},
             )
         seconds = time.monotonic() - started
 
@@ -149,7 +199,7 @@ def _upload_locked(conn: Any, target: OpenStackTarget, job: Job, body: dict[str,
             return image if image.get("status") == "active" else None
 
         image = osc.wait_until(f"image {image_id} active", active, target.wait_timeout)
-        members = add_members(conn, image_id, target.members, job.say) if target.visibility == "shared" else []
+        members = sync_members(conn, image_id, target.members, job.say) if target.visibility == "shared" else []
         undo.commit()
     except BaseException:
         undo.run()
