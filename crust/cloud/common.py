@@ -59,6 +59,20 @@ def raw_image(manifest: Manifest) -> RawImage:
     return RawImage(path, raw.sha256, st.st_size, st.st_blocks * 512)
 
 
+def qcow2_of(manifest: Manifest) -> tuple[Any, Path]:
+    """The qcow2 artifact the manifest records, and its file (checked against its size)."""
+    artifact = manifest.artifact("qcow2")
+    name = manifest.appliance
+    if artifact is None:
+        raise UserError(
+            f"{manifest.path}: no qcow2 artifact recorded", hint=f'add "qcow2" to image.formats of {name}, or ./build.py build {name} --format qcow2'
+        )
+    path = manifest.located(artifact)
+    if not path.is_file() or path.stat().st_size != artifact.size:
+        raise UserError(f"{name}: {path} is missing or not the size the manifest says", hint=f"rebuild: ./build.py build {name}")
+    return artifact, path
+
+
 def stored_digest(fd: int, manifest: Manifest, store: Store) -> str | None:
     """The sha256 the store recorded for this very file, when it is a hard link of an entry of
     one of the manifest's steps (entries never change: no need to hash it again), else None."""

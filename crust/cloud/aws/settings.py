@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,11 @@ from types import MappingProxyType
 from typing import Any
 
 from crust.build.manifest import Manifest
+from crust.cloud.naming import NAME_FIELDS, format_name, parse_name_pattern
 from crust.define.settings import Invalid, Setting, parse_int, parse_seconds, parse_str, parse_str_list, parse_table
 from crust.errors import UserError
 
 METHODS = ("ebs", "s3-import")
-NAME_FIELDS = ("appliance", "version", "digest", "digest12", "build_id")
 DEFAULT_NAME = "{appliance}-{version}-{digest12}"
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
@@ -46,18 +45,6 @@ def parse_accounts(value: Any) -> tuple[str, ...]:
         if not ACCOUNT_RE.fullmatch(account):
             raise Invalid(f"{account!r} is not an AWS account id (12 digits, as a string)")
     return tuple(dict.fromkeys(accounts))
-
-
-def parse_name_pattern(value: Any) -> str:
-    pattern = parse_str(value)
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
-    except ValueError as exc:
-        raise Invalid(f"{pattern!r} is not a valid pattern: {exc}") from None
-    for name in fields:
-        if name not in NAME_FIELDS:
-            raise Invalid(f"unknown field {{{name}}} in {pattern!r}: use " + ", ".join(f"{{{f}}}" for f in NAME_FIELDS))
-    return pattern
 
 
 def parse_tags(value: Any) -> Mapping[str, str]:
@@ -185,13 +172,7 @@ def where_declared(target: AwsTarget) -> str:
 
 def image_name(target: AwsTarget, manifest: Manifest, digest: str) -> str:
     """The AMI name from the target's pattern; an invalid result is a UserError naming the key."""
-    name = target.name.format(
-        appliance=manifest.appliance,
-        version=manifest.version,
-        digest=digest,
-        digest12=digest[:12],
-        build_id=manifest.build_id,
-    )
+    name = format_name(target.name, manifest, digest)
     if not AMI_NAME_RE.fullmatch(name):
         raise UserError(
             f"AMI name {name!r} (from name = {target.name!r}) is not valid: 3-128 letters, digits, spaces and ()[]./-'@_",

@@ -12,10 +12,10 @@ from types import MappingProxyType
 from typing import Any
 
 from crust.build.manifest import Manifest
+from crust.cloud.naming import NAME_FIELDS, format_name, parse_name_pattern
 from crust.define.settings import Invalid, Setting, parse_int, parse_seconds, parse_size_mib, parse_str, parse_table
 from crust.errors import UserError
 
-NAME_FIELDS = ("appliance", "version", "digest", "digest12", "build_id")
 DEFAULT_NAME = "crust-{appliance}-{version}-{digest12}"
 URI_RE = re.compile(r"^qemu(\+[a-z]+)?://[A-Za-z0-9.@:_\[\]-]*/(system|session)(\?[A-Za-z0-9=&_./-]*)?$")
 OBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -58,20 +58,6 @@ def parse_domain_type(value: Any) -> str:
     return kind
 
 
-def parse_name_pattern(value: Any) -> str:
-    import string
-
-    pattern = parse_str(value)
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
-    except ValueError as exc:
-        raise Invalid(f"{pattern!r} is not a valid pattern: {exc}") from None
-    for name in fields:
-        if name not in NAME_FIELDS:
-            raise Invalid(f"unknown field {{{name}}} in {pattern!r}: use " + ", ".join(f"{{{f}}}" for f in NAME_FIELDS))
-    return pattern
-
-
 LIBVIRT_SETTINGS: tuple[Setting, ...] = (
     Setting("uri", parse_uri, "qemu:///system", "libvirt URI of the host (qemu:///system, qemu+ssh://HOST/system)."),
     Setting("pool", parse_object_name, "default", "Storage pool the image is uploaded into and machines' volumes are made in."),
@@ -108,7 +94,7 @@ class LibvirtTarget:
 
 def volume_name(target: LibvirtTarget, manifest: Manifest, digest: str) -> str:
     """The image volume's name (the pattern, then .qcow2); an invalid one names the key."""
-    name = target.name.format(appliance=manifest.appliance, version=manifest.version, digest=digest, digest12=digest[:12], build_id=manifest.build_id)
+    name = format_name(target.name, manifest, digest)
     if not VOLUME_RE.fullmatch(name):
         raise UserError(
             f"volume name {name!r} (from name = {target.name!r}) is not valid: letters, digits, _ . + -",

@@ -7,29 +7,15 @@ from typing import Any
 
 from crust.boot.machine import connect
 from crust.build.manifest import Manifest
-from crust.cloud.common import Undo, prefixed, record, require_first_boot_agent
+from crust.cloud.common import Undo, prefixed, qcow2_of, record, require_first_boot_agent
 from crust.cloud.libvirt import pool as pools
 from crust.cloud.libvirt.settings import LibvirtTarget, volume_name
 from crust.cloud.target import Job
-from crust.errors import UserError
 
 
 def location(target: LibvirtTarget) -> str:
     """The manifest's location key: the host and the pool."""
     return f"{target.uri}#{target.pool}"
-
-
-def qcow2_of(manifest: Manifest) -> tuple[Any, Any]:
-    artifact = manifest.artifact("qcow2")
-    name = manifest.appliance
-    if artifact is None:
-        raise UserError(
-            f"{manifest.path}: no qcow2 artifact recorded", hint=f'add "qcow2" to image.formats of {name}, or ./build.py build {name} --format qcow2'
-        )
-    path = manifest.located(artifact)
-    if not path.is_file() or path.stat().st_size != artifact.size:
-        raise UserError(f"{name}: {path} is missing or not the size the manifest says", hint=f"rebuild: ./build.py build {name}")
-    return artifact, path
 
 
 def upload(target: LibvirtTarget, job: Job) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from types import MappingProxyType
 from typing import Any
 
 from crust.build.manifest import Manifest
+from crust.cloud.naming import NAME_FIELDS, format_name, parse_name_pattern
 from crust.define.settings import Invalid, Setting, parse_int, parse_seconds, parse_size_mib, parse_str, parse_str_list, parse_table
 from crust.errors import UserError
 
-NAME_FIELDS = ("appliance", "version", "digest", "digest12", "build_id")
 DEFAULT_NAME = "crust-{appliance}-{version}-{digest12}"
 VISIBILITIES = ("private", "shared", "community", "public")
 CLOUD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -97,20 +97,6 @@ def parse_properties(value: Any) -> Mapping[str, str]:
     return table
 
 
-def parse_name_pattern(value: Any) -> str:
-    import string
-
-    pattern = parse_str(value)
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
-    except ValueError as exc:
-        raise Invalid(f"{pattern!r} is not a valid pattern: {exc}") from None
-    for name in fields:
-        if name not in NAME_FIELDS:
-            raise Invalid(f"unknown field {{{name}}} in {pattern!r}: use " + ", ".join(f"{{{f}}}" for f in NAME_FIELDS))
-    return pattern
-
-
 OPENSTACK_SETTINGS: tuple[Setting, ...] = (
     Setting("cloud", parse_cloud, "", "Cloud name in clouds.yaml (default: OS_CLOUD, else the OS_* environment)."),
     Setting("region", parse_region, "", "Region (default: the cloud's region_name)."),
@@ -154,7 +140,7 @@ class OpenStackTarget:
 
 
 def image_name(target: OpenStackTarget, manifest: Manifest, digest: str) -> str:
-    name = target.name.format(appliance=manifest.appliance, version=manifest.version, digest=digest, digest12=digest[:12], build_id=manifest.build_id)
+    name = format_name(target.name, manifest, digest)
     if not 1 <= len(name) <= 255 or "\n" in name:
         raise UserError(
             f"image name {name!r} (from name = {target.name!r}) is not valid: 1-255 characters",

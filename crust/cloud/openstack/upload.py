@@ -15,11 +15,11 @@ from typing import Any, BinaryIO
 
 from crust import faults
 from crust.build.manifest import Manifest
-from crust.cloud.common import Undo, prefixed, record, require_first_boot_agent
+from crust.cloud.common import Undo, prefixed, qcow2_of, record, require_first_boot_agent
 from crust.cloud.openstack import client as osc
 from crust.cloud.openstack.settings import OpenStackTarget, check_for_upload, image_name
 from crust.cloud.target import Job
-from crust.errors import CloudError, UserError
+from crust.errors import CloudError
 
 GIB = 1024**3
 # States an image of ours is left in by an upload that was killed (an active one with another
@@ -46,19 +46,6 @@ class Reading:
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(lambda: self.read(1 << 20), b"")
-
-
-def qcow2_of(manifest: Manifest) -> tuple[Any, Any]:
-    artifact = manifest.artifact("qcow2")
-    name = manifest.appliance
-    if artifact is None:
-        raise UserError(
-            f"{manifest.path}: no qcow2 artifact recorded", hint=f'add "qcow2" to image.formats of {name}, or ./build.py build {name} --format qcow2'
-        )
-    path = manifest.located(artifact)
-    if not path.is_file() or path.stat().st_size != artifact.size:
-        raise UserError(f"{name}: {path} is missing or not the size the manifest says", hint=f"rebuild: ./build.py build {name}")
-    return artifact, path
 
 
 def image_body(target: OpenStackTarget, manifest: Manifest, digest: str, qcow2_sha256: str, disk_bytes: int) -> dict[str, Any]:
