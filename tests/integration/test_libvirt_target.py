@@ -80,6 +80,7 @@ class Workspace:
         self.out = root / "out"
         (self.out / "wsgi").mkdir(parents=True)
         manifest = json.loads((ROOT / "build" / "wsgi" / "manifest.json").read_text())
+        manifest.pop("cloud", None)  # records of earlier uploads of the session's image
         for artifact in manifest["artifacts"]:
             source = Path(artifact["path"])
             if not source.is_absolute():
