@@ -90,7 +90,9 @@ def running_domain(dom: Any) -> Iterator[Any]:
             dom.destroy()
 
 
-def domain_config(run_: Run, decision: accel.Decision, forwards: tuple[tuple[int, int], ...] = (), seed: Path | None = None) -> DomainConfig:
+def domain_config(
+    run_: Run, decision: accel.Decision, forwards: tuple[tuple[int, int], ...] = (), seed: Path | None = None, memory_mib: int = 1024
+) -> DomainConfig:
     """The domain of one boot attempt under decision (a KVM attempt may carry a simulated fault)."""
     kvm_try = decision.accel == "kvm"
     return DomainConfig(
@@ -103,6 +105,7 @@ def domain_config(run_: Run, decision: accel.Decision, forwards: tuple[tuple[int
         seed=seed,
         agent=not (kvm_try and accel.fault_drops_agent()),
         extra_args=accel.fault_extra_args() if kvm_try else (),
+        memory_mib=memory_mib,
     )
 
 

@@ -55,6 +55,7 @@ def checks_digest(spec: ApplianceSpec) -> str:
             "checks": checks_digest_input(spec.test.checks),
             "ports": list(spec.test.ports),
             "boot_timeout": spec.test.boot_timeout,
+            "memory_mib": spec.test.memory_mib,
             "module": digest_file(spec.test.module) if spec.test.module else None,
             "code": {name: digest_tree(PACKAGE_DIR / name) for name in CODE},
         }
@@ -158,7 +159,7 @@ def _boot_and_check(
             with run_files(image, spec.name) as run_:
                 kvm_try = decision.accel == "kvm"
                 seed = make_seed(run_.workdir, run_.name, spec.name, options.user_data) if options.user_data else None
-                cfg = domain_config(run_, decision, tuple((host, guest) for guest, host in forwards.items()), seed)
+                cfg = domain_config(run_, decision, tuple((host, guest) for guest, host in forwards.items()), seed, spec.test.memory_mib)
                 started_wall = dt.datetime.now(dt.UTC)
                 started = time.monotonic()
                 try:

@@ -43,8 +43,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     project = project_from(args)
     names = project.appliance_names()
     width = max((len(n) for n in names), default=4)
-    for name in names:
-        spec = load_appliance(project.appliance_path(name), project)
+    specs = [load_appliance(project.appliance_path(name), project) for name in names]  # all parse before a line is printed
+    for name, spec in zip(names, specs, strict=True):
         print(f"{name:{width}}  {spec.version:8}  {spec.distribution:10}  {spec.description}")
     return 0
 
@@ -68,13 +68,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from crust.define.validate import validate_appliance
 
     project = project_from(args)
+    report: list[str] = []  # printed once every appliance passed: bad input prints only its error
     for name in names_from(args, project):
         spec, distro, _rendered, ks = validate_appliance(project, name)
         load_targets(project, name)  # every cloud target of the appliance parses (no cloud call)
         needs = needed_secrets(project.roles, spec.roles)
         secrets = f", build secrets: {', '.join(sorted(needs))}" if needs else ""
         extends = f", extends {' -> '.join(p.stem for p in reversed(spec.chain[:-1]))}" if len(spec.chain) > 1 else ""
-        print(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'}{secrets}{extends})")
+        report.append(f"{name}: ok ({distro.description}, {len(ks.packages)} packages, roles: {', '.join(spec.roles) or 'none'}{secrets}{extends})")
         if args.explain:
-            print("\n".join(explain_settings(spec)))
+            report.extend(explain_settings(spec))
+    print("\n".join(report))
     return 0

@@ -86,6 +86,15 @@ def parse_port_list(value: Any) -> tuple[int, ...]:
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(MiB|M|GiB|G)?\s*$")
 
 
+def parse_memory_mib(value: Any) -> int:
+    """A guest's memory: a size (parse_size_mib) from 256 MiB to 16 GiB (a smoke test's domain
+    runs on the build host: an appliance file does not get to ask for all of it)."""
+    mib = parse_size_mib(value)
+    if not 256 <= mib <= 16 * 1024:
+        raise Invalid(f"{value!r} is out of range (256MiB to 16GiB)")
+    return mib
+
+
 def parse_size_mib(value: Any) -> int:
     """'2GiB', '512MiB', '2G' or an integer number of MiB."""
     if isinstance(value, int) and not isinstance(value, bool):

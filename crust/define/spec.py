@@ -23,6 +23,7 @@ from crust.define.settings import (
     Setting,
     apply_settings,
     parse_bool,
+    parse_memory_mib,
     parse_name,
     parse_port_list,
     parse_seconds,
@@ -79,6 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("test.ports", parse_port_list, (), "Guest TCP ports to forward to the host for checks."),
     Setting("test.boot_timeout", parse_seconds, 180.0, "Seconds for the whole smoke test."),
+    Setting("test.memory", parse_memory_mib, 1024, 'Guest memory for the smoke test, e.g. "2GiB" (256MiB to 16GiB).'),
     Setting("test.module", parse_str, "", "Python check module beside the appliance file (optional)."),
     Setting("test.checks", lambda v: v, (), "Smoke checks, run in order ([[test.checks]] tables)."),
 )
@@ -99,6 +101,7 @@ class TestSpec:
     boot_timeout: float
     module: Path | None
     checks: tuple[CheckSpec, ...]
+    memory_mib: int = 1024
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,7 @@ def load_appliance(path: Path, project: Project) -> ApplianceSpec:
             boot_timeout=values["test.boot_timeout"],
             module=module,
             checks=checks,
+            memory_mib=values["test.memory"],
         ),
         source=path,
         origins=origins,

@@ -321,7 +321,7 @@ SECRETS = [
     case("secret-env-no-name", "build wsgi --secret token=env:", "'' is not an environment variable name"),
     case("secret-given-twice", f"build demo --secret deploy_key={SECRET} --secret deploy_key={SECRET}", "given twice", secret_role()),
     case("secret-not-used", f"build wsgi --secret deploy_key={SECRET}", "--secret deploy_key: no role of wsgi uses this secret"),
-    case("secret-not-used-all", f"build --all --secret deploy_key={SECRET}", "--secret deploy_key: no role of demo, django, ids, moksha, pyramid"),
+    case("secret-not-used-all", f"build --all --secret deploy_key={SECRET}", "--secret deploy_key: no role of config, demo, django, ids, moksha"),
     case("secret-missing", "build demo", "demo: role vault_probe needs the build secret 'deploy_key'", secret_role()),
     case("secret-misspelt", f"build demo --secret deploy_kye={SECRET}", "needs the build secret 'deploy_key'", secret_role()),
     case("secret-missing-second", f"build wsgi demo --secret other={SECRET}", "needs the build secret 'deploy_key'", secret_role()),

@@ -50,6 +50,9 @@ KINDS = {
     "rabbitmq/rabbitmq.conf.j2": "rabbitmq",
     "rabbitmq/setup-users.py.j2": "python",
     "postgresql/crust-postgresql.service.j2": "systemd",
+    "puppetserver/crust-puppetserver-setup.service.j2": "systemd",
+    "puppetserver/puppetserver-dropin.conf.j2": "systemd-dropin",
+    "puppetserver/setup.py.j2": "python",
     "pyramid/crust-pyramid-setup.service.j2": "systemd",
     "pyramid/setup.j2": "sh",
     "postgresql/setup.py.j2": "python",
@@ -443,6 +446,13 @@ PYTHON_DATA = {
         "VHOST_LIMITS": "rabbitmq_vhost_limits",
     },
     "postgresql/setup.py.j2": {"DATABASES": "postgresql_databases"},
+    "puppetserver/setup.py.j2": {
+        "ALT_NAMES": "puppetserver_dns_alt_names",
+        "HEAP_PERCENT": "puppetserver_heap_percent",
+        "HEAP_MIN_MIB": "puppetserver_heap_min_mib",
+        "HEAP_MAX_MIB": "puppetserver_heap_max_mib",
+        "JRUBY_INSTANCES": "puppetserver_jruby_instances",
+    },
     "django/setup.py.j2": {
         "CONFIG_DIR": "django_config_dir",
         "APP_USER": "wsgi_user",

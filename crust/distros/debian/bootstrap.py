@@ -54,6 +54,10 @@ def mmdebstrap_argv(distro: Distribution, target: Path, sources: Path, hooks: li
         "--skip=cleanup/apt/lists",
     ]
     argv += [f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES]
+    # Manual pages are left out, but their sections' directories stay: update-alternatives
+    # links a manual page there and fails without them (openjdk's postinst: "error creating
+    # symbolic link '/usr/share/man/man1/java.1.gz.dpkg-tmp'"), failing the packages step.
+    argv.append("--essential-hook=mkdir -p " + " ".join(f'"$1/usr/share/man/man{n}"' for n in range(1, 9)))
     return [*argv, *hooks, distro.suite, str(target), str(sources)]
 
 

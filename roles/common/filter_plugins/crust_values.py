@@ -92,9 +92,18 @@ KINDS = {
     "language_code": (r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*", "a language code (en-us, fr, pt-br...)"),
     "host_pattern": (r"\*|\.?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\]", "a host name, .domain (and its subdomains), an [IPv6] address or *"),
     "origin": (r"https?://(?:\*\.)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?", "an origin: http(s)://HOST[:PORT] (*.DOMAIN for subdomains)"),
+    "dns_name": (
+        r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
+        "a DNS name (labels of letters, digits and -, separated by dots)",
+    ),
     "pg_password": (r"[^\x00-\x1f\x7f]{0,128}", "at most 128 characters, no control characters"),
 }
-NUMBERS = {"port": (1, 65535, "a port number (1-65535)"), "positive": (1, 1 << 31, "a positive integer")}
+NUMBERS = {
+    "port": (1, 65535, "a port number (1-65535)"),
+    "positive": (1, 1 << 31, "a positive integer"),
+    "percent": (1, 100, "a percentage (1-100)"),
+    "count": (0, 1024, "0 (worked out at boot) or a count up to 1024"),
+}
 
 
 def crust_check(value, kind):
