@@ -76,6 +76,14 @@ if [ ! -f "$glance_stamp" ] || [ setup.sh -nt "$glance_stamp" ]; then
     .venv-glance/bin/pip install --quiet --disable-pip-version-check glance==33.0.0 pyuwsgi==2.0.30.post1
     touch "$glance_stamp"
 fi
+# A real Azure blob service for the Azure target's tests (tests/integration/azurite_server.py):
+# Azurite from npm, in .azurite/ (node and npm are the machine's).
+azurite_stamp=.azurite/.crust-installed
+if command -v npm >/dev/null && { [ ! -f "$azurite_stamp" ] || [ setup.sh -nt "$azurite_stamp" ]; }; then
+    echo "setup: installing Azurite for the tests (.azurite)"
+    npm install --silent --no-fund --no-audit --prefix .azurite azurite@3.37.0
+    touch "$azurite_stamp"
+fi
 # Byte-compile Crust's own modules (an editable install does not, and with
 # PYTHONDONTWRITEBYTECODE set no run would write them): ~25 modules compiled on every
 # ./build.py run cost 80 ms of a 0.4 s no-op build.

@@ -27,6 +27,8 @@ Points, in build order:
     libvirt.launch    `launch --target libvirt`: the machine's domain has just been started
     openstack.upload  `upload --target openstack`: the first chunk of the image has been read for Glance
     openstack.launch  `launch --target openstack`: the server has just been created
+    azure.upload      `upload --target azure`: the first page range of the VHD has been sent
+    azure.launch      `launch --target azure`: the VM's creation has just been asked for
 """
 
 from __future__ import annotations

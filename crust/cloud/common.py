@@ -59,18 +59,23 @@ def raw_image(manifest: Manifest) -> RawImage:
     return RawImage(path, raw.sha256, st.st_size, st.st_blocks * 512)
 
 
-def qcow2_of(manifest: Manifest) -> tuple[Any, Path]:
-    """The qcow2 artifact the manifest records, and its file (checked against its size)."""
-    artifact = manifest.artifact("qcow2")
+def artifact_of(manifest: Manifest, fmt: str) -> tuple[Any, Path]:
+    """The artifact of format fmt the manifest records, and its file (checked against its size)."""
+    artifact = manifest.artifact(fmt)
     name = manifest.appliance
     if artifact is None:
         raise UserError(
-            f"{manifest.path}: no qcow2 artifact recorded", hint=f'add "qcow2" to image.formats of {name}, or ./build.py build {name} --format qcow2'
+            f"{manifest.path}: no {fmt} artifact recorded", hint=f'add "{fmt}" to image.formats of {name}, or ./build.py build {name} --format {fmt}'
         )
     path = manifest.located(artifact)
     if not path.is_file() or path.stat().st_size != artifact.size:
         raise UserError(f"{name}: {path} is missing or not the size the manifest says", hint=f"rebuild: ./build.py build {name}")
     return artifact, path
+
+
+def qcow2_of(manifest: Manifest) -> tuple[Any, Path]:
+    """The qcow2 artifact the manifest records, and its file (checked against its size)."""
+    return artifact_of(manifest, "qcow2")
 
 
 def stored_digest(fd: int, manifest: Manifest, store: Store) -> str | None:
@@ -175,3 +180,24 @@ def user_data(key: str, cloud_config: Mapping[str, Any], limit: int = 16 * 1024,
     if len(text.encode()) > limit:
         raise UserError(f"the user data is {len(text.encode())} bytes, over {cloud}'s {limit // 1024} KiB", hint="shorten cloud_config")
     return text
+
+
+def machines_path(store: Store, target: str, name: str) -> Path:
+    return store.root / "state" / target / f"{name}.json"
+
+
+def read_machines(store: Store, target: str, name: str) -> list[dict[str, Any]]:
+    """The machines `launch --target TARGET` recorded for an appliance in this store."""
+    path = machines_path(store, target, name)
+    if not path.is_file():
+        return []
+    machines: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8")).get("machines", [])
+    return machines
+
+
+def write_machines(store: Store, target: str, name: str, machines: list[dict[str, Any]]) -> None:
+    from crust.build.store import write_atomic
+
+    path = machines_path(store, target, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps({"appliance": name, "machines": machines}, indent=2, sort_keys=True))

@@ -89,10 +89,11 @@ def registry() -> dict[str, Target]:
     inside its methods) and one line here; the imports are static so that the code digest
     finds them, and happen on first use."""
     from crust.cloud.aws.target import TARGET as aws
+    from crust.cloud.azure.target import TARGET as azure
     from crust.cloud.libvirt.target import TARGET as libvirt
     from crust.cloud.openstack.target import TARGET as openstack
 
-    return {t.name: t for t in (aws, libvirt, openstack)}
+    return {t.name: t for t in (aws, libvirt, openstack, azure)}
 
 
 def target_names() -> tuple[str, ...]:

@@ -92,7 +92,7 @@ BAD_APPLIANCE = [
     ('[targets.aws]\nsubnet = "default"\n', "is not a subnet id", 8),
     ('[targets.aws]\ninstance_type = "large"\n', "is not an instance type", 8),
     ("[targets.aws]\nread_timeout = 0\n", "expected a positive number of seconds", 8),
-    ('[targets.gcp]\nregion = "x"\n', "unknown target 'targets.gcp' (fix: known targets: aws, libvirt, openstack)", 7),
+    ('[targets.gcp]\nregion = "x"\n', "unknown target 'targets.gcp' (fix: known targets: aws, libvirt, openstack, azure)", 7),
     ('targets = "aws"\n', "targets must be a table", 7),
 ]
 
@@ -113,7 +113,7 @@ def test_bad_appliance_target(project: Path, text: str, words: str, line: int) -
     ("text", "words", "line"),
     [
         ('[aws]\nregoin = "eu-west-1"\n', "unknown key 'aws.regoin'", 2),
-        ('[azure]\nregion = "x"\n', "unknown target 'azure'", 1),
+        ('[gcp]\nregion = "x"\n', "unknown target 'gcp'", 1),
         ("[aws]\nmax_attempts = 50\n", "50 attempts: use 1 to 20", 2),
         ("[aws\n", "invalid TOML", 1),
     ],
