@@ -4,13 +4,16 @@ SAS: every one Crust reads is registered with crust.redact before any call)."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from crust import __version__
-from crust.cloud.azure.settings import LOOPBACK, AzureTarget
+from crust.cloud.azure.settings import LOOPBACK, PUBLIC_ARM, AzureTarget
 from crust.errors import CloudError, UserError
 from crust.redact import redact, register
 
@@ -50,18 +53,53 @@ def subscription_of(target: AzureTarget) -> str:
     return subscription
 
 
+@functools.cache
 def credential() -> Any:
-    """The SDK's default chain: environment, workload or managed identity, az/azd/PowerShell."""
+    """The SDK's default chain: environment, workload or managed identity, az/azd/PowerShell
+    (one per process: its tokens are cached). The SDK's own log lines stay quiet: what fails
+    is reported once, as an error."""
     from azure.identity import DefaultAzureCredential
 
+    sdk_log = logging.getLogger("azure")
+    sdk_log.addHandler(logging.NullHandler())
+    sdk_log.propagate = False
     return DefaultAzureCredential()
 
 
+def scope_of(target: AzureTarget) -> str:
+    endpoint = target.management_endpoint if urlsplit(target.management_endpoint).scheme == "https" else PUBLIC_ARM
+    return f"{endpoint}/.default"
+
+
+def sign_in(target: AzureTarget) -> None:
+    """A management token now, before anything is made or sent: no credentials is one line."""
+    with errors("Azure sign-in"):
+        credential().get_token(scope_of(target))
+
+
 def management_options(target: AzureTarget) -> dict[str, Any]:
-    options: dict[str, Any] = {"base_url": target.management_endpoint, "user_agent": f"crust/{__version__}", "polling_interval": 2}
-    if target.management_endpoint.startswith("http://") and target.management_endpoint.split("/")[2].split(":")[0] in LOOPBACK:
-        options["enforce_https"] = False  # a stand-in on loopback (settings allow http:// nowhere else)
+    options: dict[str, Any] = {
+        "base_url": target.management_endpoint,
+        "credential_scopes": [scope_of(target)],
+        "user_agent": f"crust/{__version__}",
+        "polling_interval": 2,
+    }
+    if urlsplit(target.management_endpoint).scheme == "http":  # a stand-in on loopback: the settings allow http:// nowhere else
+        options["authentication_policy"] = loopback_policy(credential(), scope_of(target))
     return options
+
+
+def loopback_policy(cred: Any, scope: str) -> Any:
+    """ARM's bearer token policy, letting the token go to an http:// stand-in on loopback."""
+    from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+    class LoopbackPolicy(ARMChallengeAuthenticationPolicy):
+        def on_request(self, request: Any) -> None:
+            if urlsplit(request.http_request.url).hostname in LOOPBACK:
+                request.context["enforce_https"] = False
+            super().on_request(request)
+
+    return LoopbackPolicy(cred, scope)
 
 
 def compute_client(target: AzureTarget, subscription: str) -> Any:

@@ -54,7 +54,7 @@ def tagged(target: AzureTarget, subscription: str, name: str) -> list[dict[str, 
 def resources(target: AzureTarget, job: Job, remove_orphans: bool) -> list[dict[str, Any]]:
     name = job.appliance
     found: list[dict[str, Any]] = []
-    with prefixed(f"resources {name}"), azc.errors(f"resources {name}"):
+    with prefixed(f"resources {name}"), azc.errors("Azure"):
         listed_blobs = blobs(target, name) if (os.environ.get(azc.CONNECTION_ENV) or target.storage_account) else []
         found += [entry for entry, _ in listed_blobs]
         if target.resource_group:

@@ -132,7 +132,8 @@ def launch(target: AzureTarget, job: Job) -> dict[str, Any]:
         "launched": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     group = target.resource_group
-    with prefixed(f"launch {name}"), azc.errors(f"launch {name}"):
+    with prefixed(f"launch {name}"), azc.errors("Azure"):
+        azc.sign_in(target)
         compute, network = azc.compute_client(target, subscription), azc.network_client(target, subscription)
         undo = Undo(job.say)
         with job.store.lock(f"azure-vms-{name}"):
@@ -199,7 +200,7 @@ def terminate(target: AzureTarget, job: Job) -> list[str]:
             f"the recorded VMs are in {', '.join(elsewhere)}, the settings say {location}", hint="terminate with the settings they were launched with"
         )
     done = []
-    with prefixed(f"terminate {name}"), azc.errors(f"terminate {name}"):
+    with prefixed(f"terminate {name}"), azc.errors("Azure"):
         compute, network = azc.compute_client(target, subscription), azc.network_client(target, subscription)
         for machine in chosen:
             for what, remove in removals(target, compute, network, machine):

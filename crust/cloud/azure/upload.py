@@ -46,7 +46,8 @@ def upload(target: AzureTarget, job: Job) -> dict[str, Any]:
     image = image_name(target, manifest, digest)
     subscription = azc.subscription_of(target)
     location = azc.location_key(target, subscription)
-    with prefixed(f"upload {name}"), azc.errors(f"upload {name}"), job.store.lock(f"azure-upload-{name}"):
+    with prefixed(f"upload {name}"), azc.errors("Azure"), job.store.lock(f"azure-upload-{name}"):
+        azc.sign_in(target)
         container = azc.container_client(target)
         compute = azc.compute_client(target, subscription)
         report = _upload_locked(target, job, container, compute, manifest, path, artifact.size, digest, image)
