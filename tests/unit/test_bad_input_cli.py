@@ -231,7 +231,9 @@ CLOUD = [
     case(
         "upload-broken-targets", "upload demo", "'Mars' is not an AWS region name", appliance(GOOD + '\n[targets.aws]\nregion = "Mars"\n'), APPLIANCE
     ),
-    case("launch-target-unknown", "launch wsgi --target azure", "argument --target: invalid choice: 'azure'"),
+    case("launch-target-unknown", "launch wsgi --target gcp", "argument --target: invalid choice: 'gcp'"),
+    case("upload-azure-no-resource-group", "upload wsgi --target azure", "no resource_group for the Azure target (fix: set resource_group"),
+    case("launch-azure-bad-vm-size", "launch wsgi --target azure --vm-size B2;s", "--vm-size: 'B2;s' is not valid"),
     case("launch-region-made-up", "launch wsgi --region eu-west", "--region: 'eu-west' is not an AWS region name"),
     case("launch-ssh-key-without-value", "launch wsgi --ssh-key", "argument --ssh-key: expected one argument"),
     case("launch-not-built", "launch wsgi", "wsgi is not built"),
