@@ -183,6 +183,13 @@ def test_no_credentials_is_one_line(ws: Workspace) -> None:
     assert "az login" in out.stderr and KEY not in out.stderr
 
 
+def test_a_refused_storage_key_is_one_line_and_never_shown(ws: Workspace, azurite: str) -> None:
+    wrong = base64.b64encode(b"not the account key of devstoreaccount1, 64 bytes long.........").decode()
+    out = ws.crust("upload", "wsgi", "--target", "azure", env={"AZURE_STORAGE_CONNECTION_STRING": azurite.replace(KEY, wrong)})
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "HTTP 403" in out.stderr and wrong not in out.stderr + out.stdout, out.stderr
+
+
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_an_interrupted_upload_leaves_no_blob(ws: Workspace, azurite: str, arm: FakeArm, sig: str) -> None:
     out = ws.crust("upload", "wsgi", "--target", "azure", env={"CRUST_FAULT": f"azure.upload:{sig}"})
@@ -199,10 +206,21 @@ def test_a_killed_upload_is_an_orphan_the_rerun_replaces(ws: Workspace, azurite:
     out = ws.crust("resources", "wsgi", "--target", "azure", "--json")
     assert out.returncode == 0, out.stderr
     assert [(e["kind"], e["id"], e["orphan"]) for e in json.loads(out.stdout)] == [("blob", left.name, True)]
-    report = upload_json(ws)
+    out = ws.crust("upload", "wsgi", "--target", "azure", "--json")
+    assert out.returncode == 0 and f"removed blob {left.name}, left incomplete by an interrupted upload" in out.stderr, out.stderr
+    report = json.loads(out.stdout)
     [blob] = blobs(azurite)
     assert blob.metadata["crust_complete"] == ws.digest and report["reused"] is False
     assert container(azurite).get_blob_client(blob.name).download_blob().readall() == ws.vhd.read_bytes()
+
+
+def test_remove_orphans_removes_a_killed_uploads_blob(ws: Workspace, azurite: str) -> None:
+    out = ws.crust("upload", "wsgi", "--target", "azure", env={"CRUST_FAULT": "azure.upload:SIGKILL"})
+    assert out.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), out.returncode
+    out = ws.crust("resources", "wsgi", "--target", "azure", "--remove-orphans", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [(e["kind"], e["orphan"], e.get("removed")) for e in json.loads(out.stdout)] == [("blob", True, True)]
+    assert blobs(azurite) == []
 
 
 def test_request_shape_launch_and_terminate(ws: Workspace, arm: FakeArm) -> None:
