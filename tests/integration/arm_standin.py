@@ -30,6 +30,10 @@ class FakeArm(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
+    def add(self, path: str, resource: dict[str, Any]) -> None:
+        """A resource that is there before the test (e.g. a gallery's image definition)."""
+        self.resources[path.lower()] = {**resource, "id": path, "name": path.rsplit("/", 1)[1]}
+
     def writes(self, method: str = "PUT") -> list[tuple[str, Any]]:
         return [(path, body) for m, path, body in self.requests if m == method]
 
@@ -97,8 +101,8 @@ class ArmHandler(BaseHTTPRequestHandler):
             self.reply(200, resource)
             return
         prefix = path.lower() + "/"
-        if len(path.split("/")) == 8:  # a listing of one type in a resource group
-            listed = [r for p, r in self.server.resources.items() if p.startswith(prefix) and p.count("/") == path.count("/") + 1]
+        if len(path.split("/providers/", 1)[-1].split("/")) % 2 == 0:  # NS/TYPE[/NAME/TYPE]: a collection
+            listed = [r for p, r in self.server.resources.items() if p.startswith(prefix) and "/" not in p[len(prefix) :]]
             self.reply(200, {"value": listed})
             return
         self.not_found()

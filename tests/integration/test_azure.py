@@ -165,6 +165,33 @@ def test_upload_bytes_image_request_and_reuse(ws: Workspace, azurite: str, arm: 
     assert len(arm.writes()) == 1
 
 
+GALLERY = f"/subscriptions/{SUB}/resourceGroups/{GROUP}/providers/Microsoft.Compute/galleries/crustgallery"
+
+
+def test_request_shape_gallery_image_version(ws: Workspace, azurite: str, arm: FakeArm) -> None:
+    with open(ws.root / "targets.toml", "a", encoding="utf-8") as fh:
+        fh.write('gallery = "crustgallery"\n')
+    out = ws.crust("upload", "wsgi", "--target", "azure")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "no image definition wsgi in gallery crustgallery (fix: az sig image-definition create" in out.stderr
+    assert blobs(azurite) == [] and arm.writes() == []  # checked before anything is sent
+
+    properties = {"hyperVGeneration": "V2", "osType": "Linux", "osState": "Generalized", "provisioningState": "Succeeded"}
+    arm.add(f"{GALLERY}/images/wsgi", {"location": "westeurope", "properties": properties})
+    report = upload_json(ws)
+    [(path, body)] = arm.writes()
+    assert path.startswith(f"{GALLERY}/images/wsgi/versions/") and report["image"] == path and report["kind"] == "gallery image version"
+    source = body["properties"]["storageProfile"]["osDiskImage"]["source"]
+    assert source == {
+        "storageAccountId": f"/subscriptions/{SUB}/resourceGroups/{GROUP}/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        "uri": report["blob"],
+    }
+    assert body["properties"]["publishingProfile"]["targetRegions"] == [{"name": "westeurope", "regionalReplicaCount": 1}]
+    assert body["tags"]["crust_image_digest"] == ws.digest
+    again = upload_json(ws)
+    assert again["reused"] is True and again["image"] == report["image"] and len(arm.writes()) == 1
+
+
 def test_no_vhd_is_one_line_naming_the_fix(ws: Workspace) -> None:
     manifest = ws.manifest()
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["format"] != "vhd"]

@@ -58,6 +58,7 @@ def test_settings(project: Path) -> None:
         ('admin_user = "root"', "a name Azure refuses"),
         ('admin_user = "Bob"', "is not a Linux user name"),
         ("workers = 0", "use 1 to 32"),
+        ('gallery = "my gallery"', "is not a gallery name"),
         ('public_ip = "yes"', "expected true or false"),
         ('management_endpoint = "http://arm.example.com"', "use an https:// URL"),
         ('name = "{appliance}-{date}"', "unknown field {date}"),
@@ -108,6 +109,16 @@ def test_vm_and_nic_bodies(project: Path) -> None:
     nic = nic_body(target, {}, None)
     assert nic["properties"]["ipConfigurations"][0]["properties"]["subnet"] == {"id": SUBNET}
     assert "publicIPAddress" not in nic["properties"]["ipConfigurations"][0]["properties"]
+
+
+def test_gallery_versions_are_named_by_time_in_order() -> None:
+    import datetime as dt
+
+    from crust.cloud.azure.gallery import version_name
+
+    earlier, later = dt.datetime(2026, 1, 2, 3, 4, 5), dt.datetime(2026, 11, 30, 15, 0, 0)
+    assert (version_name(earlier), version_name(later)) == ("2026.0102.030405", "2026.1130.150000")
+    assert all(int(part) < 2**31 for part in version_name(later).split("."))
 
 
 def test_chunks_are_at_most_4_mib_on_pages() -> None:

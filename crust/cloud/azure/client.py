@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -158,6 +158,16 @@ def errors(what: str) -> Iterator[None]:
         if "connection string" in str(exc).lower() or "account" in str(exc).lower():
             raise UserError(f"{what}: {first_line(exc)}", hint=NO_STORAGE_HINT) from None
         raise
+
+
+def guarded(what: str, action: Callable[[], object]) -> Callable[[], None]:
+    """action, its Azure errors one line naming what (for the undo stack: never an SDK text)."""
+
+    def run() -> None:
+        with errors(what):
+            action()
+
+    return run
 
 
 def http_error(what: str, exc: Any) -> CloudError:

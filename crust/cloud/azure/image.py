@@ -15,11 +15,15 @@ from crust.cloud.common import Undo
 from crust.errors import CloudError, UserError
 
 
+def image_tags(manifest: Manifest, digest: str) -> dict[str, str]:
+    return {azc.TAG_APPLIANCE: manifest.appliance, azc.TAG_VERSION: manifest.version, azc.TAG_DIGEST: digest, azc.TAG_BUILD: manifest.build_id}
+
+
 def image_body(target: AzureTarget, manifest: Manifest, digest: str, blob_url: str) -> dict[str, Any]:
     """What PUT .../images/NAME gets."""
     return {
         "location": target.location,
-        "tags": {azc.TAG_APPLIANCE: manifest.appliance, azc.TAG_VERSION: manifest.version, azc.TAG_DIGEST: digest, azc.TAG_BUILD: manifest.build_id},
+        "tags": image_tags(manifest, digest),
         "properties": {
             "hyperVGeneration": "V2",
             "storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized", "blobUri": blob_url, "caching": "ReadWrite"}},
@@ -69,7 +73,7 @@ def make_image(
         say(f"removed image {name}, left {found.provisioning_state} by an interrupted upload")
     with azc.errors(f"create image {name}"):
         poller = compute.images.begin_create_or_update(target.resource_group, name, image_body(target, manifest, digest, blob_url))
-    undo.push(f"image {name}", lambda: delete_image(compute, target, name))
+    undo.push(f"image {name}", azc.guarded(f"delete image {name}", lambda: delete_image(compute, target, name)))
     with azc.errors(f"create image {name}"):
         made = wait_for(poller, f"image {name}", target.wait_timeout)
     if made.provisioning_state not in (None, "Succeeded"):

@@ -35,13 +35,17 @@ def blobs(target: AzureTarget, name: str) -> list[tuple[dict[str, Any], Any]]:
 def tagged(target: AzureTarget, subscription: str, name: str) -> list[dict[str, Any]]:
     compute, network = azc.compute_client(target, subscription), azc.network_client(target, subscription)
     group = target.resource_group
-    kinds = (
+    kinds: list[tuple[str, Any]] = [
         ("image", compute.images.list_by_resource_group(group)),
         ("vm", compute.virtual_machines.list(group)),
         ("disk", compute.disks.list_by_resource_group(group)),
         ("nic", network.network_interfaces.list(group)),
         ("public ip", network.public_ip_addresses.list(group)),
-    )
+    ]
+    if target.gallery:
+        kinds += (
+            ("gallery image version", compute.gallery_image_versions.list_by_gallery_image(group, target.gallery, target.gallery_image or name)),
+        )
     found = []
     for kind, listing in kinds:
         for resource in listing:

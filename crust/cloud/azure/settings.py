@@ -28,6 +28,7 @@ LOCATION_RE = re.compile(r"^[a-z][a-z0-9]{1,39}$")
 ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 CONTAINER_RE = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 VM_SIZE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{1,63}$")
+GALLERY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 SUBNET_RE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+$", re.IGNORECASE)
 RESERVED_USERS = ("root", "admin", "administrator", "adm", "bin", "daemon", "sys", "sync", "games", "guest", "user", "test")
@@ -83,6 +84,18 @@ AZURE_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("container", matching(CONTAINER_RE, "a blob container name"), "crust-images", "Blob container of the VHDs (made if missing)."),
     Setting("name", parse_name_pattern, DEFAULT_NAME, "Managed image name pattern; fields: " + ", ".join(f"{{{f}}}" for f in NAME_FIELDS) + "."),
+    Setting(
+        "gallery",
+        matching(GALLERY_RE, "a gallery name (letters, digits, _ and .)"),
+        "",
+        "Azure compute gallery (in resource_group): upload adds an image version there instead of making a managed image.",
+    ),
+    Setting(
+        "gallery_image",
+        matching(GALLERY_RE, "an image definition name"),
+        "",
+        "Image definition in the gallery, Linux, generalized, V2 (default: the appliance's name).",
+    ),
     Setting("workers", parse_workers, 4, "Pages sent at once (each at most 4 MiB, with its MD5)."),
     Setting("vm_size", matching(VM_SIZE_RE, "a VM size (e.g. Standard_B2s)"), "Standard_B2s", "VM size for `launch`."),
     Setting(
@@ -110,6 +123,8 @@ class AzureTarget:
     storage_account: str
     container: str
     name: str
+    gallery: str
+    gallery_image: str
     workers: int
     vm_size: str
     subnet: str

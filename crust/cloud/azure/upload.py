@@ -14,6 +14,7 @@ from typing import Any
 from crust import faults
 from crust.build.manifest import Manifest
 from crust.cloud.azure import client as azc
+from crust.cloud.azure.gallery import check_definition, make_version
 from crust.cloud.azure.image import make_image
 from crust.cloud.azure.pageblob import Sent, delete_blob, mark_complete, open_blob, send_pages
 from crust.cloud.azure.settings import AzureTarget, image_name, require
@@ -50,29 +51,37 @@ def upload(target: AzureTarget, job: Job) -> dict[str, Any]:
         azc.sign_in(target)
         container = azc.container_client(target)
         compute = azc.compute_client(target, subscription)
-        report = _upload_locked(target, job, container, compute, manifest, path, artifact.size, digest, image)
+        if target.gallery:
+            with azc.errors(f"gallery {target.gallery}"):
+                check_definition(compute, target, target.gallery_image or name)
+        report = _upload_locked(target, job, container, compute, subscription, manifest, path, artifact.size, digest, image)
     assert manifest.path is not None
     record(manifest.path, "azure", digest, {location: report})
     return {"appliance": name, "target": "azure", "location": location, **report}
 
 
 def _upload_locked(
-    target: AzureTarget, job: Job, container: Any, compute: Any, manifest: Manifest, path: Any, size: int, digest: str, image: str
+    target: AzureTarget, job: Job, container: Any, compute: Any, subscription: str, manifest: Manifest, path: Any, size: int, digest: str, image: str
 ) -> dict[str, Any]:
     metadata = blob_metadata(manifest, digest)
     undo = Undo(job.say)
     try:
-        blob, complete = open_blob(container, f"{digest}.vhd", size, digest, metadata, job.say)
-        url = str(blob.url).split("?", 1)[0]  # never a SAS
-        if complete:
-            sent = Sent(0, 0, 0, 0.0)
-            job.say(f"blob {blob.blob_name} already holds this image; nothing sent")
+        with azc.errors(f"blob {container.container_name}/{digest}.vhd"):
+            blob, complete = open_blob(container, f"{digest}.vhd", size, digest, metadata, job.say)
+            url = str(blob.url).split("?", 1)[0]  # never a SAS
+            if complete:
+                sent = Sent(0, 0, 0, 0.0)
+                job.say(f"blob {blob.blob_name} already holds this image; nothing sent")
+            else:
+                undo.push(f"blob {blob.blob_name}", azc.guarded(f"delete blob {blob.blob_name}", lambda: delete_blob(blob)))
+                job.say(f"sending the data of {path.name} ({size} bytes) to blob {url}")
+                sent = send_pages(blob, path, target.workers, on_first=lambda: faults.point("azure.upload"))
+                mark_complete(blob, metadata, digest)
+        if target.gallery:
+            account = f"/subscriptions/{subscription}/resourceGroups/{target.resource_group}/providers/Microsoft.Storage/storageAccounts/{container.account_name}"
+            made = make_version(target, compute, url, account, manifest, digest, undo, job.say)
         else:
-            undo.push(f"blob {blob.blob_name}", lambda: delete_blob(blob))
-            job.say(f"sending the data of {path.name} ({size} bytes) to blob {url}")
-            sent = send_pages(blob, path, target.workers, on_first=lambda: faults.point("azure.upload"))
-            mark_complete(blob, metadata, digest)
-        made = make_image(target, compute, image, url, manifest, digest, undo, job.say)
+            made = make_image(target, compute, image, url, manifest, digest, undo, job.say)
         undo.commit()
     except BaseException:
         undo.run()
