@@ -124,3 +124,26 @@ def test_gallery_versions_are_named_by_time_in_order() -> None:
 def test_chunks_are_at_most_4_mib_on_pages() -> None:
     pieces = list(chunks(iter([(0, 512), (8 << 20, (8 << 20) + (9 << 20) + 1024)])))
     assert pieces == [(0, 512), (8 << 20, 4 << 20), (12 << 20, 4 << 20), (16 << 20, (1 << 20) + 1024)]
+
+
+def test_ranges_without_seek_data_are_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from crust.cloud.azure import pageblob
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 4096)
+    real = os.lseek
+
+    def lseek(fd: int, pos: int, how: int) -> int:
+        if how in (os.SEEK_DATA, os.SEEK_HOLE):
+            raise OSError(errno.EINVAL, "not supported")
+        return real(fd, pos, how)
+
+    monkeypatch.setattr(pageblob.os, "lseek", lseek)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert list(pageblob.allocated_ranges(fd, 4096)) == [(0, 4096)]
+    finally:
+        os.close(fd)

@@ -10,6 +10,7 @@ blob without it is an upload that did not finish.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import os
 import threading
 import time
@@ -39,9 +40,11 @@ def allocated_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
     while offset < size:
         try:
             start = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError:  # ENXIO: only a hole is left
-            return
-        end = os.lseek(fd, start, os.SEEK_HOLE)
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                return
+            start, end = offset, size  # no SEEK_DATA here: all of it is data (zero chunks are still skipped)
         start, end = start - start % PAGE, min(size, -(-end // PAGE) * PAGE)
         yield start, end
         offset = end
