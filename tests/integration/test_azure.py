@@ -303,6 +303,17 @@ def test_request_shape_an_interrupted_launch_deletes_what_it_made(ws: Workspace,
     assert [r for r in arm.resources if "/images/" not in r] == []
 
 
+def test_request_shape_terminate_removes_what_a_killed_launch_left(ws: Workspace, arm: FakeArm) -> None:
+    upload_json(ws)
+    out = ws.crust("launch", "wsgi", "--target", "azure", "--ssh-key", str(ws.key), env={"CRUST_FAULT": "azure.launch:SIGKILL"})
+    assert out.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), out.returncode
+    left = sorted(path.rsplit("/", 2)[1] for path in arm.resources if "/images/" not in path)
+    assert left == ["networkinterfaces", "virtualmachines"]
+    out = ws.crust("terminate", "wsgi", "--target", "azure")
+    assert out.returncode == 0, out.stderr
+    assert [r for r in arm.resources if "/images/" not in r] == []
+
+
 def test_upload_of_the_built_wsgi_vhd(azurite: str, arm: FakeArm, tmp_path: Path) -> None:
     built = json.loads((ROOT / "build" / "wsgi" / "manifest.json").read_text()) if (ROOT / "build" / "wsgi" / "manifest.json").is_file() else {}
     vhd = next((Path(a["path"]) for a in built.get("artifacts", []) if a["format"] == "vhd"), None)
