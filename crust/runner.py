@@ -41,6 +41,8 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "chroot": "coreutils",
     "dd": "coreutils",
     "sfdisk": "fdisk",
+    "tar": "tar",
+    "gzip": "gzip",
     "mkfs.ext4": "e2fsprogs",
     "debugfs": "e2fsprogs",
     "dumpe2fs": "e2fsprogs",

@@ -275,7 +275,7 @@ APPLIANCE_DATA: st.SearchStrategy[Mutation] = st.one_of(
     with_value("vars.wsgi_app_requirements", other_than(list) | st.lists(other_than(str), min_size=1, max_size=3)),
     with_value("image", other_than(dict)),
     with_value(
-        "image.formats", other_than(list) | st.lists(TEXT.filter(lambda s: s not in {"raw", "qcow2", "vmdk", "vhd", "ova"}), min_size=1, max_size=3)
+        "image.formats", other_than(list) | st.lists(TEXT.filter(lambda s: s not in {"raw", "qcow2", "vmdk", "vhd", "ova", "gce"}), min_size=1, max_size=3)
     ),
     with_value("image.root_size", bad_size()),
     with_value("image.esp_size", bad_size()),
@@ -488,7 +488,7 @@ COMMAND_LINES = st.one_of(
     st.sampled_from(NAMED).flatmap(lambda verb: NAME_ARG.map(lambda name: (verb, name))),
     st.integers(max_value=0).map(lambda n: ("build", "-j", str(n), "wsgi")),
     TEXT.filter(not_an_int).map(lambda j: ("build", f"--jobs={j}", "wsgi")),
-    TEXT.filter(lambda f: f not in {"raw", "qcow2", "vmdk", "vhd", "ova"}).map(lambda f: ("build", f"--format={f}", "wsgi")),
+    TEXT.filter(lambda f: f not in {"raw", "qcow2", "vmdk", "vhd", "ova", "gce"}).map(lambda f: ("build", f"--format={f}", "wsgi")),
     st.integers(max_value=-1).map(lambda n: ("clean", f"--keep={n}")),
     st.tuples(st.sampled_from(["upload", "launch", "terminate"]), st.from_regex(r"[A-Z0-9][A-Za-z0-9-]{0,12}", fullmatch=True)).map(
         lambda p: (p[0], "wsgi", f"--region={p[1]}")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import tarfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
-from crust.formats import Machine
+import pytest
+
+from crust.formats import FORMATS, REGISTRY, Machine
+from crust.formats.gce import GIB, copy_sparse, gib_size, write_gce
+from crust.formats.kind import MIB
 from crust.formats.ova import NAMESPACES, ovf_descriptor
 
 NS = dict(NAMESPACES)
@@ -52,3 +58,48 @@ def test_text_is_escaped_not_pasted() -> None:
     assert root.findtext("ovf:VirtualSystem/ovf:Info", namespaces=NS) == "A <WSGI> & more"
     product = root.find("ovf:VirtualSystem/ovf:ProductSection", NS)
     assert product is not None and product.findtext("ovf:Version", namespaces=NS) == "1.2.3"
+
+
+# gce: Compute Engine's disk.raw in a sparse tar.gz
+
+
+@pytest.mark.parametrize(
+    ("size", "grown"),
+    [(1, GIB), (GIB, GIB), (GIB + 1, 2 * GIB), (1142947840, 2 * GIB), (10 * GIB, 10 * GIB)],
+)
+def test_gce_disk_is_a_whole_number_of_gib(size: int, grown: int) -> None:
+    assert gib_size(size) == grown
+
+
+def test_gce_copy_keeps_holes_and_bytes(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    with src.open("wb") as fh:
+        fh.truncate(64 * MIB)
+        fh.seek(10 * MIB)
+        fh.write(b"crust" * 1000)
+    copy_sparse(src, dest)
+    assert dest.read_bytes() == src.read_bytes()
+    assert dest.stat().st_blocks * 512 < 2 * MIB
+
+
+def test_gce_tar_holds_disk_raw_only_pinned_and_reproducible(tmp_path: Path) -> None:
+    raw = tmp_path / "in.raw"
+    with raw.open("wb") as fh:
+        fh.truncate(GIB)  # already whole: no GPT to move
+        fh.seek(MIB)
+        fh.write(b"\x5a" * 4096)
+    first, second = tmp_path / "a.gce", tmp_path / "b.gce"
+    write_gce(raw, first, 1_700_000_000)
+    write_gce(raw, second, 1_700_000_000)
+    assert first.read_bytes() == second.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gce", "b.gce", "in.raw"], "nothing left beside it"
+    data = first.read_bytes()
+    assert data[:2] == b"\x1f\x8b" and data[4:8] == bytes(4), "gzip with no time stamp"
+    with tarfile.open(first) as tar:
+        [member] = tar.getmembers()
+    assert (member.name, member.size, member.uid, member.gid, member.mtime, member.mode) == ("disk.raw", GIB, 0, 0, 1_700_000_000, 0o644)
+    assert member.type == tarfile.GNUTYPE_SPARSE
+
+
+def test_gce_builds_after_the_formats_it_does_not_pack() -> None:
+    assert FORMATS[-1] == "gce" and REGISTRY["gce"].uses is None

@@ -1,0 +1,95 @@
+"""gce: what Compute Engine imports, ``disk.raw`` alone in a sparse GNU tar, gzip'd (NAME.gce).
+
+Compute Engine wants the disk a whole number of GiB: a copy of the raw image is grown to the
+next GiB (sparse zeros) and its backup GPT moved to the new end (``sfdisk --relocate``), so the
+firmware finds both headers where they belong. The tar is the one Google's import guide makes
+(``tar --format=oldgnu -S``: the old GNU sparse map, which every GNU tar and Compute Engine read),
+with every varying field pinned (the build's epoch, owner 0, a fixed mode) and gzip -n (no name,
+no time stamp): the same raw image gives the same bytes. Written to a temporary name, renamed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from crust.formats.kind import ConvertJob, Format, Machine
+from crust.runner import run
+
+GIB = 1024**3
+MEMBER = "disk.raw"  # the one member name Compute Engine accepts
+TOOLS = ("tar", "gzip", "sfdisk")
+
+
+def gib_size(size: int) -> int:
+    """The size rounded up to a whole GiB (Compute Engine refuses any other)."""
+    return -(-size // GIB) * GIB
+
+
+def copy_sparse(src: Path, dest: Path) -> None:
+    """A copy that keeps the holes: only the data ranges SEEK_DATA/SEEK_HOLE find are copied."""
+    size = src.stat().st_size
+    with src.open("rb") as fin, dest.open("wb") as fout:
+        rfd, wfd = fin.fileno(), fout.fileno()
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(rfd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after offset
+                break
+            end = os.lseek(rfd, start, os.SEEK_HOLE)
+            while start < end:
+                sent = os.copy_file_range(rfd, wfd, min(end - start, 1 << 30), start, start)
+                if sent == 0:
+                    raise OSError(f"{src}: copy stopped at byte {start}")
+                start += sent
+            offset = end
+        fout.truncate(size)
+
+
+def write_gce(raw: Path, out: Path, epoch: int) -> None:
+    work = out.parent / f".{out.name}.work"
+    work.mkdir()
+    disk = work / MEMBER
+    copy_sparse(raw, disk)
+    grown = gib_size(raw.stat().st_size)
+    if grown != raw.stat().st_size:
+        os.truncate(disk, grown)
+        run(["sfdisk", "--quiet", "--relocate", "gpt-bak-std", str(disk)])
+    tar = work / "disk.tar"
+    run(
+        [
+            "tar",
+            "--create",
+            "--sparse",
+            "--format=oldgnu",
+            f"--mtime=@{epoch}",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mode=0644",
+            "--sort=name",
+            f"--file={tar}",
+            f"--directory={work}",
+            MEMBER,
+        ]
+    )
+    disk.unlink()
+    run(["gzip", "-n", str(tar)])  # -n: no file name, no time stamp in the header
+    os.replace(work / "disk.tar.gz", out)
+    work.rmdir()
+
+
+def convert(job: ConvertJob) -> None:
+    write_gce(job.raw, job.out, job.epoch)
+
+
+def tool_inputs(machine: Machine) -> Mapping[str, str]:
+    """The versions of tar, gzip and sfdisk: they shape the bytes (part of the step's id)."""
+    from crust.build.code import tool_versions
+
+    return tool_versions(TOOLS)
+
+
+FORMAT = Format(name="gce", help="gce (Compute Engine's disk.raw in a sparse tar.gz)", order=50, convert=convert, inputs=tool_inputs)
