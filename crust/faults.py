@@ -29,6 +29,8 @@ Points, in build order:
     openstack.launch  `launch --target openstack`: the server has just been created
     azure.upload      `upload --target azure`: the first page range of the VHD has been sent
     azure.launch      `launch --target azure`: the VM's creation has just been asked for
+    gcp.upload        `upload --target gcp`: the first chunk of the tar.gz (or of a part) has been sent
+    gcp.launch        `launch --target gcp`: the instance has just been asked for
 """
 
 from __future__ import annotations

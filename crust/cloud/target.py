@@ -90,10 +90,11 @@ def registry() -> dict[str, Target]:
     finds them, and happen on first use."""
     from crust.cloud.aws.target import TARGET as aws
     from crust.cloud.azure.target import TARGET as azure
+    from crust.cloud.gcp.target import TARGET as gcp
     from crust.cloud.libvirt.target import TARGET as libvirt
     from crust.cloud.openstack.target import TARGET as openstack
 
-    return {t.name: t for t in (aws, libvirt, openstack, azure)}
+    return {t.name: t for t in (aws, libvirt, openstack, azure, gcp)}
 
 
 def target_names() -> tuple[str, ...]:

@@ -1,0 +1,162 @@
+"""Credentials, clients and errors of the Google Cloud target (errors as one line, never a
+credential or a token).
+
+Credentials come from google-auth's usual chain (google.auth.default: GOOGLE_APPLICATION_CREDENTIALS,
+gcloud's application-default login, the metadata server). A service given an endpoint (an
+emulator, a test stand-in) gets anonymous credentials instead, and then the project must be set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from crust import __version__
+from crust.cloud.gcp.settings import GcpTarget
+from crust.errors import CloudError, UserError
+
+T = TypeVar("T")
+SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+NO_CREDENTIALS_HINT = "run gcloud auth application-default login, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
+LABEL_APPLIANCE = "crust-appliance"
+LABEL_DIGEST = "crust-digest"  # the image digest's first 63 hex digits (a label value's limit)
+LABEL_BUILD = "crust-build"
+META_APPLIANCE = "crust-appliance"  # object metadata: the appliance (parts carry it too)
+META_PART_OF = "crust-part-of"  # a part's metadata: the object it is composed into
+META_DIGEST = "crust-image-digest"  # object metadata: the raw image's sha256
+META_SHA256 = "crust-gce-sha256"  # the tar.gz's sha256: the object is complete and this very file
+META_CRC32C = "crust-crc32c"  # the crc32c Crust computed while sending, checked against the server's
+
+
+@dataclass(frozen=True)
+class Session:
+    """What every call needs: the project, and credentials for each service."""
+
+    project: str
+    storage_credentials: Any
+    compute_credentials: Any
+    storage_endpoint: str
+    compute_endpoint: str
+
+
+def storage_endpoint(target: GcpTarget) -> str:
+    host = target.storage_endpoint or os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if host and "://" not in host:
+        host = f"http://{host}"
+    return host.rstrip("/")
+
+
+def connect(target: GcpTarget, need_storage: bool = True, need_compute: bool = True) -> Session:
+    """The project and credentials; anonymous for a service given an endpoint."""
+    from google.auth.credentials import AnonymousCredentials
+
+    storage_at, compute_at = storage_endpoint(target), target.compute_endpoint
+    anonymous = (not need_storage or bool(storage_at)) and (not need_compute or bool(compute_at))
+    credentials: Any = None
+    project = target.project
+    if not anonymous:
+        import google.auth
+        from google.auth import exceptions as auth_errors
+
+        try:
+            credentials, found = google.auth.default(scopes=SCOPES)
+        except auth_errors.DefaultCredentialsError as exc:
+            raise UserError(f"no Google credentials: {first_line(exc)}", hint=NO_CREDENTIALS_HINT) from None
+        project = project or (found or "")
+    if not project:
+        raise UserError("no Google Cloud project", file=target.source, hint='set project = "ID" in [targets.gcp] (or GOOGLE_CLOUD_PROJECT)')
+    return Session(
+        project=project,
+        storage_credentials=AnonymousCredentials() if storage_at else credentials,
+        compute_credentials=AnonymousCredentials() if compute_at else credentials,
+        storage_endpoint=storage_at,
+        compute_endpoint=compute_at,
+    )
+
+
+def storage_client(session: Session) -> Any:
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    options = ClientOptions(api_endpoint=session.storage_endpoint) if session.storage_endpoint else None
+    return storage.Client(project=session.project, credentials=session.storage_credentials, client_options=options, client_info=client_info())
+
+
+def compute_client(session: Session, kind: str) -> Any:
+    """A google-cloud-compute client (REST) of this kind: ImagesClient, InstancesClient, ..."""
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import compute_v1
+
+    options = ClientOptions(api_endpoint=session.compute_endpoint) if session.compute_endpoint else None
+    return getattr(compute_v1, kind)(credentials=session.compute_credentials, client_options=options, transport="rest", client_info=client_info())
+
+
+def client_info() -> Any:
+    from google.api_core.client_info import ClientInfo
+
+    return ClientInfo(user_agent=f"crust/{__version__}")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def errors(what: str) -> Iterator[None]:
+    """A google-auth, API or transport error inside becomes one line naming what was asked."""
+    import requests
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth_errors
+    from google.resumable_media import common as media
+
+    try:
+        yield
+    except auth_errors.DefaultCredentialsError as exc:
+        raise UserError(f"no Google credentials: {first_line(exc)}", hint=NO_CREDENTIALS_HINT) from None
+    except auth_errors.RefreshError as exc:
+        raise UserError(f"{what}: Google refused the credentials ({first_line(exc)})", hint=NO_CREDENTIALS_HINT) from None
+    except (api.Unauthenticated, api.PermissionDenied) as exc:
+        raise UserError(f"{what}: HTTP {exc.code}: {message_of(exc)}", hint="the credentials' account needs a role that allows it") from None
+    except api.GoogleAPICallError as exc:
+        raise http_error(what, exc.code, message_of(exc)) from None
+    except media.DataCorruption as exc:
+        raise CloudError(f"{what}: the bytes stored differ from the bytes sent ({first_line(exc)})", hint="rerun the upload") from None
+    except media.InvalidResponse as exc:
+        status = getattr(exc.response, "status_code", None)
+        raise http_error(what, status, first_line(exc)) from None
+    except requests.RequestException as exc:
+        raise CloudError(f"{what}: {type(exc).__name__}", hint="check the network and the endpoints") from None
+
+
+def message_of(exc: Any) -> str:
+    text = str(getattr(exc, "message", "") or exc)
+    return " ".join(text.split())[:300]
+
+
+def http_error(what: str, status: int | None, text: str) -> CloudError:
+    hints = {
+        400: "the request was refused as it is; the message says which field",
+        404: "it is gone, or the project cannot see it",
+        409: "it exists already, or is in another state; rerun",
+        412: "another upload changed it meanwhile; rerun",
+        429: "over a quota or rate; rerun later",
+    }
+    return CloudError(f"{what}: HTTP {status}: {text}", hint=hints.get(status or 0, "rerun; the operation's error says more"))
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout: float, first: float = 0.5, most: float = 10.0) -> T:
+    deadline = time.monotonic() + timeout
+    delay = first
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise CloudError(f"{what} did not happen in {timeout:.0f} s", hint="raise wait_timeout in [targets.gcp]")
+        time.sleep(delay)
+        delay = min(delay * 1.5, most)
