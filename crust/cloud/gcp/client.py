@@ -92,11 +92,22 @@ def compute_client(session: Session, kind: str) -> Any:
     from google.cloud import compute_v1
 
     options = ClientOptions(api_endpoint=session.compute_endpoint) if session.compute_endpoint else None
-    return getattr(compute_v1, kind)(credentials=session.compute_credentials, client_options=options, transport="rest", client_info=client_info())
+
+    def make(name: str) -> Any:
+        return getattr(compute_v1, name)(credentials=session.compute_credentials, client_options=options, transport="rest", client_info=client_info())
+
+    made = make(kind)
+    if options is not None:
+        # google-cloud-compute 1.56 polls an operation with a client it makes on first use with
+        # the default endpoint, not this one: give it ones made with the same endpoint.
+        services = made._transport._extended_operations_services
+        services["global_operations"] = make("GlobalOperationsClient")
+        services["zone_operations"] = make("ZoneOperationsClient")
+    return made
 
 
 def client_info() -> Any:
-    from google.api_core.client_info import ClientInfo
+    from google.api_core.gapic_v1.client_info import ClientInfo  # a subclass: storage takes it too
 
     return ClientInfo(user_agent=f"crust/{__version__}")
 
@@ -141,6 +152,7 @@ def message_of(exc: Any) -> str:
 def http_error(what: str, status: int | None, text: str) -> CloudError:
     hints = {
         400: "the request was refused as it is; the message says which field",
+        403: "the project's quota, or the account's role, does not allow it",
         404: "it is gone, or the project cannot see it",
         409: "it exists already, or is in another state; rerun",
         412: "another upload changed it meanwhile; rerun",

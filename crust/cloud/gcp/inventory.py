@@ -18,13 +18,15 @@ from crust.cloud.target import Job
 
 
 def resources(target: GcpTarget, job: Job, remove_orphans: bool) -> list[dict[str, Any]]:
+    from google.cloud import compute_v1
+
     name = job.appliance
     found: list[dict[str, Any]] = []
-    with prefixed(f"resources {name}"), gcc.errors(f"resources {name}"):
+    with prefixed(f"resources {name}"), gcc.errors("Google Cloud"):
         session = gcc.connect(target, need_storage=bool(target.bucket))
         images = gcc.compute_client(session, "ImagesClient")
         label = f'labels.{gcc.LABEL_APPLIANCE}="{label_value(name)}"'
-        for image in images.list(project=session.project, filter=label):
+        for image in images.list(request=compute_v1.ListImagesRequest(project=session.project, filter=label)):
             digest = image.labels.get(gcc.LABEL_DIGEST, "")
             found.append({"kind": "image", "id": image.name, "digest": digest, "orphan": image.status == "FAILED"})
         if target.bucket:
@@ -44,7 +46,8 @@ def resources(target: GcpTarget, job: Job, remove_orphans: bool) -> list[dict[st
                 )
         recorded = {s["id"] for s in read_state(job.store, name)}
         instances = gcc.compute_client(session, "InstancesClient")
-        for _zone, listed in instances.aggregated_list(project=session.project, filter=label):
+        request = compute_v1.AggregatedListInstancesRequest(project=session.project, filter=label)
+        for _zone, listed in instances.aggregated_list(request=request):
             for instance in listed.instances:
                 found.append(
                     {

@@ -113,7 +113,7 @@ def launch(target: GcpTarget, job: Job) -> dict[str, Any]:
     data = user_data(key, target.cloud_config, limit=USER_DATA_LIMIT, cloud="Compute Engine metadata")
     digest = str(manifest.raw_digest)
     instance_name = f"{name}-{secrets.token_hex(4)}".lower().replace("_", "-")
-    with prefixed(f"launch {name}"), gcc.errors(f"launch {name}"):
+    with prefixed(f"launch {name}"), gcc.errors("Google Cloud"):
         session = gcc.connect(target, need_storage=False)
         entry = manifest.cloud_record("gcp", session.project)
         if entry is None or entry.get("image_digest") != digest:
@@ -124,7 +124,8 @@ def launch(target: GcpTarget, job: Job) -> dict[str, Any]:
         body = instance_body(target, session, instance_name, str(entry["image"]), key, data, crust_labels(target, manifest, digest))
         undo = Undo(job.say)
         try:
-            operation = instances.insert(project=session.project, zone=target.zone, instance_resource=compute_v1.Instance(**body))
+            with gcc.errors(f"instances.insert {instance_name}"):
+                operation = instances.insert(project=session.project, zone=target.zone, instance_resource=compute_v1.Instance(**body))
             undo.push(f"instance {instance_name}", lambda: delete_instance(session, instances, target.zone, instance_name, target.wait_timeout))
             record: dict[str, Any] = {
                 "id": instance_name,
@@ -176,7 +177,7 @@ def terminate(target: GcpTarget, job: Job) -> list[str]:
             hint=f"./build.py launch {name} --target gcp starts one; resources lists them",
         )
     done = []
-    with prefixed(f"terminate {name}"), gcc.errors(f"terminate {name}"):
+    with prefixed(f"terminate {name}"), gcc.errors("Google Cloud"):
         session = gcc.connect(target, need_storage=False)
         instances = gcc.compute_client(session, "InstancesClient")
         for instance in chosen:

@@ -17,7 +17,7 @@ from typing import Any
 
 from crust.build.manifest import Manifest
 from crust.cloud.naming import NAME_FIELDS, format_name, parse_name_pattern
-from crust.define.settings import Invalid, Setting, parse_int, parse_seconds, parse_size_mib, parse_str, parse_table
+from crust.define.settings import Invalid, Setting, parse_int, parse_seconds, parse_str, parse_table
 from crust.errors import UserError
 
 DEFAULT_NAME = "crust-{appliance}-{version}-{digest12}"
@@ -96,10 +96,19 @@ def parse_labels(value: Any) -> Mapping[str, str]:
     return table
 
 
+SIZE_RE = re.compile(r"^(\d{1,7})\s*(MiB|GiB|M|G)?$")
+
+
 def parse_threshold(value: Any) -> int:
-    mib = parse_size_mib(value)
-    if mib < 0:
-        raise Invalid(f'{value!r}: 0 (never compose) or a size such as "150MiB"')
+    """0 (never compose), or a size in MiB: an integer, "150MiB", "2GiB"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mib = value
+    elif isinstance(value, str) and (m := SIZE_RE.match(value)):
+        mib = int(m.group(1)) * (1024 if (m.group(2) or "M").startswith("G") else 1)
+    else:
+        raise Invalid(f'{value!r} is not a size: write e.g. "256MiB", or 0 (never compose)')
+    if not 0 <= mib <= 5 * 1024 * 1024:
+        raise Invalid(f"{value!r} is out of range (0 to 5TiB, an object's limit)")
     return mib
 
 

@@ -69,7 +69,10 @@ def image_body(target: GcpTarget, manifest: Manifest, digest: str, source: str) 
 
 def images_with(session: gcc.Session, images: Any, digest: str) -> list[Any]:
     """The project's images labelled with this digest."""
-    found = images.list(project=session.project, filter=f'labels.{gcc.LABEL_DIGEST}="{digest[:63]}"')
+    from google.cloud import compute_v1
+
+    request = compute_v1.ListImagesRequest(project=session.project, filter=f'labels.{gcc.LABEL_DIGEST}="{digest[:63]}"')
+    found = images.list(request=request)
     return [image for image in found if digest in image.description]
 
 
@@ -90,7 +93,7 @@ def upload(target: GcpTarget, job: Job) -> dict[str, Any]:
     artifact, path = gce_of(manifest)
     digest = str(manifest.raw_digest)
     image_name(target, manifest, digest)  # a bad name pattern is refused before anything is sent
-    with prefixed(f"upload {name}"), gcc.errors(f"upload {name}"), job.store.lock(f"gcp-upload-{name}"):
+    with prefixed(f"upload {name}"), gcc.errors("Google Cloud"), job.store.lock(f"gcp-upload-{name}"):
         session = gcc.connect(target)
         report = _upload_locked(session, target, job, manifest, artifact, path, digest)
     assert manifest.path is not None
@@ -133,7 +136,8 @@ def _upload_locked(session: gcc.Session, target: GcpTarget, job: Job, manifest: 
         job.say(f"creating image {body['name']} from {source}")
         from google.cloud import compute_v1
 
-        operation = images.insert(project=session.project, image_resource=compute_v1.Image(**body))
+        with gcc.errors(f"images.insert {body['name']}"):
+            operation = images.insert(project=session.project, image_resource=compute_v1.Image(**body))
         undo.push(f"image {body['name']}", lambda: delete_image(session, images, body["name"], target.wait_timeout))
         operation.result(timeout=target.wait_timeout)
         if operation.error_code:
