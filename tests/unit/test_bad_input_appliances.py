@@ -115,7 +115,7 @@ UNKNOWN_KEYS = [
     toml("security-table-typo", "[image]", "[securty]\nallow_plaintext_passwords = true\n\n[image]", "unknown key 'securty'"),
     toml("check-key-typo", BODY, 'bdy = "ok"', "did you mean 'body'"),
     toml("check-key-of-another-type", BODY, 'unit = "nginx.service"', "unknown key 'test.checks[0].unit'"),
-    target("unknown-target", '[targets.gcp]\nproject = "x"', "unknown target 'targets.gcp'", at="[targets.gcp]"),
+    target("unknown-target", '[targets.azure]\nproject = "x"', "unknown target 'targets.azure'", at="[targets.azure]"),
     aws("aws-key-typo", 'regoin = "eu-west-1"', "did you mean 'region'"),
     target("aws-subtable", "[targets.aws.extra]\nx = 1", "unknown key 'targets.aws.extra'", at="[targets.aws.extra]"),
 ]
@@ -346,7 +346,7 @@ TARGETS = [
         "shared-targets-key-typo", {"targets.toml": '[aws]\nregoin = "eu-west-1"\n'}, "did you mean 'region'", "targets.toml", "regoin", TARGET_VERBS
     ),
     FileCase(
-        "shared-targets-unknown-target", {"targets.toml": '[gcp]\nproject = "x"\n'}, "unknown target 'gcp'", "targets.toml", "[gcp]", TARGET_VERBS
+        "shared-targets-unknown-target", {"targets.toml": '[azure]\nproject = "x"\n'}, "unknown target 'azure'", "targets.toml", "[azure]", TARGET_VERBS
     ),
     FileCase("shared-targets-aws-int", {"targets.toml": "aws = 3\n"}, "aws must be a table", "targets.toml", "aws = 3", TARGET_VERBS),
     FileCase("shared-targets-syntax", {"targets.toml": "[aws\n"}, "invalid TOML", "targets.toml", "[aws", TARGET_VERBS),

@@ -204,7 +204,7 @@ AUDIT = [
 ]
 
 CLOUD = [
-    case("upload-target-unknown", "upload wsgi --target gcp", "argument --target: invalid choice: 'gcp'"),
+    case("upload-target-unknown", "upload wsgi --target azure", "argument --target: invalid choice: 'azure'"),
     case("upload-workers-zero", "upload wsgi --workers 0", "--workers 0: use 1 to 64"),
     case("upload-workers-too-many", "upload wsgi --workers 65", "--workers 65: use 1 to 64"),
     case("upload-workers-word", "upload wsgi --workers x", "argument --workers: invalid int value: 'x'"),
@@ -248,7 +248,7 @@ CLOUD = [
     ),
     case("terminate-region-made-up", "terminate wsgi --region Mars", "--region: 'Mars' is not an AWS region name"),
     case("terminate-instance-without-value", "terminate wsgi --instance", "argument --instance: expected one argument"),
-    case("terminate-target-unknown", "terminate wsgi --target gcp", "argument --target: invalid choice: 'gcp'"),
+    case("terminate-target-unknown", "terminate wsgi --target azure", "argument --target: invalid choice: 'azure'"),
     case(
         "terminate-broken-targets",
         "terminate demo",

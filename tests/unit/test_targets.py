@@ -92,7 +92,7 @@ BAD_APPLIANCE = [
     ('[targets.aws]\nsubnet = "default"\n', "is not a subnet id", 8),
     ('[targets.aws]\ninstance_type = "large"\n', "is not an instance type", 8),
     ("[targets.aws]\nread_timeout = 0\n", "expected a positive number of seconds", 8),
-    ('[targets.gcp]\nregion = "x"\n', "unknown target 'targets.gcp' (fix: known targets: aws, libvirt, openstack, azure)", 7),
+    ('[targets.hetzner]\nregion = "x"\n', "unknown target 'targets.hetzner' (fix: known targets: aws, libvirt, openstack, azure, gcp)", 7),
     ('targets = "aws"\n', "targets must be a table", 7),
 ]
 
