@@ -346,7 +346,12 @@ TARGETS = [
         "shared-targets-key-typo", {"targets.toml": '[aws]\nregoin = "eu-west-1"\n'}, "did you mean 'region'", "targets.toml", "regoin", TARGET_VERBS
     ),
     FileCase(
-        "shared-targets-unknown-target", {"targets.toml": '[azure]\nproject = "x"\n'}, "unknown target 'azure'", "targets.toml", "[azure]", TARGET_VERBS
+        "shared-targets-unknown-target",
+        {"targets.toml": '[azure]\nproject = "x"\n'},
+        "unknown target 'azure'",
+        "targets.toml",
+        "[azure]",
+        TARGET_VERBS,
     ),
     FileCase("shared-targets-aws-int", {"targets.toml": "aws = 3\n"}, "aws must be a table", "targets.toml", "aws = 3", TARGET_VERBS),
     FileCase("shared-targets-syntax", {"targets.toml": "[aws\n"}, "invalid TOML", "targets.toml", "[aws", TARGET_VERBS),

@@ -275,7 +275,8 @@ APPLIANCE_DATA: st.SearchStrategy[Mutation] = st.one_of(
     with_value("vars.wsgi_app_requirements", other_than(list) | st.lists(other_than(str), min_size=1, max_size=3)),
     with_value("image", other_than(dict)),
     with_value(
-        "image.formats", other_than(list) | st.lists(TEXT.filter(lambda s: s not in {"raw", "qcow2", "vmdk", "vhd", "ova", "gce"}), min_size=1, max_size=3)
+        "image.formats",
+        other_than(list) | st.lists(TEXT.filter(lambda s: s not in {"raw", "qcow2", "vmdk", "vhd", "ova", "gce"}), min_size=1, max_size=3),
     ),
     with_value("image.root_size", bad_size()),
     with_value("image.esp_size", bad_size()),
