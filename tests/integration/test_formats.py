@@ -1,4 +1,5 @@
-"""vmdk, vhd and ova from the same build, each checked with qemu-img (info, check, compare)."""
+"""vmdk, vhd, ova and gce from the same build, each checked with qemu-img (info, check, compare) or,
+for gce, untarred and compared with the raw image."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def formats(built: Built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     need_tool("qemu-img")
     built("wsgi")
     out_dir = tmp_path_factory.mktemp("formats")
-    out = build_py("--output", str(out_dir), "build", "wsgi", "--format", "vmdk", "--format", "vhd", "--format", "ova")
+    out = build_py("--output", str(out_dir), "build", "wsgi", "--format", "vmdk", "--format", "vhd", "--format", "ova", "--format", "gce")
     assert out.returncode == 0, out.stderr[-3000:]
     manifest = json.loads((out_dir / "wsgi" / "manifest.json").read_text())
     return out_dir, {a["format"]: a for a in manifest["artifacts"]}
@@ -60,7 +61,7 @@ def formats(built: Built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 def test_the_manifest_lists_every_format(formats: tuple[Path, dict[str, dict[str, Any]]]) -> None:
     _, artifacts = formats
-    assert sorted(artifacts) == ["ova", "qcow2", "raw", "vhd", "vmdk"]
+    assert sorted(artifacts) == ["gce", "ova", "qcow2", "raw", "vhd", "vmdk"]
     for artifact in artifacts.values():
         assert sha256(Path(artifact["path"])) == artifact["sha256"]
 
@@ -124,9 +125,38 @@ def test_ova_is_an_ovf_package_around_the_vmdk(formats: tuple[Path, dict[str, di
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_gce_is_disk_raw_in_a_sparse_tar_gz_holding_the_image(formats: tuple[Path, dict[str, dict[str, Any]]], tmp_path: Path) -> None:
+    _, artifacts = formats
+    raw, gce = Path(artifacts["raw"]["path"]), Path(artifacts["gce"]["path"])
+    with gce.open("rb") as fh:
+        assert gce.name == "wsgi.gce" and fh.read(2) == b"\x1f\x8b"
+    with tarfile.open(gce) as tar:
+        [member] = tar.getmembers()
+    assert (member.name, member.type, member.uid, member.gid) == ("disk.raw", tarfile.GNUTYPE_SPARSE, 0, 0)
+    size = raw.stat().st_size
+    assert member.size == -(-size // (1 << 30)) * (1 << 30), "Compute Engine wants a whole number of GiB"
+    subprocess.run(["tar", "--extract", "--sparse", f"--file={gce}", f"--directory={tmp_path}"], check=True)
+    disk = tmp_path / "disk.raw"
+    check = subprocess.run(["sfdisk", "--verify", str(disk)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and "No errors detected" in check.stdout, check.stdout + check.stderr
+    # The same bytes past the primary GPT and up to where the raw image's backup GPT was (it moved
+    # to the grown disk's end), zeros after.
+    with raw.open("rb") as a, disk.open("rb") as b:
+        a.seek(34 * 512)
+        b.seek(34 * 512)
+        left = size - 67 * 512
+        while left > 0:
+            n = min(left, 4 * MIB)
+            assert a.read(n) == b.read(n)
+            left -= n
+    same_partitions = subprocess.run(["sfdisk", "--dump", str(disk)], capture_output=True, text=True, check=True).stdout
+    original = subprocess.run(["sfdisk", "--dump", str(raw)], capture_output=True, text=True, check=True).stdout
+    assert [line for line in same_partitions.splitlines() if "start=" in line] == [line for line in original.splitlines() if "start=" in line]
+
+
 def test_a_build_without_them_removes_them(formats: tuple[Path, dict[str, dict[str, Any]]]) -> None:
     out_dir, _ = formats
     out = build_py("--output", str(out_dir), "build", "wsgi")
     assert out.returncode == 0, out.stderr[-3000:]
     published = {p.suffix for p in (out_dir / "wsgi").glob("wsgi.*")}
-    assert not published & {".vmdk", ".vhd", ".ova"} and {".raw", ".qcow2"} <= published, published
+    assert not published & {".vmdk", ".vhd", ".ova", ".gce"} and {".raw", ".qcow2"} <= published, published

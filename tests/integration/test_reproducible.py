@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 Built = Callable[[str], dict[str, Any]]
 SHIPPED = sorted(p.stem for p in (ROOT / "appliances").glob("*.toml"))
-ALL_FORMATS = ("vmdk", "vhd", "ova")  # besides raw and qcow2: wsgi is checked in all five
+ALL_FORMATS = ("vmdk", "vhd", "ova", "gce")  # besides raw and qcow2: wsgi is checked in all six
 CLOCK_ROLE = """---
 - name: Write the time of the build (a deliberately non-reproducible role, a test fixture)
   ansible.builtin.shell: date +%s%N > /etc/build-clock
