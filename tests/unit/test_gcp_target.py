@@ -89,8 +89,8 @@ def test_image_resource(project: Path) -> None:
     manifest = Manifest("demo", version="1.0", build_id="FE6262b53ca7", distribution="debian-13")
     body = image_body(gcp_target(project), manifest, DIGEST, "gs://b/crust/x.tar.gz")
     assert body["name"] == "crust-demo-1-0-" + DIGEST[:12].lower()
-    assert body["raw_disk"] == {"source": "gs://b/crust/x.tar.gz"} and body["family"] == "crust-demo"
-    assert [f["type_"] for f in body["guest_os_features"]] == list(GUEST_OS_FEATURES) == ["UEFI_COMPATIBLE", "VIRTIO_SCSI_MULTIQUEUE", "GVNIC"]
+    assert body["rawDisk"] == {"source": "gs://b/crust/x.tar.gz"} and body["family"] == "crust-demo"
+    assert [f["type"] for f in body["guestOsFeatures"]] == list(GUEST_OS_FEATURES) == ["UEFI_COMPATIBLE", "VIRTIO_SCSI_MULTIQUEUE", "GVNIC"]
     assert body["labels"] == {"team": "web", gcc.LABEL_APPLIANCE: "demo", gcc.LABEL_DIGEST: DIGEST[:63], gcc.LABEL_BUILD: "fe6262b53ca7"}
     assert f"sha256:{DIGEST}" in body["description"], "the whole digest, where a label holds 63 characters"
 
@@ -113,11 +113,11 @@ def test_instance_resource(project: Path) -> None:
     session = gcc.Session("my-project-1", None, None, "", "")
     labels = crust_labels(target, Manifest("demo", version="1.0", build_id="b1"), DIGEST)
     body = instance_body(target, session, "demo-0a1b2c3d", "crust-demo-1", "ssh-ed25519 AAAA k", "#cloud-config\n", labels)
-    assert body["machine_type"] == "zones/europe-west1-b/machineTypes/e2-small"
-    assert body["disks"][0]["initialize_params"] == {"source_image": "projects/my-project-1/global/images/crust-demo-1"}
-    [nic] = body["network_interfaces"]
+    assert body["machineType"] == "zones/europe-west1-b/machineTypes/e2-small"
+    assert body["disks"][0]["initializeParams"] == {"sourceImage": "projects/my-project-1/global/images/crust-demo-1"}
+    [nic] = body["networkInterfaces"]
     assert nic["network"] == "projects/my-project-1/global/networks/crust-net"
-    assert nic["subnetwork"] == "projects/my-project-1/regions/europe-west1/subnetworks/crust-sub" and nic["nic_type"] == "GVNIC"
+    assert nic["subnetwork"] == "projects/my-project-1/regions/europe-west1/subnetworks/crust-sub" and nic["nicType"] == "GVNIC"
     assert body["metadata"]["items"] == [{"key": "ssh-keys", "value": "ops:ssh-ed25519 AAAA k"}, {"key": "user-data", "value": "#cloud-config\n"}]
 
 

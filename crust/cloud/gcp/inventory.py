@@ -13,22 +13,19 @@ from crust.cloud.gcp import bucket as gcs
 from crust.cloud.gcp import client as gcc
 from crust.cloud.gcp.launch import read_state
 from crust.cloud.gcp.settings import GcpTarget
-from crust.cloud.gcp.upload import delete_image, label_value
+from crust.cloud.gcp.upload import delete_image, images_with, label_value
 from crust.cloud.target import Job
 
 
 def resources(target: GcpTarget, job: Job, remove_orphans: bool) -> list[dict[str, Any]]:
-    from google.cloud import compute_v1
-
     name = job.appliance
     found: list[dict[str, Any]] = []
     with prefixed(f"resources {name}"), gcc.errors("Google Cloud"):
         session = gcc.connect(target, need_storage=bool(target.bucket))
-        images = gcc.compute_client(session, "ImagesClient")
-        label = f'labels.{gcc.LABEL_APPLIANCE}="{label_value(name)}"'
-        for image in images.list(request=compute_v1.ListImagesRequest(project=session.project, filter=label)):
-            digest = image.labels.get(gcc.LABEL_DIGEST, "")
-            found.append({"kind": "image", "id": image.name, "digest": digest, "orphan": image.status == "FAILED"})
+        compute = gcc.Compute(session)
+        for image in images_with(compute, gcc.LABEL_APPLIANCE, label_value(name)):
+            digest = image.get("labels", {}).get(gcc.LABEL_DIGEST, "")
+            found.append({"kind": "image", "id": image["name"], "digest": digest, "orphan": image.get("status") == "FAILED"})
         if target.bucket:
             bucket = gcc.storage_client(session).bucket(target.bucket)
             for blob in bucket.list_blobs(prefix=target.prefix):
@@ -45,25 +42,16 @@ def resources(target: GcpTarget, job: Job, remove_orphans: bool) -> list[dict[st
                     }
                 )
         recorded = {s["id"] for s in read_state(job.store, name)}
-        instances = gcc.compute_client(session, "InstancesClient")
-        request = compute_v1.AggregatedListInstancesRequest(project=session.project, filter=label)
-        for _zone, listed in instances.aggregated_list(request=request):
-            for instance in listed.instances:
-                found.append(
-                    {
-                        "kind": "instance",
-                        "id": instance.name,
-                        "digest": instance.labels.get(gcc.LABEL_DIGEST, ""),
-                        "orphan": False,
-                        "recorded": instance.name in recorded,
-                    }
-                )
+        label = f'labels.{gcc.LABEL_APPLIANCE}="{label_value(name)}"'
+        for instance in compute.items("list instances", "/aggregated/instances", filter=label):
+            digest = instance.get("labels", {}).get(gcc.LABEL_DIGEST, "")
+            found.append({"kind": "instance", "id": instance["name"], "digest": digest, "orphan": False, "recorded": instance["name"] in recorded})
         if remove_orphans:
             for entry in found:
                 if not entry["orphan"]:
                     continue
                 if entry["kind"] == "image":
-                    delete_image(session, images, entry["id"], target.wait_timeout)
+                    delete_image(compute, entry["id"], target.wait_timeout)
                 else:
                     gcs.delete_quietly(bucket, entry["id"].split("/", 3)[3])
                 entry["removed"] = True

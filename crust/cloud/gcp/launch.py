@@ -58,53 +58,44 @@ def resource_path(value: str, kind: str, project: str, zone: str = "") -> str:
 
 
 def instance_body(target: GcpTarget, session: gcc.Session, name: str, image: str, key: str, data: str, labels: dict[str, str]) -> dict[str, Any]:
-    """What instances.insert gets (the REST resource's fields)."""
-    nic: dict[str, Any] = {"nic_type": "GVNIC", "access_configs": [{"name": "External NAT", "type_": "ONE_TO_ONE_NAT"}]}
+    """What instances.insert gets (the REST resource)."""
+    nic: dict[str, Any] = {"nicType": "GVNIC", "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}]}
     if target.network:
         nic["network"] = resource_path(target.network, "networks", session.project)
     if target.subnetwork:
         nic["subnetwork"] = resource_path(target.subnetwork, "subnetworks", session.project, target.zone)
     return {
         "name": name,
-        "machine_type": resource_path(target.machine_type, "machineTypes", session.project, target.zone),
+        "machineType": resource_path(target.machine_type, "machineTypes", session.project, target.zone),
         "labels": labels,
-        "disks": [{"boot": True, "auto_delete": True, "initialize_params": {"source_image": f"projects/{session.project}/global/images/{image}"}}],
-        "network_interfaces": [nic],
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {"sourceImage": f"projects/{session.project}/global/images/{image}"}}],
+        "networkInterfaces": [nic],
         "metadata": {"items": [{"key": "ssh-keys", "value": f"{target.ssh_user}:{key}"}, {"key": "user-data", "value": data}]},
     }
 
 
-def get_instance(session: gcc.Session, instances: Any, zone: str, name: str) -> Any | None:
-    from google.api_core import exceptions as api
-
-    try:
-        return instances.get(project=session.project, zone=zone, instance=name)
-    except api.NotFound:
-        return None
+def get_instance(compute: gcc.Compute, zone: str, name: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = compute.call(f"instance {name}", "GET", f"/zones/{zone}/instances/{name}", missing_ok=True)
+    return found
 
 
-def delete_instance(session: gcc.Session, instances: Any, zone: str, name: str, timeout: float) -> None:
-    from google.api_core import exceptions as api
-
-    try:
-        instances.delete(project=session.project, zone=zone, instance=name).result(timeout=timeout)
-    except api.NotFound:
-        pass
+def delete_instance(compute: gcc.Compute, zone: str, name: str, timeout: float) -> None:
+    operation = compute.call(f"delete instance {name}", "DELETE", f"/zones/{zone}/instances/{name}", missing_ok=True)
+    if operation is not None:
+        compute.wait(f"delete instance {name}", operation, timeout)
 
 
-def address_of(instance: Any) -> str:
-    for nic in instance.network_interfaces:
-        for access in nic.access_configs:
-            if access.nat_i_p:
-                return str(access.nat_i_p)
-        if nic.network_i_p:
-            return str(nic.network_i_p)
+def address_of(instance: dict[str, Any]) -> str:
+    for nic in instance.get("networkInterfaces", []):
+        for access in nic.get("accessConfigs", []):
+            if access.get("natIP"):
+                return str(access["natIP"])
+        if nic.get("networkIP"):
+            return str(nic["networkIP"])
     return ""
 
 
 def launch(target: GcpTarget, job: Job) -> dict[str, Any]:
-    from google.cloud import compute_v1
-
     name = job.appliance
     check_for_launch(target)
     manifest = Manifest.load(job.output, name, verb="launch")
@@ -120,13 +111,13 @@ def launch(target: GcpTarget, job: Job) -> dict[str, Any]:
             raise UserError(
                 f"the current image of {name} is not uploaded to {session.project}", hint=f"run ./build.py upload {name} --target gcp first"
             )
-        instances = gcc.compute_client(session, "InstancesClient")
+        compute = gcc.Compute(session)
         body = instance_body(target, session, instance_name, str(entry["image"]), key, data, crust_labels(target, manifest, digest))
         undo = Undo(job.say)
         try:
-            with gcc.errors(f"instances.insert {instance_name}"):
-                operation = instances.insert(project=session.project, zone=target.zone, instance_resource=compute_v1.Instance(**body))
-            undo.push(f"instance {instance_name}", lambda: delete_instance(session, instances, target.zone, instance_name, target.wait_timeout))
+            what = f"instances.insert {instance_name}"
+            operation = compute.call(what, "POST", f"/zones/{target.zone}/instances", body)
+            undo.push(f"instance {instance_name}", lambda: delete_instance(compute, target.zone, instance_name, target.wait_timeout))
             record: dict[str, Any] = {
                 "id": instance_name,
                 "name": instance_name,
@@ -140,18 +131,17 @@ def launch(target: GcpTarget, job: Job) -> dict[str, Any]:
                 write_state(job.store, name, [*read_state(job.store, name), record])
             faults.point("gcp.launch")
             job.say(f"instance {instance_name} starting from image {entry['image']} in {target.zone}")
-            operation.result(timeout=target.wait_timeout)
+            compute.wait(what, operation, target.wait_timeout)
 
-            def running() -> Any | None:
-                instance = get_instance(session, instances, target.zone, instance_name)
+            def running() -> dict[str, Any] | None:
+                instance = get_instance(compute, target.zone, instance_name)
                 if instance is None:
                     raise CloudError(f"instance {instance_name} disappeared while starting", hint="the project's audit log says why")
-                if instance.status in ("TERMINATED", "STOPPING", "SUSPENDED"):
-                    raise CloudError(
-                        f"instance {instance_name} is {instance.status}: {instance.status_message or 'no message'}",
-                        hint="check the machine type and the quota",
-                    )
-                return instance if instance.status == "RUNNING" else None
+                status = instance.get("status")
+                if status in ("TERMINATED", "STOPPING", "SUSPENDED"):
+                    message = instance.get("statusMessage") or "no message"
+                    raise CloudError(f"instance {instance_name} is {status}: {message}", hint="check the machine type and the quota")
+                return instance if status == "RUNNING" else None
 
             instance = gcc.wait_until(f"instance {instance_name} RUNNING", running, target.wait_timeout)
             undo.commit()
@@ -179,9 +169,9 @@ def terminate(target: GcpTarget, job: Job) -> list[str]:
     done = []
     with prefixed(f"terminate {name}"), gcc.errors("Google Cloud"):
         session = gcc.connect(target, need_storage=False)
-        instances = gcc.compute_client(session, "InstancesClient")
+        compute = gcc.Compute(session)
         for instance in chosen:
-            delete_instance(session, instances, instance["zone"], instance["id"], target.wait_timeout)
+            delete_instance(compute, instance["zone"], instance["id"], target.wait_timeout)
             job.say(f"{instance['id']} deleted")
             done.append(instance["id"])
             with job.store.lock(f"gcp-instances-{name}"):

@@ -54,35 +54,28 @@ def gce_of(manifest: Manifest) -> tuple[Any, Any]:
 
 
 def image_body(target: GcpTarget, manifest: Manifest, digest: str, source: str) -> dict[str, Any]:
-    """What images.insert gets (the REST resource's fields)."""
+    """What images.insert gets (the REST resource)."""
     body: dict[str, Any] = {
         "name": image_name(target, manifest, digest),
         "description": f"Crust appliance {manifest.appliance} {manifest.version}, image digest sha256:{digest}, build {manifest.build_id}",
         "labels": crust_labels(target, manifest, digest),
-        "raw_disk": {"source": source},
-        "guest_os_features": [{"type_": feature} for feature in GUEST_OS_FEATURES],
+        "rawDisk": {"source": source},
+        "guestOsFeatures": [{"type": feature} for feature in GUEST_OS_FEATURES],
     }
     if target.family:
         body["family"] = target.family
     return body
 
 
-def images_with(session: gcc.Session, images: Any, digest: str) -> list[Any]:
-    """The project's images labelled with this digest."""
-    from google.cloud import compute_v1
-
-    request = compute_v1.ListImagesRequest(project=session.project, filter=f'labels.{gcc.LABEL_DIGEST}="{digest[:63]}"')
-    found = images.list(request=request)
-    return [image for image in found if digest in image.description]
+def images_with(compute: gcc.Compute, label: str, value: str) -> list[dict[str, Any]]:
+    """The project's images with this label value."""
+    return list(compute.items(f"list images with {label}", "/global/images", filter=f'labels.{label}="{value}"'))
 
 
-def delete_image(session: gcc.Session, images: Any, name: str, timeout: float) -> None:
-    from google.api_core import exceptions as api
-
-    try:
-        images.delete(project=session.project, image=name).result(timeout=timeout)
-    except api.NotFound:
-        pass
+def delete_image(compute: gcc.Compute, name: str, timeout: float) -> None:
+    operation = compute.call(f"delete image {name}", "DELETE", f"/global/images/{name}", missing_ok=True)
+    if operation is not None:
+        compute.wait(f"delete image {name}", operation, timeout)
 
 
 def upload(target: GcpTarget, job: Job) -> dict[str, Any]:
@@ -102,14 +95,16 @@ def upload(target: GcpTarget, job: Job) -> dict[str, Any]:
 
 
 def _upload_locked(session: gcc.Session, target: GcpTarget, job: Job, manifest: Manifest, artifact: Any, path: Any, digest: str) -> dict[str, Any]:
-    images = gcc.compute_client(session, "ImagesClient")
-    for image in images_with(session, images, digest):
-        if image.status == "READY":
-            job.say(f"image {image.name} already holds this image; nothing sent")
-            return {"image": image.name, "object": "", "bytes_sent": 0, "seconds": 0.0, "parts": 0, "reused": True}
-        if image.status == "FAILED":
-            delete_image(session, images, image.name, target.wait_timeout)
-            job.say(f"removed image {image.name}, left FAILED by an earlier upload")
+    compute = gcc.Compute(session)
+    for image in images_with(compute, gcc.LABEL_DIGEST, digest[:63]):
+        if digest not in image.get("description", ""):
+            continue
+        if image.get("status") == "READY":
+            job.say(f"image {image['name']} already holds this image; nothing sent")
+            return {"image": image["name"], "object": "", "bytes_sent": 0, "seconds": 0.0, "parts": 0, "reused": True}
+        if image.get("status") == "FAILED":
+            delete_image(compute, image["name"], target.wait_timeout)
+            job.say(f"removed image {image['name']}, left FAILED by an earlier upload")
     storage = gcc.storage_client(session)
     bucket = storage.bucket(target.bucket)
     object_name = f"{target.prefix}{digest}.tar.gz"
@@ -134,19 +129,13 @@ def _upload_locked(session: gcc.Session, target: GcpTarget, job: Job, manifest: 
             sent = gcs.send(bucket, object_name, path, metadata, target.composite_threshold * MIB, target.composite_parts, job.say)
         body = image_body(target, manifest, digest, source)
         job.say(f"creating image {body['name']} from {source}")
-        from google.cloud import compute_v1
-
-        with gcc.errors(f"images.insert {body['name']}"):
-            operation = images.insert(project=session.project, image_resource=compute_v1.Image(**body))
-        undo.push(f"image {body['name']}", lambda: delete_image(session, images, body["name"], target.wait_timeout))
-        operation.result(timeout=target.wait_timeout)
-        if operation.error_code:
-            raise CloudError(
-                f"images.insert {body['name']}: {operation.error_message}", hint="the image's tar.gz or the project's quota; the operation says which"
-            )
-        image = images.get(project=session.project, image=body["name"])
-        if image.status != "READY":
-            raise CloudError(f"image {body['name']} is {image.status} after its creation", hint="rerun the upload")
+        what = f"images.insert {body['name']}"
+        operation = compute.call(what, "POST", "/global/images", body)
+        undo.push(f"image {body['name']}", lambda: delete_image(compute, body["name"], target.wait_timeout))
+        compute.wait(what, operation, target.wait_timeout)
+        image = compute.call(f"image {body['name']}", "GET", f"/global/images/{body['name']}")
+        if image.get("status") != "READY":
+            raise CloudError(f"image {body['name']} is {image.get('status')} after its creation", hint="rerun the upload")
         undo.commit()
     except BaseException:
         undo.run()
