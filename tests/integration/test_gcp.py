@@ -233,12 +233,14 @@ def test_an_interrupted_upload_leaves_no_object_and_no_parts(ws: Workspace, gcs:
     assert "cloud" not in ws.manifest()
 
 
-def test_a_killed_composite_upload_leaves_parts_the_rerun_removes(ws: Workspace, gcs: str, compute: FakeCompute) -> None:
-    (ws.root / "targets.toml").write_text(targets(gcs, compute.url, 'composite_threshold = "16MiB"\n'))
+@pytest.mark.parametrize("threshold", ["0", '"16MiB"'], ids=["resumable", "composite"])
+def test_a_killed_upload_leaves_at_most_parts_the_rerun_removes(ws: Workspace, gcs: str, compute: FakeCompute, threshold: str) -> None:
+    (ws.root / "targets.toml").write_text(targets(gcs, compute.url, f"composite_threshold = {threshold}\n"))
     out = ws.crust("upload", "wsgi", "--target", "gcp", env={"CRUST_FAULT": "gcp.upload:SIGKILL"})
     assert out.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), out.returncode
     left = bucket_objects(gcs)
     assert all(".part-" in o["name"] for o in left), left  # never the object itself
+    assert threshold != "0" or left == [], "an unfinished resumable upload is no object"
     if left:
         listed = json.loads(ws.crust("resources", "wsgi", "--target", "gcp", "--json").stdout)
         assert sorted(e["id"] for e in listed if e["orphan"]) == sorted(f"gs://{BUCKET}/{o['name']}" for o in left)

@@ -123,3 +123,50 @@ def test_instance_resource(project: Path) -> None:
 
 def test_a_resource_path_is_kept() -> None:
     assert resource_path("projects/p/global/networks/n", "networks", "q") == "projects/p/global/networks/n"
+
+
+class FakeCredentials:
+    """What google.auth.default returns, as far as Crust uses it: refresh() sets a token."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+
+    def refresh(self, request: object) -> None:
+        self.token = "ya29.crust-test-token-0123456789abcdef"
+
+
+def test_access_tokens_are_never_printed(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+
+    from crust.redact import redact
+
+    credentials = FakeCredentials()
+    monkeypatch.setattr(google.auth, "default", lambda scopes: (credentials, "adc-project-1"))
+    write(project, '\n[targets.gcp]\nbucket = "b-images"\n')
+    session = gcc.connect(gcp_target(project))
+    assert session.project == "adc-project-1" and session.compute_credentials is credentials
+    credentials.refresh(None)
+    assert credentials.token and credentials.token not in redact(f"Authorization: Bearer {credentials.token}")
+
+
+def test_no_credentials_is_one_line_naming_the_fix(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+    from google.auth import exceptions
+
+    def missing(scopes: object) -> None:
+        raise exceptions.DefaultCredentialsError("Your default credentials were not found.\nTo set up ADC, see https://example")
+
+    monkeypatch.setattr(google.auth, "default", missing)
+    write(project, '\n[targets.gcp]\nbucket = "b-images"\n')
+    with pytest.raises(UserError) as err:
+        gcc.connect(gcp_target(project))
+    assert err.value.one_line().count("\n") == 0 and "gcloud auth application-default login" in err.value.one_line()
+
+
+def test_an_endpoint_means_anonymous_credentials_and_a_project(project: Path) -> None:
+    write(project, '\n[targets.gcp]\nstorage_endpoint = "http://127.0.0.1:9023"\ncompute_endpoint = "http://127.0.0.1:9024"\n')
+    with pytest.raises(UserError, match="no Google Cloud project"):
+        gcc.connect(gcp_target(project))
+    write(project, '\n[targets.gcp]\nproject = "p-test-1"\nstorage_endpoint = "http://127.0.0.1:9023"\ncompute_endpoint = "http://127.0.0.1:9024"\n')
+    session = gcc.connect(gcp_target(project))
+    assert type(session.storage_credentials).__name__ == type(session.compute_credentials).__name__ == "AnonymousCredentials"

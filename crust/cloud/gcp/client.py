@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from crust import __version__
+from crust import redact as redaction
 from crust.cloud.gcp.settings import GcpTarget
 from crust.errors import CloudError, UserError
+from crust.redact import redact
 
 T = TypeVar("T")
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -69,6 +71,7 @@ def connect(target: GcpTarget, need_storage: bool = True, need_compute: bool = T
         except auth_errors.DefaultCredentialsError as exc:
             raise UserError(f"no Google credentials: {first_line(exc)}", hint=NO_CREDENTIALS_HINT) from None
         project = project or (found or "")
+        learn_tokens(credentials)
     if not project:
         raise UserError("no Google Cloud project", file=target.source, hint='set project = "ID" in [targets.gcp] (or GOOGLE_CLOUD_PROJECT)')
     return Session(
@@ -78,6 +81,20 @@ def connect(target: GcpTarget, need_storage: bool = True, need_compute: bool = T
         storage_endpoint=storage_at,
         compute_endpoint=compute_at,
     )
+
+
+def learn_tokens(credentials: Any) -> None:
+    """Every access token the credentials get from now on is redacted from what Crust prints
+    (google-auth refreshes them as calls need; none is ever printed on purpose)."""
+    refresh = credentials.refresh
+
+    def refreshed(request: Any) -> None:
+        refresh(request)
+        token = getattr(credentials, "token", None)
+        if token:
+            redaction.add({str(token)})
+
+    credentials.refresh = refreshed
 
 
 def storage_client(session: Session) -> Any:
@@ -155,10 +172,10 @@ def error_text(response: Any) -> str:
         body = response.json()
         message = body.get("error", {}).get("message") if isinstance(body, dict) else None
         if message:
-            return " ".join(str(message).split())[:300]
+            return " ".join(redact(str(message)).split())[:300]
     except ValueError:
         pass
-    lines = [line.strip() for line in str(response.text).splitlines() if line.strip()]
+    lines = [line.strip() for line in redact(str(response.text)).splitlines() if line.strip()]
     return (lines[0] if lines else f"HTTP {response.status_code}")[:300]
 
 
@@ -169,7 +186,7 @@ def client_info() -> Any:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = redact(str(exc)).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
@@ -201,7 +218,7 @@ def errors(what: str) -> Iterator[None]:
 
 
 def message_of(exc: Any) -> str:
-    text = str(getattr(exc, "message", "") or exc)
+    text = redact(str(getattr(exc, "message", "") or exc))
     return " ".join(text.split())[:300]
 
 
