@@ -326,6 +326,8 @@ def test_request_shape_launch_resources_and_terminate(ws: Workspace, compute: Fa
     assert ("instance", record["id"], False) in kinds and ("image", image, False) in kinds
     assert ("object", f"gs://{BUCKET}/images/{ws.digest()}.tar.gz", False) in kinds
 
+    out = ws.crust("terminate", "wsgi", "--target", "gcp", "--project", "another-project")
+    assert out.returncode == 2 and "are in project crust-test-project, not another-project" in out.stderr, out.stderr
     out = ws.crust("terminate", "wsgi", "--target", "gcp")
     assert out.returncode == 0 and f"{record['id']} terminated" in out.stdout, out.stderr
     assert f"/zones/{ZONE}/instances/{record['id']}" in compute.deletes() and compute.instances == {}

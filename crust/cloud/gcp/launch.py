@@ -169,6 +169,12 @@ def terminate(target: GcpTarget, job: Job) -> list[str]:
     done = []
     with prefixed(f"terminate {name}"), gcc.errors("Google Cloud"):
         session = gcc.connect(target, need_storage=False)
+        elsewhere = sorted({s["location"].split("/")[0] for s in chosen if s["location"].split("/")[0] != session.project})
+        if elsewhere:
+            raise UserError(
+                f"the recorded instances are in project {', '.join(elsewhere)}, not {session.project}",
+                hint="terminate with the project they were launched in (project in [targets.gcp], or --project)",
+            )
         compute = gcc.Compute(session)
         for instance in chosen:
             delete_instance(compute, instance["zone"], instance["id"], target.wait_timeout)
