@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -103,3 +104,21 @@ def test_gce_tar_holds_disk_raw_only_pinned_and_reproducible(tmp_path: Path) -> 
 
 def test_gce_builds_after_the_formats_it_does_not_pack() -> None:
     assert FORMATS[-1] == "gce" and REGISTRY["gce"].uses is None
+
+
+def test_gce_grows_a_gpt_disk_to_a_whole_gib_and_moves_its_backup_header(tmp_path: Path) -> None:
+    raw = tmp_path / "in.raw"
+    with raw.open("wb") as fh:
+        fh.truncate(GIB + 3 * MIB)
+    subprocess.run(["sfdisk", "--quiet", str(raw)], input="label: gpt\nsize=64M, type=U\ntype=L\n", text=True, check=True)
+    first, second = tmp_path / "a.gce", tmp_path / "b.gce"
+    write_gce(raw, first, 1_700_000_000)
+    write_gce(raw, second, 1_700_000_000)
+    assert first.read_bytes() == second.read_bytes(), "sfdisk's relocation is deterministic"
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "--extract", "--sparse", f"--file={first}", f"--directory={out}"], check=True)
+    disk = out / "disk.raw"
+    assert disk.stat().st_size == 2 * GIB
+    check = subprocess.run(["sfdisk", "--verify", str(disk)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and "No errors detected" in check.stdout, check.stdout + check.stderr
