@@ -22,7 +22,6 @@ measure Crust's and Azurite's side, not a real network.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -31,9 +30,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from upload_common import MB, make_workspace, medians, print_table, read_manifest, reset_manifest, timed_upload  # noqa: E402
+from upload_common import (  # bench/ is the script's sys.path[0]
+    MB,
+    ROOT,
+    add_artifact,
+    make_workspace,
+    medians,
+    print_table,
+    read_manifest,
+    reset_manifest,
+    timed_upload,
+)
 
 SUB = "00000000-0000-4000-8000-00000000be4c"
 
@@ -48,9 +55,8 @@ def vhd_artifact(manifest: dict[str, Any], built: Path, work: Path) -> dict[str,
     vhd = work / "wsgi.vhd"
     argv = ["qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", str(source), str(vhd)]
     subprocess.run(argv, check=True)
-    artifact = {"format": "vhd", "path": str(vhd), "sha256": hashlib.sha256(vhd.name.encode()).hexdigest(), "size": vhd.stat().st_size}
-    manifest["artifacts"].append(artifact)
-    return artifact
+    add_artifact(manifest, "vhd", vhd)
+    return dict(manifest["artifacts"][-1])
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # crust and tests, for the benchmarks that import this
 MB = 1_000_000
 
 
@@ -25,6 +26,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
     manifest: dict[str, Any] = json.loads(path.read_text())
     manifest.pop("cloud", None)
     return manifest
+
+
+def add_artifact(manifest: dict[str, Any], fmt: str, path: Path) -> None:
+    """A format the benchmark converted itself (not built), listed as a build would list it."""
+    from crust.digest import digest_file
+
+    st = path.stat()
+    manifest["artifacts"].append({"format": fmt, "path": str(path), "sha256": digest_file(path), "size": st.st_size, "allocated": st.st_blocks * 512})
 
 
 def make_workspace(work: Path, manifest: Mapping[str, Any], built: Path, targets: str, appliance: str = "wsgi") -> None:

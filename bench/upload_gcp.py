@@ -19,7 +19,6 @@ a real network or Cloud Storage.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -29,7 +28,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cloudbench import MB, ROOT, median_row, print_table, upload, workspace, write_manifest  # bench/ is the script's sys.path[0]
+from upload_common import (  # bench/ is the script's sys.path[0]
+    MB,
+    ROOT,
+    add_artifact,
+    make_workspace,
+    medians,
+    print_table,
+    read_manifest,
+    reset_manifest,
+    timed_upload,
+)
 
 BUCKET = "crust-bench"
 
@@ -53,11 +62,9 @@ def main() -> int:
     parser.add_argument("--manifest", type=Path, default=ROOT / "build" / "wsgi" / "manifest.json", help="manifest of the built image")
     parser.add_argument("--runs", type=int, default=3, help="repetitions (medians are printed)")
     args = parser.parse_args()
-    if not args.manifest.is_file():
-        sys.exit(f"bench: {args.manifest} not found (./build.py build wsgi)")
+    built = read_manifest(args.manifest)
     if not emulator_available():
         sys.exit("bench: no gcp-storage-emulator (./setup.sh installs the dev extra)")
-    built = json.loads(args.manifest.read_text())
     raw = args.manifest.parent / Path(next(a for a in built["artifacts"] if a["format"] == "raw")["path"]).name
 
     work = Path(tempfile.mkdtemp(prefix="crust-bench-gcp-"))
@@ -71,7 +78,8 @@ def main() -> int:
         (work / "emulator").mkdir()
         with gcs_emulator(work / "emulator", BUCKET) as url:
             targets = f'[gcp]\nproject = "{PROJECT}"\nbucket = "{BUCKET}"\nstorage_endpoint = "{url}"\ncompute_endpoint = "{compute.url}"\n'
-            manifest = workspace(work / "ws", args.manifest, targets, {"gce": gce})
+            add_artifact(built, "gce", gce)
+            make_workspace(work / "ws", built, args.manifest.parent, targets)
             env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "STORAGE_EMULATOR"))}
             cold: dict[str, list[dict[str, Any]]] = {}
             for how, threshold in (("one resumable upload", "0"), ("parallel parts, composed", '"64MiB"')):
@@ -80,11 +88,11 @@ def main() -> int:
                 for _ in range(args.runs):
                     empty(url)
                     compute.images.clear()
-                    write_manifest(work / "ws", manifest)
-                    cold[how].append(upload(work / "ws", "gcp", env)[1])
+                    reset_manifest(work / "ws", built)
+                    cold[how].append(timed_upload(work / "ws", "gcp", env)[1])
             noops = []
             for _ in range(args.runs):
-                wall, report = upload(work / "ws", "gcp", env)
+                wall, report = timed_upload(work / "ws", "gcp", env)
                 assert report["reused"], report
                 noops.append(wall)
         size = gce.stat().st_size
@@ -99,8 +107,8 @@ def main() -> int:
     ]
     for how, reports in cold.items():
         parts = f" ({reports[0]['parts']})" if reports[0]["parts"] else ""
-        rows.append(median_row(f"upload throughput, {how}{parts}, MB/s", [r["bytes_sent"] / MB / r["seconds"] for r in reports], "MB/s"))
-    rows.append(median_row("no-op re-upload, whole command, s", noops, "s", 2))
+        rows.append(medians(f"upload throughput, {how}{parts}, MB/s", [r["bytes_sent"] / MB / r["seconds"] for r in reports], "MB/s"))
+    rows.append(medians("no-op re-upload, whole command, s", noops, "s", 2))
     print_table("Crust GCP upload benchmark (gcp-storage-emulator and a Compute Engine stand-in on loopback)", rows)
     return 0
 
