@@ -11,6 +11,7 @@ no time stamp): the same raw image gives the same bytes. Written to a temporary 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -51,6 +52,15 @@ def copy_sparse(src: Path, dest: Path) -> None:
 def write_gce(raw: Path, out: Path, epoch: int) -> None:
     work = out.parent / f".{out.name}.work"
     work.mkdir()
+    try:
+        pack(raw, work, epoch)
+        os.replace(work / "disk.tar.gz", out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # on failure too: no grown copy of the disk left
+
+
+def pack(raw: Path, work: Path, epoch: int) -> None:
+    """WORK/disk.tar.gz from the raw image (its copy grown to a whole GiB in WORK/disk.raw)."""
     disk = work / MEMBER
     copy_sparse(raw, disk)
     grown = gib_size(raw.stat().st_size)
@@ -77,8 +87,6 @@ def write_gce(raw: Path, out: Path, epoch: int) -> None:
     )
     disk.unlink()
     run(["gzip", "-n", str(tar)])  # -n: no file name, no time stamp in the header
-    os.replace(work / "disk.tar.gz", out)
-    work.rmdir()
 
 
 def convert(job: ConvertJob) -> None:

@@ -115,7 +115,7 @@ UNKNOWN_KEYS = [
     toml("security-table-typo", "[image]", "[securty]\nallow_plaintext_passwords = true\n\n[image]", "unknown key 'securty'"),
     toml("check-key-typo", BODY, 'bdy = "ok"', "did you mean 'body'"),
     toml("check-key-of-another-type", BODY, 'unit = "nginx.service"', "unknown key 'test.checks[0].unit'"),
-    target("unknown-target", '[targets.azure]\nproject = "x"', "unknown target 'targets.azure'", at="[targets.azure]"),
+    target("unknown-target", '[targets.hetzner]\nproject = "x"', "unknown target 'targets.hetzner'", at="[targets.hetzner]"),
     aws("aws-key-typo", 'regoin = "eu-west-1"', "did you mean 'region'"),
     target("aws-subtable", "[targets.aws.extra]\nx = 1", "unknown key 'targets.aws.extra'", at="[targets.aws.extra]"),
 ]
@@ -347,10 +347,10 @@ TARGETS = [
     ),
     FileCase(
         "shared-targets-unknown-target",
-        {"targets.toml": '[azure]\nproject = "x"\n'},
-        "unknown target 'azure'",
+        {"targets.toml": '[hetzner]\nproject = "x"\n'},
+        "unknown target 'hetzner'",
         "targets.toml",
-        "[azure]",
+        "[hetzner]",
         TARGET_VERBS,
     ),
     FileCase("shared-targets-aws-int", {"targets.toml": "aws = 3\n"}, "aws must be a table", "targets.toml", "aws = 3", TARGET_VERBS),

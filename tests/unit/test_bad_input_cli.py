@@ -204,7 +204,7 @@ AUDIT = [
 ]
 
 CLOUD = [
-    case("upload-target-unknown", "upload wsgi --target azure", "argument --target: invalid choice: 'azure'"),
+    case("upload-target-unknown", "upload wsgi --target hetzner", "argument --target: invalid choice: 'hetzner'"),
     case("upload-workers-zero", "upload wsgi --workers 0", "--workers 0: use 1 to 64"),
     case("upload-workers-too-many", "upload wsgi --workers 65", "--workers 65: use 1 to 64"),
     case("upload-workers-word", "upload wsgi --workers x", "argument --workers: invalid int value: 'x'"),
@@ -231,7 +231,7 @@ CLOUD = [
     case(
         "upload-broken-targets", "upload demo", "'Mars' is not an AWS region name", appliance(GOOD + '\n[targets.aws]\nregion = "Mars"\n'), APPLIANCE
     ),
-    case("launch-target-unknown", "launch wsgi --target gcp", "argument --target: invalid choice: 'gcp'"),
+    case("launch-target-unknown", "launch wsgi --target hetzner", "argument --target: invalid choice: 'hetzner'"),
     case("upload-azure-no-resource-group", "upload wsgi --target azure", "no resource_group for the Azure target (fix: set resource_group"),
     case("launch-azure-bad-vm-size", "launch wsgi --target azure --vm-size B2;s", "--vm-size: 'B2;s' is not valid"),
     case("launch-region-made-up", "launch wsgi --region eu-west", "--region: 'eu-west' is not an AWS region name"),
@@ -248,7 +248,7 @@ CLOUD = [
     ),
     case("terminate-region-made-up", "terminate wsgi --region Mars", "--region: 'Mars' is not an AWS region name"),
     case("terminate-instance-without-value", "terminate wsgi --instance", "argument --instance: expected one argument"),
-    case("terminate-target-unknown", "terminate wsgi --target azure", "argument --target: invalid choice: 'azure'"),
+    case("terminate-target-unknown", "terminate wsgi --target hetzner", "argument --target: invalid choice: 'hetzner'"),
     case(
         "terminate-broken-targets",
         "terminate demo",

@@ -46,7 +46,7 @@ def test_render_prints_kickstart() -> None:
         (["build", "--no-such-flag"], "unrecognized arguments"),
         (["build", "nope"], "no appliance named 'nope'"),
         (["upload", "nope", "--target", "aws"], "no appliance named 'nope'"),
-        (["upload", "wsgi", "--target", "azure"], "invalid choice: 'azure'"),
+        (["upload", "wsgi", "--target", "hetzner"], "invalid choice: 'hetzner'"),
         (["upload", "wsgi", "--workers", "0"], "--workers 0: use 1 to 64"),
         (["upload", "wsgi", "--method", "ftp"], "invalid choice: 'ftp'"),
         (["launch"], "the following arguments are required: NAME"),

@@ -113,7 +113,7 @@ def test_bad_appliance_target(project: Path, text: str, words: str, line: int) -
     ("text", "words", "line"),
     [
         ('[aws]\nregoin = "eu-west-1"\n', "unknown key 'aws.regoin'", 2),
-        ('[gcp]\nregion = "x"\n', "unknown target 'gcp'", 1),
+        ('[hetzner]\nregion = "x"\n', "unknown target 'hetzner'", 1),
         ("[aws]\nmax_attempts = 50\n", "50 attempts: use 1 to 20", 2),
         ("[aws\n", "invalid TOML", 1),
     ],
