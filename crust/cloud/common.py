@@ -101,9 +101,11 @@ class Undo:
 
     def __init__(self, say: Callable[[str], None]) -> None:
         self.say = say
-        self.steps: list[tuple[str, Callable[[], None]]] = []
+        self.steps: list[tuple[str, Callable[[], object]]] = []
 
-    def push(self, what: str, action: Callable[[], None]) -> None:
+    def push(self, what: str, action: Callable[[], object]) -> None:
+        """action() undoes it; returning False says there was nothing to remove (a resource
+        pushed before it was asked for, never made), and nothing is said."""
         self.steps.append((what, action))
 
     def commit(self) -> None:
@@ -113,8 +115,8 @@ class Undo:
         while self.steps:
             what, action = self.steps.pop()
             try:
-                action()
-                self.say(f"removed {what}")
+                if action() is not False:
+                    self.say(f"removed {what}")
             except Exception as exc:
                 text = exc.one_line() if isinstance(exc, Problem) else str(exc)
                 self.say(f"could not remove {what}: {text} (remove it by hand)")

@@ -10,6 +10,7 @@ no time stamp): the same raw image gives the same bytes. Written to a temporary 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Mapping
@@ -37,16 +38,32 @@ def copy_sparse(src: Path, dest: Path) -> None:
         while offset < size:
             try:
                 start = os.lseek(rfd, offset, os.SEEK_DATA)
-            except OSError:  # ENXIO: no data after offset
-                break
-            end = os.lseek(rfd, start, os.SEEK_HOLE)
-            while start < end:
-                sent = os.copy_file_range(rfd, wfd, min(end - start, 1 << 30), start, start)
-                if sent == 0:
-                    raise OSError(f"{src}: copy stopped at byte {start}")
-                start += sent
+                end = os.lseek(rfd, start, os.SEEK_HOLE)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # no data after offset
+                    break
+                start, end = offset, size  # no SEEK_DATA here: all of the rest is data
+            copy_range(rfd, wfd, start, end)
             offset = end
         fout.truncate(size)
+
+
+def copy_range(rfd: int, wfd: int, start: int, end: int) -> None:
+    """Bytes [start, end) at the same offsets: copy_file_range, or read and write where the
+    kernel cannot (across file systems on older kernels, some network or overlay file systems)."""
+    while start < end:
+        try:
+            sent = os.copy_file_range(rfd, wfd, min(end - start, 1 << 30), start, start)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            sent = 0
+        if sent == 0:
+            data = os.pread(rfd, min(end - start, 8 << 20), start)
+            if not data:
+                raise OSError(f"copy stopped at byte {start}: the file ended early")
+            sent = os.pwrite(wfd, data, start)
+        start += sent
 
 
 def write_gce(raw: Path, out: Path, epoch: int) -> None:

@@ -151,7 +151,11 @@ def test_gce_is_disk_raw_in_a_sparse_tar_gz_holding_the_image(formats: tuple[Pat
             left -= n
     same_partitions = subprocess.run(["sfdisk", "--dump", str(disk)], capture_output=True, text=True, check=True).stdout
     original = subprocess.run(["sfdisk", "--dump", str(raw)], capture_output=True, text=True, check=True).stdout
-    assert [line for line in same_partitions.splitlines() if "start=" in line] == [line for line in original.splitlines() if "start=" in line]
+
+    def partitions(dump: str) -> list[str]:  # each line without its device path, which names the file
+        return [line.split(":", 1)[1] for line in dump.splitlines() if "start=" in line]
+
+    assert partitions(same_partitions) == partitions(original)
 
 
 def test_a_build_without_them_removes_them(formats: tuple[Path, dict[str, dict[str, Any]]]) -> None:

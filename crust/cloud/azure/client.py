@@ -160,12 +160,12 @@ def errors(what: str) -> Iterator[None]:
         raise
 
 
-def guarded(what: str, action: Callable[[], object]) -> Callable[[], None]:
+def guarded(what: str, action: Callable[[], object]) -> Callable[[], object]:
     """action, its Azure errors one line naming what (for the undo stack: never an SDK text)."""
 
-    def run() -> None:
+    def run() -> object:
         with errors(what):
-            action()
+            return action()
 
     return run
 

@@ -72,13 +72,27 @@ def make_version(
         if version.provisioning_state == "Succeeded":
             say(f"gallery image version {version.id} already holds this image")
             return {"id": version.id, "name": version.name, "kind": "gallery image version", "reused": True}
+        if version.provisioning_state in ("Creating", "Updating"):
+            raise CloudError(
+                f"gallery image version {version.name} is {version.provisioning_state}: another upload is making it", hint="rerun when it is done"
+            )
         wait_for(versions.begin_delete(group, gallery, definition, version.name), f"delete version {version.name}", target.wait_timeout)
         say(f"removed gallery image version {version.name}, left {version.provisioning_state} by an interrupted upload")
     name = version_name(dt.datetime.now(dt.UTC))
+
+    def remove() -> bool:  # False: not there (never made)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            wait_for(versions.begin_delete(group, gallery, definition, name), f"delete version {name}", target.wait_timeout)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    # Undone before it is asked for: an interrupt during the request leaves no version.
+    undo.push(f"gallery image version {name}", azc.guarded(f"delete gallery image version {name}", remove))
     with azc.errors(f"create gallery image version {definition}/{name}"):
         poller = versions.begin_create_or_update(group, gallery, definition, name, version_body(target, manifest, digest, blob_url, account_id))
-    remove = lambda: wait_for(versions.begin_delete(group, gallery, definition, name), f"delete version {name}", target.wait_timeout)  # noqa: E731
-    undo.push(f"gallery image version {name}", azc.guarded(f"delete gallery image version {name}", remove))
     with azc.errors(f"create gallery image version {definition}/{name}"):
         made = wait_for(poller, f"gallery image version {name}", target.wait_timeout)
     if made.provisioning_state not in (None, "Succeeded"):

@@ -50,8 +50,16 @@ def wait_for(poller: Any, what: str, timeout: float) -> Any:
     return poller.result()
 
 
-def delete_image(compute: Any, target: AzureTarget, name: str) -> None:
-    wait_for(compute.images.begin_delete(target.resource_group, name), f"delete image {name}", target.wait_timeout)
+def delete_image(compute: Any, target: AzureTarget, name: str) -> bool:
+    """Delete the image and wait; False when it was not there (never made: undone before it was
+    asked for)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        wait_for(compute.images.begin_delete(target.resource_group, name), f"delete image {name}", target.wait_timeout)
+    except ResourceNotFoundError:
+        return False
+    return True
 
 
 def make_image(
@@ -69,11 +77,14 @@ def make_image(
         if found.provisioning_state == "Succeeded":
             say(f"image {found.id} already holds this image")
             return {"id": found.id, "name": name, "kind": "managed image", "reused": True}
+        if found.provisioning_state in ("Creating", "Updating"):
+            raise CloudError(f"image {name} is {found.provisioning_state}: another upload is making it", hint="rerun when it is done")
         delete_image(compute, target, name)
         say(f"removed image {name}, left {found.provisioning_state} by an interrupted upload")
+    # Undone before it is asked for: an interrupt during the request leaves no image.
+    undo.push(f"image {name}", azc.guarded(f"delete image {name}", lambda: delete_image(compute, target, name)))
     with azc.errors(f"create image {name}"):
         poller = compute.images.begin_create_or_update(target.resource_group, name, image_body(target, manifest, digest, blob_url))
-    undo.push(f"image {name}", azc.guarded(f"delete image {name}", lambda: delete_image(compute, target, name)))
     with azc.errors(f"create image {name}"):
         made = wait_for(poller, f"image {name}", target.wait_timeout)
     if made.provisioning_state not in (None, "Succeeded"):

@@ -83,11 +83,11 @@ def deleter(poller_of: Callable[[], Any], what: str, timeout: float) -> Callable
     def delete() -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
-            with azc.errors(f"delete {what}"):
+        with azc.errors(f"delete {what}"):  # outside: errors() makes any HTTP error one line
+            try:
                 wait_for(poller_of(), f"delete {what}", timeout)
-        except ResourceNotFoundError:
-            pass
+            except ResourceNotFoundError:
+                pass
 
     return delete
 

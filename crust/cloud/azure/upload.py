@@ -15,7 +15,7 @@ from crust import faults
 from crust.build.manifest import Manifest
 from crust.cloud.azure import client as azc
 from crust.cloud.azure.gallery import check_definition, make_version
-from crust.cloud.azure.image import make_image
+from crust.cloud.azure.image import get_image, make_image
 from crust.cloud.azure.pageblob import Sent, delete_blob, mark_complete, open_blob, send_pages
 from crust.cloud.azure.settings import AzureTarget, image_name, require
 from crust.cloud.common import Undo, artifact_of, prefixed, record, require_first_boot_agent
@@ -64,6 +64,16 @@ def _upload_locked(
     target: AzureTarget, job: Job, container: Any, compute: Any, subscription: str, manifest: Manifest, path: Any, size: int, digest: str, image: str
 ) -> dict[str, Any]:
     metadata = blob_metadata(manifest, digest)
+    if not target.gallery:
+        # The image first: once it exists the blob is not needed (an owner may delete it to save
+        # its cost), and nothing is sent again.
+        with azc.errors(f"image {image}"):
+            found = get_image(compute, target, image)
+        if found is not None and (found.tags or {}).get(azc.TAG_DIGEST) == digest and found.provisioning_state == "Succeeded":
+            job.say(f"image {found.id} already holds this image; nothing sent")
+            url = str(container.get_blob_client(f"{digest}.vhd").url).split("?", 1)[0]
+            kept = {"blob": url, "image": found.id, "name": image, "kind": "managed image"}
+            return {**kept, "bytes_sent": 0, "chunks_sent": 0, "chunks_skipped": 0, "seconds": 0.0, "reused": True}
     undo = Undo(job.say)
     try:
         with azc.errors(f"blob {container.container_name}/{digest}.vhd"):

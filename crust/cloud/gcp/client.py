@@ -215,6 +215,8 @@ def errors(what: str) -> Iterator[None]:
         raise http_error(what, status, first_line(exc)) from None
     except requests.RequestException as exc:
         raise CloudError(f"{what}: {type(exc).__name__}", hint="check the network and the endpoints") from None
+    except (auth_errors.TransportError, api.GoogleAPIError) as exc:  # no token (offline), retries ran out
+        raise CloudError(f"{what}: {message_of(exc)}", hint="check the network and the endpoints") from None
 
 
 def message_of(exc: Any) -> str:

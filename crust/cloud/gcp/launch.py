@@ -79,10 +79,13 @@ def get_instance(compute: gcc.Compute, zone: str, name: str) -> dict[str, Any] |
     return found
 
 
-def delete_instance(compute: gcc.Compute, zone: str, name: str, timeout: float) -> None:
+def delete_instance(compute: gcc.Compute, zone: str, name: str, timeout: float) -> bool:
+    """Delete it and wait; False when it was not there."""
     operation = compute.call(f"delete instance {name}", "DELETE", f"/zones/{zone}/instances/{name}", missing_ok=True)
-    if operation is not None:
-        compute.wait(f"delete instance {name}", operation, timeout)
+    if operation is None:
+        return False
+    compute.wait(f"delete instance {name}", operation, timeout)
+    return True
 
 
 def address_of(instance: dict[str, Any]) -> str:
@@ -116,7 +119,8 @@ def launch(target: GcpTarget, job: Job) -> dict[str, Any]:
         undo = Undo(job.say)
         try:
             what = f"instances.insert {instance_name}"
-            operation = compute.call(what, "POST", f"/zones/{target.zone}/instances", body)
+            # Recorded and undone before it is asked for: an interrupt during the request, or a
+            # kill, leaves a record terminate finds (a missing instance is fine to delete).
             undo.push(f"instance {instance_name}", lambda: delete_instance(compute, target.zone, instance_name, target.wait_timeout))
             record: dict[str, Any] = {
                 "id": instance_name,
@@ -129,6 +133,7 @@ def launch(target: GcpTarget, job: Job) -> dict[str, Any]:
             }
             with job.store.lock(f"gcp-instances-{name}"):
                 write_state(job.store, name, [*read_state(job.store, name), record])
+            operation = compute.call(what, "POST", f"/zones/{target.zone}/instances", body)
             faults.point("gcp.launch")
             job.say(f"instance {instance_name} starting from image {entry['image']} in {target.zone}")
             compute.wait(what, operation, target.wait_timeout)

@@ -72,10 +72,13 @@ def images_with(compute: gcc.Compute, label: str, value: str) -> list[dict[str, 
     return list(compute.items(f"list images with {label}", "/global/images", filter=f'labels.{label}="{value}"'))
 
 
-def delete_image(compute: gcc.Compute, name: str, timeout: float) -> None:
+def delete_image(compute: gcc.Compute, name: str, timeout: float) -> bool:
+    """Delete it and wait; False when it was not there."""
     operation = compute.call(f"delete image {name}", "DELETE", f"/global/images/{name}", missing_ok=True)
-    if operation is not None:
-        compute.wait(f"delete image {name}", operation, timeout)
+    if operation is None:
+        return False
+    compute.wait(f"delete image {name}", operation, timeout)
+    return True
 
 
 def upload(target: GcpTarget, job: Job) -> dict[str, Any]:
@@ -127,11 +130,13 @@ def _upload_locked(session: gcc.Session, target: GcpTarget, job: Job, manifest: 
             undo.push(source, lambda: gcs.delete_quietly(bucket, object_name))
             job.say(f"sending {path.name} ({artifact.size} bytes) to {source}")
             sent = gcs.send(bucket, object_name, path, metadata, target.composite_threshold * MIB, target.composite_parts, job.say)
-        body = image_body(target, manifest, digest, source)
+        # rawDisk.source in the form the Compute API documents (gs:// is what people read).
+        body = image_body(target, manifest, digest, f"https://storage.googleapis.com/{target.bucket}/{object_name}")
         job.say(f"creating image {body['name']} from {source}")
         what = f"images.insert {body['name']}"
-        operation = compute.call(what, "POST", "/global/images", body)
+        # Undone before it is asked for: an interrupt during the request leaves no image.
         undo.push(f"image {body['name']}", lambda: delete_image(compute, body["name"], target.wait_timeout))
+        operation = compute.call(what, "POST", "/global/images", body)
         compute.wait(what, operation, target.wait_timeout)
         image = compute.call(f"image {body['name']}", "GET", f"/global/images/{body['name']}")
         if image.get("status") != "READY":
