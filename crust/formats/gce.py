@@ -66,6 +66,13 @@ def copy_range(rfd: int, wfd: int, start: int, end: int) -> None:
         start += sent
 
 
+def has_gpt(disk: Path) -> bool:
+    """The disk has a GPT: its primary header's signature in the second 512-byte sector."""
+    with disk.open("rb") as fh:
+        fh.seek(512)
+        return fh.read(8) == b"EFI PART"
+
+
 def write_gce(raw: Path, out: Path, epoch: int) -> None:
     work = out.parent / f".{out.name}.work"
     work.mkdir()
@@ -83,7 +90,8 @@ def pack(raw: Path, work: Path, epoch: int) -> None:
     grown = gib_size(raw.stat().st_size)
     if grown != raw.stat().st_size:
         os.truncate(disk, grown)
-        run(["sfdisk", "--quiet", "--relocate", "gpt-bak-std", str(disk)])
+        if has_gpt(disk):  # its backup header must sit in the last sector; an MBR or bare disk has none
+            run(["sfdisk", "--quiet", "--relocate", "gpt-bak-std", str(disk)])
     tar = work / "disk.tar"
     run(
         [
