@@ -7,16 +7,19 @@ import contextlib
 import datetime as dt
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from crust.build.manifest import Manifest
 from crust.build.store import Store
-from crust.errors import Problem, UserError
+from crust.errors import CloudError, Problem, UserError
+
+T = TypeVar("T")
 
 FIRST_BOOT_AGENTS = ("cloud-init",)
 
@@ -203,3 +206,18 @@ def write_machines(store: Store, target: str, name: str, machines: list[dict[str
     path = machines_path(store, target, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps({"appliance": name, "machines": machines}, indent=2, sort_keys=True))
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout: float, table: str, first: float = 1.0, most: float = 10.0) -> T:
+    """check()'s first result that is not None, polled with a growing delay; after timeout
+    seconds a one-line error naming the target's settings table."""
+    deadline = time.monotonic() + timeout
+    delay = first
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise CloudError(f"{what} did not happen in {timeout:.0f} s", hint=f"raise wait_timeout in [{table}]")
+        time.sleep(delay)
+        delay = min(delay * 1.5, most)

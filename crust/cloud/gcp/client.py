@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from crust import __version__
 from crust import redact as redaction
+from crust.cloud import common
 from crust.cloud.gcp.settings import GcpTarget
 from crust.errors import CloudError, UserError
 from crust.redact import redact
@@ -237,13 +237,4 @@ def http_error(what: str, status: int | None, text: str) -> CloudError:
 
 
 def wait_until(what: str, check: Callable[[], T | None], timeout: float, first: float = 0.5, most: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    delay = first
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise CloudError(f"{what} did not happen in {timeout:.0f} s", hint="raise wait_timeout in [targets.gcp]")
-        time.sleep(delay)
-        delay = min(delay * 1.5, most)
+    return common.wait_until(what, check, timeout, "targets.gcp", first, most)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from crust import __version__
+from crust.cloud import common
 from crust.cloud.openstack.settings import OpenStackTarget
 from crust.errors import CloudError, UserError
 
@@ -113,13 +113,4 @@ def json_of(response: Any) -> dict[str, Any]:
 
 
 def wait_until(what: str, check: Callable[[], T | None], timeout: float, first: float = 1.0, most: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    delay = first
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise CloudError(f"{what} did not happen in {timeout:.0f} s", hint="raise wait_timeout in [targets.openstack]")
-        time.sleep(delay)
-        delay = min(delay * 1.5, most)
+    return common.wait_until(what, check, timeout, "targets.openstack", first, most)
