@@ -1,0 +1,259 @@
+"""The shared step cache against moto_server over HTTP: a pushed entry fetched by another
+builder is the same tree; poisoned, unsigned, untrusted and misplaced entries are refused in one
+line; a read-only builder never pushes; a push killed midway leaves nothing visible; two pushes
+of one step leave one whole entry."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crust.build.equivalence import digest_output
+from crust.build.store import Entry, Store
+from crust.cache import s3
+from crust.cache.config import CacheConfig
+from crust.cache.keys import generate_key
+from crust.cache.remote import S3Cache, open_cache
+from tests.conftest import need
+from tests.integration.aws_fakes import moto_server
+from tests.unit.test_cache_archive import describe
+
+STEP_ID = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = Path(sys.executable).parent / "moto_server"
+    need(binary.exists(), "moto_server is not installed in the venv (./setup.sh installs moto[server])")
+    with moto_server(binary, tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDCACHETESTKEY0000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cache-test-secret-not-real")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    name = f"cache-{uuid.uuid4().hex[:12]}"
+    s3.make_client(config(moto_url, name)).create_bucket(Bucket=name)
+    return name
+
+
+def config(url: str, bucket: str, key: Path | None = None, trusted: tuple[Path, ...] = ()) -> CacheConfig:
+    return CacheConfig(bucket, "team/steps", url, key, trusted)
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    generate_key(folder / "ci.key")
+    generate_key(folder / "other.key")
+    return {"ci": folder / "ci.key", "ci.pub": folder / "ci.key.pub", "other": folder / "other.key", "other.pub": folder / "other.key.pub"}
+
+
+def built_entry(store: Store, step_id: str = STEP_ID, payload: bytes = b"data") -> Entry:
+    """An entry committed as the executor commits one: files, a link, modes, its output digest."""
+    with store.building("tree", step_id) as tmp:
+        (tmp / "tree" / "etc").mkdir(parents=True)
+        (tmp / "tree" / "etc" / "hostname").write_text("appliance\n")
+        (tmp / "tree" / "payload").write_bytes(payload)
+        os.chmod(tmp / "tree" / "payload", 0o600)
+        os.symlink("etc/hostname", tmp / "tree" / "link")
+        meta = {"kind": "tree", "name": "wsgi", "id": step_id, "duration_s": 1.0, "created": "2026-11-30T00:00:00+00:00", "outputs": {}}
+        meta["output_digest"] = digest_output(tmp)
+        return store.commit("tree", step_id, tmp, meta)
+
+
+class Said:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, text: str) -> None:
+        assert "\n" not in text
+        self.lines.append(text)
+
+
+def objects(cache: S3Cache) -> list[str]:
+    return sorted(key for key, _ in s3.list_objects(cache.client, cache.config.bucket, ""))
+
+
+def pushed(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path, signer: str = "ci") -> tuple[S3Cache, Entry]:
+    cache = open_cache(config(moto_url, bucket, keys[signer]))
+    entry = built_entry(Store(tmp_path / "builder"))
+    said = Said()
+    cache.push(entry, said)
+    assert said.lines == ["pushed to the shared cache (" + said.lines[0].split("(", 1)[1]]
+    return cache, entry
+
+
+def reader(moto_url: str, bucket: str, keys: dict[str, Path]) -> S3Cache:
+    return open_cache(config(moto_url, bucket, None, (keys["ci.pub"],)))
+
+
+def test_pushed_entry_is_fetched_as_the_same_tree(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    cache, entry = pushed(moto_url, bucket, keys, tmp_path)
+    names = objects(cache)
+    assert names[-1] == f"team/steps/steps/tree-{STEP_ID}.json"
+    assert len(names) == 2 and names[0].startswith(f"team/steps/blobs/tree-{STEP_ID}/") and names[0].endswith(".tar.zst")
+    store, said = Store(tmp_path / "pull-request"), Said()
+    fetched = reader(moto_url, bucket, keys).fetch(store, "tree", STEP_ID, said)
+    assert fetched is not None and fetched == store.get("tree", STEP_ID)
+    here, there = describe(fetched.path), describe(entry.path)
+    for facts in (here, there):
+        facts["step.json"].pop("mtime")  # the store writes step.json again as it commits
+    assert here == there
+    assert said.lines[0].startswith("fetched from the shared cache (") and "signed by ed25519:" in said.lines[0]
+    assert "fetched from the shared cache" in store.log_path("tree", STEP_ID).read_text()
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_miss_is_silent(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    said = Said()
+    assert reader(moto_url, bucket, keys).fetch(Store(tmp_path / "s"), "tree", STEP_ID, said) is None
+    assert said.lines == []
+
+
+def refusal(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> str:
+    store, said = Store(tmp_path / "pull-request"), Said()
+    assert reader(moto_url, bucket, keys).fetch(store, "tree", STEP_ID, said) is None
+    assert store.get("tree", STEP_ID) is None and list((store.root / "steps").iterdir()) == []
+    assert list((store.root / "tmp").iterdir()) == []
+    assert len(said.lines) == 1 and said.lines[0].startswith(f"warning: shared cache entry tree-{STEP_ID[:12]} refused: ")
+    assert said.lines[0].endswith("; building it here")
+    return said.lines[0]
+
+
+def test_poisoned_blob_is_refused(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    cache, _ = pushed(moto_url, bucket, keys, tmp_path)
+    blob = objects(cache)[0]
+    poisoned = built_entry(Store(tmp_path / "attacker"), payload=b"evil")
+    from crust.cache.archive import pack_entry
+
+    with open(tmp_path / "evil.tar.zst", "wb") as fh:
+        pack_entry(poisoned.path, fh)
+    cache.client.put_object(Bucket=bucket, Key=blob, Body=(tmp_path / "evil.tar.zst").read_bytes())
+    assert "does not match its signed digest" in refusal(moto_url, bucket, keys, tmp_path)
+
+
+def test_entry_signed_by_another_key_is_refused(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    pushed(moto_url, bucket, keys, tmp_path, signer="other")
+    assert "signed by a key this builder does not trust (ed25519:" in refusal(moto_url, bucket, keys, tmp_path)
+
+
+def edit_manifest(cache: S3Cache, change: Any) -> None:
+    key = cache.marker_key("tree", STEP_ID)
+    envelope = json.loads(cache.client.get_object(Bucket=cache.config.bucket, Key=key)["Body"].read())
+    change(envelope)
+    cache.client.put_object(Bucket=cache.config.bucket, Key=key, Body=json.dumps(envelope).encode())
+
+
+def test_unsigned_entry_is_refused(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    cache, _ = pushed(moto_url, bucket, keys, tmp_path)
+    edit_manifest(cache, lambda e: e.pop("signature"))
+    assert refusal(moto_url, bucket, keys, tmp_path).endswith("refused: unsigned; building it here")
+
+
+def test_manifest_changed_after_signing_is_refused(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    cache, _ = pushed(moto_url, bucket, keys, tmp_path)
+    edit_manifest(cache, lambda e: e["manifest"].update(sha256="0" * 64))
+    assert "its signature does not match its manifest" in refusal(moto_url, bucket, keys, tmp_path)
+
+
+def test_signed_entry_of_another_step_is_refused(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    cache = open_cache(config(moto_url, bucket, keys["ci"]))
+    cache.push(built_entry(Store(tmp_path / "builder"), step_id="cd" * 32), Said())
+    marker = cache.client.get_object(Bucket=bucket, Key=cache.marker_key("tree", "cd" * 32))["Body"].read()
+    cache.client.put_object(Bucket=bucket, Key=cache.marker_key("tree", STEP_ID), Body=marker)  # replayed under another id
+    assert f"its signed manifest is for tree-{'cd' * 6}" in refusal(moto_url, bucket, keys, tmp_path)
+
+
+def test_read_only_builder_never_pushes(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    cache, said = reader(moto_url, bucket, keys), Said()
+    cache.push(built_entry(Store(tmp_path / "pull-request")), said)
+    assert said.lines == [] and objects(cache) == []
+
+
+def test_push_killed_midway_leaves_nothing_visible(
+    moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3, "PART_BYTES", 5 * 1024 * 1024)  # S3's smallest part: three parts
+    cache = open_cache(config(moto_url, bucket, keys["ci"]))
+    entry = built_entry(Store(tmp_path / "builder"), payload=os.urandom(12 * 1024 * 1024))
+    real_read, reads = s3.HashingReader.read, []
+
+    def dying_read(self: s3.HashingReader, amount: int = -1) -> bytes:
+        reads.append(amount)
+        if len(reads) == 3:  # the first part is on its way: the stream breaks
+            raise OSError(5, "Input/output error")
+        return real_read(self, amount)
+
+    monkeypatch.setattr(s3.HashingReader, "read", dying_read)
+    said = Said()
+    cache.push(entry, said)
+    assert len(said.lines) == 1 and said.lines[0].startswith("warning: not pushed to the shared cache: "), said.lines
+    assert len(reads) == 3
+    assert objects(cache) == []
+    assert cache.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted
+    said = Said()
+    assert reader(moto_url, bucket, keys).fetch(Store(tmp_path / "pull-request"), "tree", STEP_ID, said) is None
+    assert said.lines == []
+
+
+def test_failed_push_is_a_one_line_warning(
+    moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = open_cache(config(moto_url, bucket, keys["ci"]))
+    entry = built_entry(Store(tmp_path / "builder"))
+
+    def unreadable(entry: Path, out: Any) -> None:
+        out.write(b"partial")
+        raise PermissionError(13, "Permission denied", str(entry / "tree"))
+
+    monkeypatch.setattr("crust.cache.remote.pack_entry", unreadable)
+    said = Said()
+    cache.push(entry, said)
+    assert len(said.lines) == 1 and said.lines[0].startswith("warning: not pushed to the shared cache: PermissionError")
+    assert objects(cache) == []  # a stream that ended early is never taken as whole
+
+
+def test_two_pushes_of_one_step_leave_one_whole_entry(
+    moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = pushed(moto_url, bucket, keys, tmp_path)
+    second = open_cache(config(moto_url, bucket, keys["ci"]))
+    said = Said()
+    with monkeypatch.context() as patch:
+        patch.setattr(s3, "get_small", lambda *args: None)  # it looked before the first one published
+        second.push(built_entry(Store(tmp_path / "second"), payload=b"data"), said)
+    assert said.lines == ["already in the shared cache (another builder pushed it first)"]
+    assert len(objects(first)) == 2
+    assert reader(moto_url, bucket, keys).fetch(Store(tmp_path / "pull-request"), "tree", STEP_ID, Said()) is not None
+
+
+def test_concurrent_pushes_leave_one_whole_entry(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    said = Said()
+    caches = [open_cache(config(moto_url, bucket, keys["ci"])) for _ in range(3)]
+    entries = [built_entry(Store(tmp_path / f"builder{i}")) for i in range(3)]
+    threads = [threading.Thread(target=c.push, args=(e, said)) for c, e in zip(caches, entries, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(objects(caches[0])) == 2
+    assert sum(line.startswith("pushed") for line in said.lines) == 1
+    assert reader(moto_url, bucket, keys).fetch(Store(tmp_path / "pull-request"), "tree", STEP_ID, Said()) is not None
