@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crust import __version__
 from crust.build.diskfull import disk_full
@@ -25,15 +25,28 @@ from crust.log import logging_to
 from crust.runner import step_env
 from crust.tree.reproducible import clamp_times
 
+if TYPE_CHECKING:
+    from crust.cache import RemoteCache
+
 
 @dataclass(frozen=True)
 class Built:
     entry: Entry
     cached: bool
+    fetched: bool = False  # from the shared cache: not built here, but new to this store
 
 
-def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], progress: Progress) -> Built:
-    """The step's store entry: reused when present, else built (under the step's lock)."""
+def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], progress: Progress, remote: RemoteCache | None = None) -> Built:
+    """The step's store entry: reused when present, else fetched from the shared cache, else
+    built (under the step's lock) and then pushed to the shared cache (the lock released: a
+    build waiting for the step need not wait for the upload)."""
+    built = obtain(store, step, action, progress, remote)
+    if remote is not None and not built.cached:
+        remote.push(built.entry, lambda text: progress.say(step, text))
+    return built
+
+
+def obtain(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], progress: Progress, remote: RemoteCache | None) -> Built:
     entry = store.get(step.kind, step.id)
     if entry is not None:
         progress.say(step, f"up to date ({step.id[:12]})")
@@ -43,6 +56,9 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
         if entry is not None:
             progress.say(step, f"built by another build ({step.id[:12]})")
             return Built(entry, True)
+        entry = remote.fetch(store, step.kind, step.id, lambda text: progress.say(step, text)) if remote is not None else None
+        if entry is not None:
+            return Built(entry, True, fetched=True)
         log_path = store.log_path(step.kind, step.id)
         progress.running(step, log_path)
         started = time.monotonic()
@@ -87,7 +103,9 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
         return Built(entry, False)
 
 
-def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Project, progress: Progress) -> Manifest:
+def build_appliance(
+    plan: AppliancePlan, store: Store, output: Path, project: Project, progress: Progress, remote: RemoteCache | None = None
+) -> Manifest:
     from crust.formats import FORMATS
     from crust.steps import KINDS, Job
     from crust.steps.kind import command_environment
@@ -105,10 +123,11 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Pr
             clamp_times(tmp, plan.epoch)  # the step's files too (disk.raw, the SBOM): its output is its bytes and times
             return outputs
 
-        built[step.key] = done = ensure(store, step, action, progress)
+        built[step.key] = done = ensure(store, step, action, progress, remote)
         made = str(done.entry.meta.get("output_digest") or "")
         state = store.root / "state"
-        canonical = record_output(state, step.kind, step.id, made) if made and not done.cached else canonical_id(state, step.kind, step.id)
+        fresh = not done.cached or done.fetched
+        canonical = record_output(state, step.kind, step.id, made) if made and fresh else canonical_id(state, step.kind, step.id)
         if canonical != step.id and any(later.inputs.get(step.kind, canonical) != canonical for later in plan.steps[index + 1 :]):
             # Early cut-off: the same output as an earlier step of its kind. The steps after it
             # are planned from that one (and are reused when the store has them); the plan is
@@ -150,7 +169,9 @@ def build_appliance(plan: AppliancePlan, store: Store, output: Path, project: Pr
     return manifest
 
 
-def build_all(plans: list[AppliancePlan], store: Store, output: Path, project: Project, progress: Progress, jobs: int = 1) -> dict[str, Manifest]:
+def build_all(
+    plans: list[AppliancePlan], store: Store, output: Path, project: Project, progress: Progress, jobs: int = 1, remote: RemoteCache | None = None
+) -> dict[str, Manifest]:
     """Build every plan, up to jobs at a time; a step shared by several plans is built once
     (the others wait on its lock). One failed appliance does not stop the others."""
     from concurrent.futures import wait
@@ -161,10 +182,10 @@ def build_all(plans: list[AppliancePlan], store: Store, output: Path, project: P
     failures: dict[str, BaseException] = {}
     if jobs <= 1:
         for plan in plans:
-            manifests[plan.spec.name] = build_appliance(plan, store, output, project, progress)
+            manifests[plan.spec.name] = build_appliance(plan, store, output, project, progress, remote)
         return manifests
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="crust-build") as pool:
-        futures = {pool.submit(build_appliance, plan, store, output, project, progress): plan.spec.name for plan in plans}
+        futures = {pool.submit(build_appliance, plan, store, output, project, progress, remote): plan.spec.name for plan in plans}
         try:
             wait(futures)
         except KeyboardInterrupt:

@@ -7,8 +7,10 @@ import json
 import sys
 from typing import Any
 
+from crust.cache.config import add_cache_options
 from crust.cli.common import add_names, check_directory, names_from, project_from
 from crust.cli.test import add_test_options, run_tests
+from crust.define.project import Project
 from crust.errors import UserError
 
 
@@ -23,6 +25,7 @@ def register(sub: Any) -> None:
     add_names(p)
     p.add_argument("--refresh", action="store_true", help="re-read the mirror state now instead of using the cached one")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_cache_options(p)
     p.set_defaults(run=cmd_plan)
 
     p = sub.add_parser(
@@ -54,6 +57,7 @@ def register(sub: Any) -> None:
         "run only; never in the image, the logs, the manifest, or any step id (a changed secret does not rebuild)",
     )
     add_test_options(p)
+    add_cache_options(p)
     p.set_defaults(run=cmd_build)
 
     p = sub.add_parser(
@@ -74,6 +78,7 @@ def register(sub: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from crust.build.explain import explain_change, record_key
+    from crust.build.gc import human
     from crust.build.plan import plan_appliance
     from crust.build.store import Store
     from crust.define.validate import validate_appliance
@@ -83,6 +88,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     names = names_from(args, project)
     for name in names:  # all of them before the first plan reads the mirror's state; no cache written yet
         validate_appliance(project, name, store.root / "state" / "cache", write_cache=False)
+    shared = shared_sizes(args, project)
     rows = []
     for name in names:
         plan = plan_appliance(project, name, store.root / "state", args.refresh)
@@ -91,10 +97,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for step in plan.steps:
             present = store.get(step.kind, step.id) is not None
             old = previous.get(record_key(step.kind, step.name))
-            why = "" if present else explain_change(step, old)
-            rows.append(
-                {"appliance": name, "step": step.kind, "name": step.name, "id": step.id, "state": "up to date" if present else "will run", "why": why}
-            )
+            remote = None if present else shared.get(step.key)
+            why = "" if present or remote is not None else explain_change(step, old)
+            state = "up to date" if present else f"in the shared cache ({human(remote)})" if remote is not None else "will run"
+            rows.append({"appliance": name, "step": step.kind, "name": step.name, "id": step.id, "state": state, "why": why})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -104,17 +110,38 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def shared_sizes(args: argparse.Namespace, project: Project) -> dict[str, int]:
+    """KIND-ID -> size of the entries in the shared cache, when one is set (two listings)."""
+    from crust.cache.config import FILE_NAME, load_cache_config
+    from crust.cache.remote import open_cache
+    from crust.errors import Problem
+
+    config = load_cache_config(project.appliances.parent / FILE_NAME, args)
+    if config is None:
+        return {}
+    cache = open_cache(config)  # a bad key file is bad input: exit 2
+    try:
+        return cache.sizes()
+    except Problem as exc:  # the network, the credentials: plan goes on without
+        print(f"warning: shared cache {config.url} not listed: {exc.one_line()}", file=sys.stderr)
+        return {}
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from crust.build.executor import build_all
     from crust.build.plan import plan_appliance
     from crust.build.preflight import missing_steps, preflight
     from crust.build.progress import Progress, make_progress
     from crust.build.store import Store
+    from crust.cache.config import FILE_NAME, load_cache_config
+    from crust.cache.remote import open_cache
     from crust.define.roles import needed_secrets
     from crust.define.validate import validate_appliance
     from crust.trust import secrets
 
     project = project_from(args)
+    cache_config = load_cache_config(project.appliances.parent / FILE_NAME, args)
+    remote = open_cache(cache_config) if cache_config is not None else None
     names = names_from(args, project)
     if args.jobs < 1:
         raise UserError(f"-j {args.jobs}: need at least one job", hint="use -j 1 or more")
@@ -133,7 +160,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     progress = make_progress() if any(store.get(s.kind, s.id) is None for p in plans for s in p.steps) else Progress()
     try:
         with store.shared():
-            manifests = build_all(plans, store, args.output, project, progress, args.jobs)
+            manifests = build_all(plans, store, args.output, project, progress, args.jobs, remote)
     finally:
         progress.close()
     for name, manifest in manifests.items():

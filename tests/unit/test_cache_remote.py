@@ -257,3 +257,47 @@ def test_concurrent_pushes_leave_one_whole_entry(moto_url: str, bucket: str, key
     assert len(objects(caches[0])) == 2
     assert sum(line.startswith("pushed") for line in said.lines) == 1
     assert reader(moto_url, bucket, keys).fetch(Store(tmp_path / "pull-request"), "tree", STEP_ID, Said()) is not None
+
+
+def test_executor_fetches_a_missing_step_and_pushes_a_built_one(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    """ensure(): the signing builder builds and pushes (after the step's lock is released); the
+    read-only one fetches instead of building, and never pushes."""
+    import fcntl
+    import io
+
+    from crust.build.executor import ensure
+    from crust.build.plan import Step
+    from crust.build.progress import Progress
+
+    step = Step("tree", "wsgi", STEP_ID, {})
+    runs: list[Path] = []
+
+    def action(tmp: Path) -> dict[str, Any]:
+        runs.append(tmp)
+        (tmp / "tree").mkdir()
+        (tmp / "tree" / "hostname").write_text("appliance\n")
+        return {}
+
+    signing = open_cache(config(moto_url, bucket, keys["ci"]))
+    real_push, locked = signing.push, []
+
+    def push(entry: Entry, say: Any) -> None:
+        with open(builder.root / "locks" / f"{STEP_ID}.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                locked.append(True)
+        real_push(entry, say)
+
+    signing.push = push  # type: ignore[method-assign]
+    builder, out = Store(tmp_path / "ci"), io.StringIO()
+    built = ensure(builder, step, action, Progress(out), signing)
+    assert len(runs) == 1 and not built.cached and locked == []
+    assert "[wsgi] tree     pushed to the shared cache (" in out.getvalue()
+
+    pull_request, out = Store(tmp_path / "pr"), io.StringIO()
+    fetched = ensure(pull_request, step, action, Progress(out), reader(moto_url, bucket, keys))
+    assert len(runs) == 1 and fetched.cached and fetched.fetched
+    assert "[wsgi] tree     fetched from the shared cache (" in out.getvalue()
+    assert (fetched.entry.path / "tree" / "hostname").read_text() == "appliance\n"
+    assert ensure(pull_request, step, action, Progress(io.StringIO()), reader(moto_url, bucket, keys)).fetched is False  # now local
