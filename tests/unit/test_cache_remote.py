@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import uuid
@@ -66,17 +67,17 @@ def keys(tmp_path: Path) -> dict[str, Path]:
     return {"ci": folder / "ci.key", "ci.pub": folder / "ci.key.pub", "other": folder / "other.key", "other.pub": folder / "other.key.pub"}
 
 
-def built_entry(store: Store, step_id: str = STEP_ID, payload: bytes = b"data") -> Entry:
+def built_entry(store: Store, step_id: str = STEP_ID, payload: bytes = b"data", kind: str = "tree") -> Entry:
     """An entry committed as the executor commits one: files, a link, modes, its output digest."""
-    with store.building("tree", step_id) as tmp:
+    with store.building(kind, step_id) as tmp:
         (tmp / "tree" / "etc").mkdir(parents=True)
         (tmp / "tree" / "etc" / "hostname").write_text("appliance\n")
         (tmp / "tree" / "payload").write_bytes(payload)
         os.chmod(tmp / "tree" / "payload", 0o600)
         os.symlink("etc/hostname", tmp / "tree" / "link")
-        meta = {"kind": "tree", "name": "wsgi", "id": step_id, "duration_s": 1.0, "created": "2026-11-30T00:00:00+00:00", "outputs": {}}
+        meta = {"kind": kind, "name": "wsgi", "id": step_id, "duration_s": 1.0, "created": "2026-11-30T00:00:00+00:00", "outputs": {}}
         meta["output_digest"] = digest_output(tmp)
-        return store.commit("tree", step_id, tmp, meta)
+        return store.commit(kind, step_id, tmp, meta)
 
 
 class Said:
@@ -301,3 +302,41 @@ def test_executor_fetches_a_missing_step_and_pushes_a_built_one(moto_url: str, b
     assert "[wsgi] tree     fetched from the shared cache (" in out.getvalue()
     assert (fetched.entry.path / "tree" / "hostname").read_text() == "appliance\n"
     assert ensure(pull_request, step, action, Progress(io.StringIO()), reader(moto_url, bucket, keys)).fetched is False  # now local
+
+
+def test_plan_shows_steps_in_the_shared_cache(
+    moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from crust.build.plan import plan_appliance
+    from crust.cli import main
+    from crust.define.project import Project
+    from crust.distros import debian
+    from tests.conftest import ROOT
+
+    fixed = dataclasses.replace(debian.BACKEND, mirror_state=lambda distro, state_dir, refresh: {"trixie": "aa", "trixie-security": "bb"})
+    monkeypatch.setattr(debian, "BACKEND", fixed)  # no network: a fixed mirror state
+    store = tmp_path / "store"
+    base = plan_appliance(Project.at(ROOT), "wsgi", store / "state").step("base")
+    open_cache(config(moto_url, bucket, keys["ci"])).push(built_entry(Store(tmp_path / "ci"), base.id, kind="base"), Said())
+    argv = [
+        "--store",
+        str(store),
+        "plan",
+        "wsgi",
+        "--cache",
+        f"s3://{bucket}/team/steps",
+        "--cache-endpoint",
+        moto_url,
+        "--trust",
+        str(keys["ci.pub"]),
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    base_line = next(line for line in lines if " base " in line)
+    assert re.search(r" base +debian-13 +[0-9a-f]{12}  in the shared cache \(\d+(\.\d)? (B|KiB)\)$", base_line), base_line
+    assert all("will run" in line for line in lines if " base " not in line)
+    assert main([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["state"].split(" (")[0] for r in rows if r["step"] == "base"] == ["in the shared cache"]
