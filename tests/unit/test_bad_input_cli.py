@@ -1,8 +1,8 @@
 """Bad input, command lines: unknown verbs and options, missing or unknown names, --all with
 names, bad -j / --format / --keep values, bad --store / --output / --appliances / --roles paths,
 bad build secrets (--secret syntax, files, variables, secrets missing or unused, roles declaring
-them wrongly), and bad arguments of test, audit, upload, launch and terminate (including their unmet preconditions:
-an appliance that is not built, a manifest without its image).
+them wrongly), bad arguments of test, audit, upload, launch and terminate (including their unmet preconditions:
+an appliance that is not built, a manifest without its image), and bad shared cache options and keys.
 
 Each case runs ./build.py's main() in-process on a project copy; tests/unit/badinput.py says
 what each run must show. Paths in an argv are written {inputs}/...: a directory of the case
@@ -372,7 +372,22 @@ SECRETS = [
     ),
 ]
 
-CASES = GLOBAL + NAMES + OPTIONS + TEST + AUDIT + CLOUD + SECRETS
+CACHE = [
+    case("cache-without-action", "cache", "the following arguments are required: ACTION"),
+    case("cache-unknown-action", "cache prune", "invalid choice: 'prune'"),
+    case("cache-keygen-without-file", "cache keygen", "the following arguments are required: KEYFILE"),
+    case("cache-keygen-existing-file", "cache keygen {inputs}/file", "{inputs}/file exists"),
+    case("cache-not-s3", "build wsgi --cache http://team-cache/p", "--cache http://team-cache/p: 'http://team-cache/p' is not an s3:// URL"),
+    case("cache-bad-bucket", "plan wsgi --cache s3://Team_Cache", "'Team_Cache' is not a bucket name"),
+    case("cache-bad-endpoint", "plan wsgi --cache s3://team-cache --cache-endpoint ftp://x", "'ftp://x' is not an http(s) URL"),
+    case("cache-trust-missing", "plan wsgi --cache s3://team-cache --trust {inputs}/nowhere.pub", "--trust {inputs}/nowhere.pub: no such file"),
+    case("cache-nothing-trusted", "build wsgi --cache s3://team-cache", "no key to trust, so no entry could be used"),
+    case("cache-trust-not-a-key", "build wsgi --cache s3://team-cache --trust {inputs}/file", "not an Ed25519 public key"),
+    case("cache-key-others-read", "build wsgi --cache s3://team-cache --cache-key {inputs}/file", "mode 0644 lets others read it"),
+    case("cache-trust-without-cache", "plan wsgi --trust {inputs}/file", "--cache-key and --trust need a cache"),
+]
+
+CASES = GLOBAL + NAMES + OPTIONS + TEST + AUDIT + CLOUD + SECRETS + CACHE
 
 
 def make_inputs(inputs: Path) -> None:

@@ -110,6 +110,10 @@ def test_readable_private_key_and_wrong_files_are_refused(tmp_path: Path, keys: 
         load_signer(keys / "ci.key")
     with pytest.raises(UserError, match="not an Ed25519 public key"):
         load_trusted(keys / "ci.key")
+    (tmp_path / "garbage.key").write_text("not a key\n")
+    os.chmod(tmp_path / "garbage.key", 0o600)
+    with pytest.raises(UserError, match="not an unencrypted Ed25519 private key"):
+        load_signer(tmp_path / "garbage.key")
     (tmp_path / "rsa.pub").write_text("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7 x\n")
     with pytest.raises(UserError, match="not an Ed25519 public key"):
         load_trusted(tmp_path / "rsa.pub")
