@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from crust import __version__
+from crust import __version__, faults
 from crust import redact as redaction
 from crust.cache.config import CacheConfig
 from crust.cloud.aws.client import call, describe_error
@@ -81,6 +81,8 @@ class HashingReader:
             self.finished()
         self.hash.update(data)
         self.size += len(data)
+        if self.size > PART_BYTES:  # a part is on its way: CRUST_FAULT=cache.upload:SIGKILL kills the push here
+            faults.point("cache.upload")
         return data
 
 
@@ -125,10 +127,12 @@ def upload_stream(client: Any, bucket: str, key: str, produce: Callable[[BinaryI
 
 def put_if_absent(client: Any, bucket: str, key: str, body: bytes) -> bool:
     """Create the object only if no object has that key (If-None-Match: *); False if one has."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json")
+    except BotoCoreError as exc:
+        raise describe_error("s3", "PutObject", f"s3://{bucket}/{key}", exc) from exc
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("PreconditionFailed", "ConditionalRequestConflict") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
@@ -139,15 +143,17 @@ def put_if_absent(client: Any, bucket: str, key: str, body: bytes) -> bool:
 
 def get_small(client: Any, bucket: str, key: str) -> bytes | None:
     """A small object's bytes; None if there is none."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         response = client.get_object(Bucket=bucket, Key=key)
+        body: bytes = response["Body"].read(1024 * 1024)
+    except BotoCoreError as exc:
+        raise describe_error("s3", "GetObject", f"s3://{bucket}/{key}", exc) from exc
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404"):
             return None
         raise describe_error("s3", "GetObject", f"s3://{bucket}/{key}", exc) from exc
-    body: bytes = response["Body"].read(1024 * 1024)
     return body
 
 

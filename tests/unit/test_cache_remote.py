@@ -340,3 +340,53 @@ def test_plan_shows_steps_in_the_shared_cache(
     assert main([*argv, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["state"].split(" (")[0] for r in rows if r["step"] == "base"] == ["in the shared cache"]
+
+
+PUSH_SCRIPT = """
+import sys
+from pathlib import Path
+from crust.build.store import Store
+from crust.cache import s3
+from crust.cache.config import CacheConfig
+from crust.cache.remote import open_cache
+s3.PART_BYTES = 5 * 1024 * 1024
+url, bucket, key, store = sys.argv[1:]
+cache = open_cache(CacheConfig(bucket, "team/steps", url, Path(key), ()))
+entry = Store(Path(store)).get("tree", "STEP_ID")
+cache.push(entry, print)
+""".replace("STEP_ID", STEP_ID)
+
+
+def test_push_killed_by_sigkill_leaves_nothing_visible(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    """The builder is killed (CRUST_FAULT=cache.upload:SIGKILL) while a part is on its way:
+    no entry is visible, only an unfinished multipart upload that nothing reads."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    built_entry(Store(tmp_path / "builder"), payload=os.urandom(12 * 1024 * 1024))
+    env = dict(os.environ, CRUST_FAULT="cache.upload:SIGKILL", PYTHONPATH=str(ROOT))
+    argv = [sys.executable, "-c", PUSH_SCRIPT, moto_url, bucket, str(keys["ci"]), str(tmp_path / "builder")]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == -9, done.stderr
+    assert "crust: fault point cache.upload: SIGKILL" in done.stderr
+    cache = reader(moto_url, bucket, keys)
+    assert objects(cache) == []
+    said = Said()
+    assert cache.fetch(Store(tmp_path / "pull-request"), "tree", STEP_ID, said) is None and said.lines == []
+
+
+def test_unreachable_cache_is_a_warning_without_credentials(keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.integration.aws_fakes import free_port
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDCACHETESTKEY0000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cache-test-secret-not-real")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    cache = open_cache(config(f"http://127.0.0.1:{free_port()}", "nowhere", keys["ci"], (keys["ci.pub"],)))
+    said = Said()
+    assert cache.fetch(Store(tmp_path / "s"), "tree", STEP_ID, said) is None
+    cache.push(built_entry(Store(tmp_path / "b")), said)
+    assert len(said.lines) == 2
+    assert said.lines[0].startswith(f"warning: shared cache entry tree-{STEP_ID[:12]} not fetched: ") and said.lines[0].endswith("; building it here")
+    assert said.lines[1].startswith("warning: not pushed to the shared cache: ")
+    assert not any("cache-test-secret-not-real" in line or "AKIDCACHETESTKEY0000" in line for line in said.lines)
