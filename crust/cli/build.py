@@ -71,8 +71,11 @@ def register(sub: Any) -> None:
     p.set_defaults(run=cmd_clean)
 
     p = sub.add_parser(
-        "status", help="show the store and the last build of each appliance", description="Show the store size and each appliance's last build."
+        "status",
+        help="show the store and the last build of each appliance",
+        description="Show the store size, each appliance's last build, and the shared cache's size when one is set.",
     )
+    add_cache_options(p)
     p.set_defaults(run=cmd_status)
 
 
@@ -88,7 +91,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     names = names_from(args, project)
     for name in names:  # all of them before the first plan reads the mirror's state; no cache written yet
         validate_appliance(project, name, store.root / "state" / "cache", write_cache=False)
-    shared = shared_sizes(args, project)
+    shared = shared_sizes(args, project) or {}
     rows = []
     for name in names:
         plan = plan_appliance(project, name, store.root / "state", args.refresh)
@@ -110,21 +113,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def shared_sizes(args: argparse.Namespace, project: Project) -> dict[str, int]:
-    """KIND-ID -> size of the entries in the shared cache, when one is set (two listings)."""
+def shared_sizes(args: argparse.Namespace, project: Project) -> dict[str, int] | None:
+    """KIND-ID -> size of the entries in the shared cache (two listings); None when no cache is
+    set or it cannot be listed (a warning says why)."""
     from crust.cache.config import FILE_NAME, load_cache_config
     from crust.cache.remote import open_cache
     from crust.errors import Problem
 
     config = load_cache_config(project.appliances.parent / FILE_NAME, args)
     if config is None:
-        return {}
+        return None
     cache = open_cache(config)  # a bad key file is bad input: exit 2
     try:
         return cache.sizes()
     except Problem as exc:  # the network, the credentials: plan goes on without
         print(f"warning: shared cache {config.url} not listed: {exc.one_line()}", file=sys.stderr)
-        return {}
+        return None
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -194,7 +198,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from crust.build.store import Store
 
     store = Store(args.store)
-    names = project_from(args).appliance_names()
+    project = project_from(args)
+    names = project.appliance_names()
+    shared = shared_sizes(args, project)  # bad cache options stop here, before any output
     used, _ = referenced(store, names, 1)
     by_kind: dict[str, list[int]] = {}
     unused = 0
@@ -213,4 +219,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         last = store.last_build(name)
         when = f"last built {last['finished']} (build id {last['build_id']}, {last['duration_s']}s)" if last else "never built"
         print(f"  {name:16} {when}")
+    if shared is not None:
+        print(f"shared cache: {len(shared)} entries, {human(sum(shared.values()))} compressed")
     return 0

@@ -390,3 +390,15 @@ def test_unreachable_cache_is_a_warning_without_credentials(keys: dict[str, Path
     assert said.lines[0].startswith(f"warning: shared cache entry tree-{STEP_ID[:12]} not fetched: ") and said.lines[0].endswith("; building it here")
     assert said.lines[1].startswith("warning: not pushed to the shared cache: ")
     assert not any("cache-test-secret-not-real" in line or "AKIDCACHETESTKEY0000" in line for line in said.lines)
+
+
+def test_status_shows_the_shared_cache(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crust.cli import main
+
+    pushed(moto_url, bucket, keys, tmp_path)
+    argv = ["--store", str(tmp_path / "store"), "status", "--cache", f"s3://{bucket}/team/steps", "--cache-endpoint", moto_url]
+    assert main([*argv, "--trust", str(keys["ci.pub"])]) == 0
+    assert re.search(r"^shared cache: 1 entries, \d+ B compressed$", capsys.readouterr().out, re.MULTILINE)
+    assert main([*argv[:-4], "--cache", f"s3://{bucket}/team/steps", "--cache-endpoint", "http://127.0.0.1:1", "--trust", str(keys["ci.pub"])]) == 0
+    captured = capsys.readouterr()
+    assert "shared cache:" not in captured.out and captured.err.startswith("warning: shared cache s3://") and captured.err.count("\n") == 1
