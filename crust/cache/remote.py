@@ -84,7 +84,7 @@ class S3Cache:
             else:
                 s3.delete(self.client, bucket, blob)
                 say("already in the shared cache (another builder pushed it first)")
-        except (Problem, OSError) as exc:
+        except Exception as exc:  # a push is best effort: the step is built and in the store whatever happens here
             say(f"warning: not pushed to the shared cache: {one_line(exc)}")
 
     def fetch(self, store: Store, kind: str, step_id: str, say: Say) -> Entry | None:
@@ -100,20 +100,18 @@ class S3Cache:
         except (Problem, OSError) as exc:
             say(f"warning: shared cache entry {kind}-{step_id[:12]} not fetched: {one_line(exc)}; building it here")
             return None
-        say(f"fetched from the shared cache ({human(int(manifest['size']))}, signed by {self.key_of(raw)})")
+        say(f"fetched from the shared cache ({human(int(manifest['size']))}, signed by {manifest['signed_by']})")
         return entry
-
-    def key_of(self, raw: bytes) -> str:
-        return str(json.loads(raw).get("key", ""))
 
     def check_manifest(self, raw: bytes, kind: str, step_id: str) -> dict[str, Any]:
         """The manifest, if a trusted key signed it and it is this step's."""
         try:
             envelope = json.loads(raw)
-            manifest = envelope["manifest"]
-            assert isinstance(manifest, dict)
-        except (ValueError, KeyError, TypeError, AssertionError):
-            raise Refused("not a Crust cache manifest") from None
+        except ValueError:
+            envelope = None
+        manifest = envelope.get("manifest") if isinstance(envelope, dict) else None
+        if not isinstance(envelope, dict) or not isinstance(manifest, dict):
+            raise Refused("not a Crust cache manifest")
         if not envelope.get("signature"):
             raise Refused("unsigned")
         try:
@@ -122,9 +120,12 @@ class S3Cache:
             raise Refused(str(exc)) from None
         if manifest.get("format") != FORMAT or manifest.get("kind") != kind or manifest.get("step_id") != step_id:
             raise Refused(f"its signed manifest is for {manifest.get('kind')}-{str(manifest.get('step_id'))[:12]} (format {manifest.get('format')})")
-        if not str(manifest.get("blob", "")).startswith(self.blob_prefix(kind, step_id)):
+        blob, digest, size = manifest.get("blob"), manifest.get("sha256"), manifest.get("size")
+        if not isinstance(blob, str) or not blob.startswith(self.blob_prefix(kind, step_id)):
             raise Refused("its signed manifest names a blob of another step")
-        return manifest
+        if not isinstance(digest, str) or len(digest) != 64 or not isinstance(size, int) or isinstance(size, bool):
+            raise Refused("its signed manifest has no sha256 or size")
+        return {**manifest, "signed_by": str(envelope["key"])}
 
     def fetch_blob(self, store: Store, kind: str, step_id: str, manifest: dict[str, Any]) -> Entry:
         """Download, check the digest, unpack, check the output, publish into the store."""

@@ -402,3 +402,25 @@ def test_status_shows_the_shared_cache(moto_url: str, bucket: str, keys: dict[st
     assert main([*argv[:-4], "--cache", f"s3://{bucket}/team/steps", "--cache-endpoint", "http://127.0.0.1:1", "--trust", str(keys["ci.pub"])]) == 0
     captured = capsys.readouterr()
     assert "shared cache:" not in captured.out and captured.err.startswith("warning: shared cache s3://") and captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"manifest": "x", "signature": "y"}'], ids=["garbage", "list", "manifest-not-a-table"])
+def test_marker_that_is_no_manifest_is_refused(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path, body: bytes) -> None:
+    cache = reader(moto_url, bucket, keys)
+    cache.client.put_object(Bucket=bucket, Key=cache.marker_key("tree", STEP_ID), Body=body)
+    assert refusal(moto_url, bucket, keys, tmp_path).endswith("refused: not a Crust cache manifest; building it here")
+
+
+def test_signed_manifest_without_its_digest_is_refused(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    from crust.cache.keys import load_signer
+    from crust.cache.remote import canonical
+
+    cache, _ = pushed(moto_url, bucket, keys, tmp_path)
+    signer = load_signer(keys["ci"])
+
+    def drop_digest(envelope: dict[str, Any]) -> None:
+        del envelope["manifest"]["sha256"]
+        envelope["signature"] = signer.sign(canonical(envelope["manifest"]))
+
+    edit_manifest(cache, drop_digest)
+    assert "its signed manifest has no sha256 or size" in refusal(moto_url, bucket, keys, tmp_path)
