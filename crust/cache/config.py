@@ -69,9 +69,9 @@ def parse_endpoint(value: Any) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("url", parse_url, None, "the shared cache: s3://BUCKET/PREFIX"),
-    Setting("endpoint", parse_endpoint, None, "the S3 endpoint URL (default: boto3's: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS)"),
-    Setting("key", parse_str, None, "the Ed25519 private key that signs what this builder pushes (./build.py cache keygen makes one)"),
+    Setting("url", parse_url, "", "the shared cache: s3://BUCKET/PREFIX (none: no shared cache)"),
+    Setting("endpoint", parse_endpoint, "", "the S3 endpoint URL (none: boto3's: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS)"),
+    Setting("key", parse_str, "", "the Ed25519 private key that signs what this builder pushes (./build.py cache keygen makes one)"),
     Setting("trust", parse_str_list, (), "public keys (KEYFILE.pub) whose signed entries this builder uses"),
 )
 
@@ -96,7 +96,7 @@ def load_cache_config(settings_file: Path, args: argparse.Namespace) -> CacheCon
     if settings_file.is_file():
         data, text = load_toml(settings_file)
         values = apply_settings(SETTINGS, data, "", settings_file, text)
-    key_from_file = values["key"] is not None and getattr(args, "cache_key", None) is None
+    key_from_file = bool(values["key"]) and getattr(args, "cache_key", None) is None
     trust_from_file = getattr(args, "trust", None) is None
     url = getattr(args, "cache", None)
     if url == "none":
@@ -105,7 +105,7 @@ def load_cache_config(settings_file: Path, args: argparse.Namespace) -> CacheCon
         values["url"] = option_value(parse_url, url, "--cache", URL_HINT)
     if getattr(args, "cache_endpoint", None) is not None:
         values["endpoint"] = option_value(parse_endpoint, args.cache_endpoint, "--cache-endpoint", "give http(s)://HOST[:PORT]")
-    if values["url"] is None:
+    if not values["url"]:
         if getattr(args, "cache_key", None) is not None or getattr(args, "trust", None):
             raise UserError("--cache-key and --trust need a cache", hint=f"give --cache s3://BUCKET/PREFIX or url in {settings_file}")
         return None
@@ -128,7 +128,7 @@ def load_cache_config(settings_file: Path, args: argparse.Namespace) -> CacheCon
             f"shared cache {values['url'][0]}: no key to trust, so no entry could be used",
             hint="give --trust KEYFILE.pub (the public key of the builders that push), or --cache-key KEYFILE to push",
         )
-    return CacheConfig(bucket, prefix, values["endpoint"], signing, trusted)
+    return CacheConfig(bucket, prefix, values["endpoint"] or None, signing, trusted)
 
 
 def option_value(parse: Any, value: str, option: str, hint: str) -> Any:
@@ -147,3 +147,15 @@ def resolve(base: Path, value: str, settings_file: Path, text: str, key: str) ->
 def check_file(path: Path, what: str, file: Path | None, line: int | None) -> None:
     if not path.is_file():
         raise UserError(f"{what} {path}: no such file", file=file, line=line, hint="give a key file (./build.py cache keygen KEYFILE makes a pair)")
+
+
+def cache_reference() -> str:
+    """The shared cache part of `list --settings`."""
+    from crust.define.settings import reference_lines
+
+    return "\n".join(
+        [
+            f"Shared step cache: {FILE_NAME} beside appliances/ (options --cache, --cache-endpoint, --cache-key, --trust win):",
+            *reference_lines(SETTINGS),
+        ]
+    )

@@ -33,12 +33,14 @@ def register(sub: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from crust.cache.config import cache_reference
     from crust.cloud.targets import targets_reference
     from crust.define.spec import load_appliance, settings_reference
 
     if args.settings:
         print(settings_reference())
         print(targets_reference())
+        print(cache_reference())
         return 0
     project = project_from(args)
     names = project.appliance_names()
