@@ -89,8 +89,9 @@ def add_cache_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def load_cache_config(settings_file: Path, args: argparse.Namespace) -> CacheConfig | None:
-    """The cache of this run: cache.toml, then the options; None when no cache is set."""
+def load_cache_config(settings_file: Path, args: argparse.Namespace, use: bool = True) -> CacheConfig | None:
+    """The cache of this run: cache.toml, then the options; None when no cache is set. use:
+    entries are used (some key must be trusted); not for housekeeping (`cache prune`)."""
     values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
     text = ""
     if settings_file.is_file():
@@ -123,7 +124,7 @@ def load_cache_config(settings_file: Path, args: argparse.Namespace) -> CacheCon
         trusted = tuple(args.trust)
         for path in trusted:
             check_file(path, "--trust", None, None)
-    if signing is None and not trusted:
+    if use and signing is None and not trusted:
         raise UserError(
             f"shared cache {values['url'][0]}: no key to trust, so no entry could be used",
             hint="give --trust KEYFILE.pub (the public key of the builders that push), or --cache-key KEYFILE to push",

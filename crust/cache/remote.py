@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,16 @@ class S3Cache:
                 say("already in the shared cache (another builder pushed it first)")
         except Exception as exc:  # a push is best effort: the step is built and in the store whatever happens here
             say(f"warning: not pushed to the shared cache: {one_line(exc)}")
+
+    def push_record(self, appliance: str, record: dict[str, Any]) -> None:
+        """The record of a build (its steps) under builds/APPLIANCE/, for `cache prune --keep N`;
+        only builders that push write them. A failure is left to the caller to report."""
+        if self.signer is None:
+            return
+        key = self.config.key_of(f"builds/{appliance}/{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json")
+        steps = [{"kind": s["kind"], "id": s["id"]} for s in record.get("steps", [])]
+        body = json.dumps({"appliance": appliance, "build_id": record.get("build_id"), "finished": record.get("finished"), "steps": steps}, indent=1)
+        s3.put_if_absent(self.client, self.config.bucket, key, body.encode("utf-8"))
 
     def fetch(self, store: Store, kind: str, step_id: str, say: Say) -> Entry | None:
         try:
@@ -160,15 +171,15 @@ class S3Cache:
     def sizes(self) -> dict[str, int]:
         """KIND-ID -> compressed size of each published entry (two listings, nothing verified)."""
         published = {
-            key.rsplit("/", 1)[-1].removesuffix(".json")
-            for key, _ in s3.list_objects(self.client, self.config.bucket, self.config.key_of("steps/"))
-            if key.endswith(".json")
+            item.key.rsplit("/", 1)[-1].removesuffix(".json")
+            for item in s3.list_objects(self.client, self.config.bucket, self.config.key_of("steps/"))
+            if item.key.endswith(".json")
         }
         sizes: dict[str, int] = {}
-        for key, size in s3.list_objects(self.client, self.config.bucket, self.config.key_of("blobs/")):
-            name = key.rsplit("/", 2)[-2]
+        for item in s3.list_objects(self.client, self.config.bucket, self.config.key_of("blobs/")):
+            name = item.key.rsplit("/", 2)[-2]
             if name in published:
-                sizes[name] = max(size, sizes.get(name, 0))
+                sizes[name] = max(item.size, sizes.get(name, 0))
         return sizes
 
 

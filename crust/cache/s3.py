@@ -4,6 +4,7 @@ describe_error: credentials never printed)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import threading
@@ -171,13 +172,36 @@ def delete(client: Any, bucket: str, key: str) -> None:
     call(client, "delete_object", f"s3://{bucket}/{key}", Bucket=bucket, Key=key)
 
 
-def list_objects(client: Any, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
-    """(key, size) of every object under prefix."""
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    size: int
+    modified: dt.datetime
+
+
+def list_objects(client: Any, bucket: str, prefix: str) -> Iterator[Listed]:
+    """Every object under prefix: its key, size and last modification time."""
     token: dict[str, str] = {}
     while True:
         page = call(client, "list_objects_v2", f"s3://{bucket}/{prefix}", Bucket=bucket, Prefix=prefix, **token)
         for item in page.get("Contents", []):
-            yield str(item["Key"]), int(item["Size"])
+            yield Listed(str(item["Key"]), int(item["Size"]), item["LastModified"])
         if not page.get("IsTruncated"):
             return
         token = {"ContinuationToken": str(page["NextContinuationToken"])}
+
+
+def unfinished_uploads(client: Any, bucket: str, prefix: str) -> Iterator[tuple[str, str, dt.datetime]]:
+    """(key, upload id, started) of every multipart upload under prefix not completed nor aborted."""
+    markers: dict[str, str] = {}
+    while True:
+        page = call(client, "list_multipart_uploads", f"s3://{bucket}/{prefix}", Bucket=bucket, Prefix=prefix, **markers)
+        for item in page.get("Uploads", []):
+            yield str(item["Key"]), str(item["UploadId"]), item["Initiated"]
+        if not page.get("IsTruncated"):
+            return
+        markers = {"KeyMarker": str(page["NextKeyMarker"]), "UploadIdMarker": str(page["NextUploadIdMarker"])}
+
+
+def abort_upload(client: Any, bucket: str, key: str, upload_id: str) -> None:
+    call(client, "abort_multipart_upload", f"s3://{bucket}/{key}", Bucket=bucket, Key=key, UploadId=upload_id)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crust.cache.config import add_cache_options
 from crust.cli.common import add_names, check_directory, names_from, project_from
 from crust.cli.test import add_test_options, run_tests
 from crust.define.project import Project
 from crust.errors import UserError
+
+if TYPE_CHECKING:
+    from crust.build.store import Store
+    from crust.cache.remote import S3Cache
 
 
 def register(sub: Any) -> None:
@@ -167,6 +171,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             manifests = build_all(plans, store, args.output, project, progress, args.jobs, remote)
     finally:
         progress.close()
+    if remote is not None:
+        push_records(remote, store, list(manifests))
     for name, manifest in manifests.items():
         for artifact in manifest.artifacts:
             print(artifact.path, file=sys.stderr if args.json else sys.stdout)
@@ -174,6 +180,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.test:
         return run_tests(args, names)
     return 0
+
+
+def push_records(remote: S3Cache, store: Store, names: list[str]) -> None:
+    """Each appliance's build record to the shared cache (what `cache prune` keeps)."""
+    from crust.errors import Problem
+
+    for name in names:
+        record = store.last_build(name)
+        try:
+            if record is not None:
+                remote.push_record(name, record)
+        except Problem as exc:
+            print(f"warning: build record of {name} not pushed to the shared cache: {exc.one_line()}", file=sys.stderr)
 
 
 def cmd_clean(args: argparse.Namespace) -> int:

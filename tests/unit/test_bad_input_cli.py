@@ -374,7 +374,9 @@ SECRETS = [
 
 CACHE = [
     case("cache-without-action", "cache", "the following arguments are required: ACTION"),
-    case("cache-unknown-action", "cache prune", "invalid choice: 'prune'"),
+    case("cache-unknown-action", "cache purge", "invalid choice: 'purge'"),
+    case("cache-prune-without-cache", "cache prune", "no shared cache to prune"),
+    case("cache-prune-keep-negative", "cache prune --keep -1 --cache s3://team-cache", "--keep -1: must be 0 or more"),
     case("cache-keygen-without-file", "cache keygen", "the following arguments are required: KEYFILE"),
     case("cache-keygen-existing-file", "cache keygen {inputs}/file", "{inputs}/file exists"),
     case("cache-not-s3", "build wsgi --cache http://team-cache/p", "--cache http://team-cache/p: 'http://team-cache/p' is not an s3:// URL"),

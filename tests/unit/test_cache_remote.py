@@ -90,7 +90,7 @@ class Said:
 
 
 def objects(cache: S3Cache) -> list[str]:
-    return sorted(key for key, _ in s3.list_objects(cache.client, cache.config.bucket, ""))
+    return sorted(item.key for item in s3.list_objects(cache.client, cache.config.bucket, ""))
 
 
 def pushed(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path, signer: str = "ci") -> tuple[S3Cache, Entry]:
