@@ -34,16 +34,23 @@ class Built:
     entry: Entry
     cached: bool
     fetched: bool = False  # from the shared cache: not built here, but new to this store
+    canonical: str = ""  # the id the steps after it are planned from (early cut-off)
 
 
 def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], progress: Progress, remote: RemoteCache | None = None) -> Built:
     """The step's store entry: reused when present, else fetched from the shared cache, else
-    built (under the step's lock) and then pushed to the shared cache (the lock released: a
-    build waiting for the step need not wait for the upload)."""
+    built (under the step's lock). Its output is then matched against the earlier steps of its
+    kind (early cut-off), and an entry this builder has but the shared cache lacks is pushed
+    with that equivalence (the lock released: a build waiting for the step need not wait for
+    the upload), so a builder fetching it plans the steps after it as this one does."""
     built = obtain(store, step, action, progress, remote)
-    if remote is not None and not built.cached:
-        remote.push(built.entry, lambda text: progress.say(step, text))
-    return built
+    made = str(built.entry.meta.get("output_digest") or "")
+    state = store.root / "state"
+    fresh = not built.cached or built.fetched
+    canonical = record_output(state, step.kind, step.id, made) if made and fresh else canonical_id(state, step.kind, step.id)
+    if remote is not None and not built.fetched:
+        remote.push(built.entry, lambda text: progress.say(step, text), canonical)
+    return Built(built.entry, built.cached, built.fetched, canonical)
 
 
 def obtain(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], progress: Progress, remote: RemoteCache | None) -> Built:
@@ -124,10 +131,7 @@ def build_appliance(
             return outputs
 
         built[step.key] = done = ensure(store, step, action, progress, remote)
-        made = str(done.entry.meta.get("output_digest") or "")
-        state = store.root / "state"
-        fresh = not done.cached or done.fetched
-        canonical = record_output(state, step.kind, step.id, made) if made and fresh else canonical_id(state, step.kind, step.id)
+        canonical, state = done.canonical, store.root / "state"
         if canonical != step.id and any(later.inputs.get(step.kind, canonical) != canonical for later in plan.steps[index + 1 :]):
             # Early cut-off: the same output as an earlier step of its kind. The steps after it
             # are planned from that one (and are reused when the store has them); the plan is

@@ -28,6 +28,8 @@ class RemoteCache(Protocol):
         has no usable entry (after saying why, when one was there and refused)."""
         ...
 
-    def push(self, entry: Entry, say: Say) -> None:
-        """Publish a built entry (when this builder has a signing key); a failure is a warning."""
+    def push(self, entry: Entry, say: Say, same_as: str | None = None) -> None:
+        """Publish an entry the cache lacks (when this builder has a signing key), with the id of
+        the step whose output it equals (early cut-off: crust/build/equivalence.py), so fetching
+        builders plan the steps after it alike; a failure is a warning."""
         ...

@@ -7,7 +7,7 @@ Under s3://BUCKET/PREFIX:
     steps/KIND-ID.json            the signed manifest, written last and only if absent
                                   (If-None-Match: *): the entry is published by this one put
 
-The manifest is {"manifest": {format, kind, step_id, blob, sha256, size, created}, "key": KEY-ID,
+The manifest is {"manifest": {format, kind, step_id, blob, sha256, size, canonical, created}, "key": KEY-ID,
 "signature": Ed25519 over the manifest's canonical JSON}. Two builders pushing the same step
 both upload their blob; one manifest put wins, the other deletes its blob. A push killed at any
 point leaves no manifest, so nothing is visible (at most an unfinished multipart upload or a
@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from crust.build.equivalence import digest_output
+from crust.build.equivalence import adopt_equivalence, digest_output
 from crust.build.gc import human
 from crust.build.store import Entry, Store
 from crust.cache import Say, s3
@@ -61,7 +61,7 @@ class S3Cache:
     def blob_prefix(self, kind: str, step_id: str) -> str:
         return self.config.key_of(f"blobs/{kind}-{step_id}/")
 
-    def push(self, entry: Entry, say: Say) -> None:
+    def push(self, entry: Entry, say: Say, same_as: str | None = None) -> None:
         if self.signer is None:
             return
         bucket, marker = self.config.bucket, self.marker_key(entry.kind, entry.id)
@@ -77,6 +77,7 @@ class S3Cache:
                 "blob": blob,
                 "sha256": uploaded.sha256,
                 "size": uploaded.size,
+                "canonical": same_as or entry.id,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             envelope = {"manifest": manifest, "key": self.signer.key_id, "signature": self.signer.sign(canonical(manifest))}
@@ -160,6 +161,8 @@ class S3Cache:
                         f"unpacked here, its files differ from the step's output (digest {made[:12]}, recorded {str(meta['output_digest'])[:12]})"
                     )
                 entry = store.commit(kind, step_id, tmp, meta)
+            if meta.get("output_digest"):
+                adopt_equivalence(store.root / "state", kind, step_id, str(meta["output_digest"]), str(manifest.get("canonical") or step_id))
         finally:
             blob.unlink(missing_ok=True)
         store.log_path(kind, step_id).write_text(

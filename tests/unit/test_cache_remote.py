@@ -282,13 +282,13 @@ def test_executor_fetches_a_missing_step_and_pushes_a_built_one(moto_url: str, b
     signing = open_cache(config(moto_url, bucket, keys["ci"]))
     real_push, locked = signing.push, []
 
-    def push(entry: Entry, say: Any) -> None:
+    def push(entry: Entry, say: Any, same_as: str | None = None) -> None:
         with open(builder.root / "locks" / f"{STEP_ID}.lock", "w") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 locked.append(True)
-        real_push(entry, say)
+        real_push(entry, say, same_as)
 
     signing.push = push  # type: ignore[method-assign]
     builder, out = Store(tmp_path / "ci"), io.StringIO()
@@ -424,3 +424,26 @@ def test_signed_manifest_without_its_digest_is_refused(moto_url: str, bucket: st
 
     edit_manifest(cache, drop_digest)
     assert "its signed manifest has no sha256 or size" in refusal(moto_url, bucket, keys, tmp_path)
+
+
+def test_fetching_builder_takes_the_pushers_early_cut_off(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    """A step whose output equals an earlier step's is pushed with that step's id; a builder that
+    fetches it plans the steps after it from the same id (so it fetches them too), and an output
+    its own store already knows keeps its own canonical step."""
+    from crust.build.equivalence import canonical_id, record_output
+
+    older = "cd" * 32
+    entry = built_entry(Store(tmp_path / "ci"))
+    open_cache(config(moto_url, bucket, keys["ci"])).push(entry, Said(), older)
+    store = Store(tmp_path / "pr")
+    assert reader(moto_url, bucket, keys).fetch(store, "tree", STEP_ID, Said()) is not None
+    state = store.root / "state"
+    made = entry.meta["output_digest"]
+    assert record_output(state, "tree", STEP_ID, made) == older
+    assert canonical_id(state, "tree", STEP_ID) == older
+
+    other = Store(tmp_path / "laptop")
+    mine = "ef" * 32
+    assert record_output(other.root / "state", "tree", mine, made) == mine
+    assert reader(moto_url, bucket, keys).fetch(other, "tree", STEP_ID, Said()) is not None
+    assert record_output(other.root / "state", "tree", STEP_ID, made) == mine
