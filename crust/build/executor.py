@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from crust import __version__
 from crust.build.diskfull import disk_full
-from crust.build.equivalence import canonical_id, digest_output, record_output
+from crust.build.equivalence import adopt_equivalence, canonical_id, digest_output, record_output
 from crust.build.manifest import Artifact, Manifest
 from crust.build.plan import AppliancePlan, Step, plan_appliance
 from crust.build.progress import Progress
 from crust.build.publish import publish
-from crust.build.store import Entry, Store
+from crust.build.store import Entry, RemoteEntry, Store
 from crust.define.project import Project
 from crust.errors import CommandError, DiskFull, StepFailed
 from crust.log import logging_to
@@ -110,6 +110,18 @@ def obtain(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
         return Built(entry, False)
 
 
+def publishes(step: Step) -> bool:
+    from crust.steps import KINDS
+    from crust.steps.kind import nothing_published
+
+    return KINDS[step.kind].publish is not nothing_published
+
+
+def must_run(store: Store, remote: RemoteCache | None, step: Step) -> bool:
+    """The step is neither in the store nor (signed by a trusted key) in the shared cache."""
+    return store.get(step.kind, step.id) is None and (remote is None or remote.peek(step.kind, step.id) is None)
+
+
 def build_appliance(
     plan: AppliancePlan, store: Store, output: Path, project: Project, progress: Progress, remote: RemoteCache | None = None
 ) -> Manifest:
@@ -130,8 +142,20 @@ def build_appliance(
             clamp_times(tmp, plan.epoch)  # the step's files too (disk.raw, the SBOM): its output is its bytes and times
             return outputs
 
-        built[step.key] = done = ensure(store, step, action, progress, remote)
-        canonical, state = done.canonical, store.root / "state"
+        state = store.root / "state"
+        seen = remote.peek(step.kind, step.id) if remote is not None and store.get(step.kind, step.id) is None else None
+        if seen is not None and seen.get("meta") and not publishes(step) and not any(must_run(store, remote, s) for s in plan.steps[index + 1 :]):
+            # In the shared cache, and nothing here reads its files: its record is enough.
+            made = str(seen["meta"].get("output_digest") or "")
+            if made:
+                adopt_equivalence(state, step.kind, step.id, made, str(seen.get("canonical") or step.id))
+            canonical = record_output(state, step.kind, step.id, made) if made else step.id
+            remote_entry = RemoteEntry(step.kind, step.id, store.root / "steps" / f"{step.kind}-{step.id}", seen["meta"])
+            built[step.key] = Built(remote_entry, True, True, canonical)
+            progress.say(step, f"in the shared cache ({step.id[:12]}): not fetched, no step here reads its files")
+        else:
+            built[step.key] = done = ensure(store, step, action, progress, remote)
+            canonical = done.canonical
         if canonical != step.id and any(later.inputs.get(step.kind, canonical) != canonical for later in plan.steps[index + 1 :]):
             # Early cut-off: the same output as an earlier step of its kind. The steps after it
             # are planned from that one (and are reused when the store has them); the plan is

@@ -14,7 +14,7 @@ matching its signed digest) is a one-line warning, and the step is built here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from crust.build.store import Entry, Store
@@ -23,6 +23,11 @@ Say = Callable[[str], None]  # one line about the step, shown beside its progres
 
 
 class RemoteCache(Protocol):
+    def peek(self, kind: str, step_id: str) -> dict[str, Any] | None:
+        """The signed, trusted manifest of a step in the cache (its "meta": the step's record,
+        "canonical": the id the steps after it are planned from, "size"), or None."""
+        ...
+
     def fetch(self, store: Store, kind: str, step_id: str, say: Say) -> Entry | None:
         """The step's entry, fetched, verified and published into the store; None if the cache
         has no usable entry (after saying why, when one was there and refused)."""

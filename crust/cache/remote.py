@@ -54,6 +54,7 @@ class S3Cache:
         self.client = client
         self.signer = signer
         self.trusted = trusted
+        self.peeked: dict[str, dict[str, Any] | None] = {}
 
     def marker_key(self, kind: str, step_id: str) -> str:
         return self.config.key_of(f"steps/{kind}-{step_id}.json")
@@ -78,6 +79,7 @@ class S3Cache:
                 "sha256": uploaded.sha256,
                 "size": uploaded.size,
                 "canonical": same_as or entry.id,
+                "meta": entry.meta,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             envelope = {"manifest": manifest, "key": self.signer.key_id, "signature": self.signer.sign(canonical(manifest))}
@@ -98,6 +100,19 @@ class S3Cache:
         steps = [{"kind": s["kind"], "id": s["id"]} for s in record.get("steps", [])]
         body = json.dumps({"appliance": appliance, "build_id": record.get("build_id"), "finished": record.get("finished"), "steps": steps}, indent=1)
         s3.put_if_absent(self.client, self.config.bucket, key, body.encode("utf-8"))
+
+    def peek(self, kind: str, step_id: str) -> dict[str, Any] | None:
+        """The signed manifest of a step the cache has and this builder trusts, else None; one
+        small GET per step and build, remembered (ids are content addresses). Nothing is said:
+        a refused entry is reported when it is fetched."""
+        key = f"{kind}-{step_id}"
+        if key not in self.peeked:
+            try:
+                raw = s3.get_small(self.client, self.config.bucket, self.marker_key(kind, step_id))
+                self.peeked[key] = None if raw is None else self.check_manifest(raw, kind, step_id)
+            except (Refused, Problem, OSError):
+                self.peeked[key] = None
+        return self.peeked[key]
 
     def fetch(self, store: Store, kind: str, step_id: str, say: Say) -> Entry | None:
         try:
@@ -137,6 +152,8 @@ class S3Cache:
             raise Refused("its signed manifest names a blob of another step")
         if not isinstance(digest, str) or len(digest) != 64 or not isinstance(size, int) or isinstance(size, bool):
             raise Refused("its signed manifest has no sha256 or size")
+        if not isinstance(manifest.get("meta", {}), dict) or not isinstance(manifest.get("canonical", step_id), str):
+            raise Refused("its signed manifest's record or canonical id is malformed")
         return {**manifest, "signed_by": str(envelope["key"])}
 
     def fetch_blob(self, store: Store, kind: str, step_id: str, manifest: dict[str, Any]) -> Entry:
