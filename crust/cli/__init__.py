@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from crust.cli import audit, build, cache, cloud, define, test, verify
+from crust.cli import audit, build, cache, ci, cloud, define, test, verify
 from crust.cli.common import PROJECT_ROOT, Parser
 from crust.errors import CrustError, Problem
 from crust.trust.secrets import register_environment
 
-VERB_GROUPS = (define, build, test, audit, verify, cloud, cache)
+VERB_GROUPS = (define, build, test, audit, verify, cloud, cache, ci)
 
 
 def build_parser() -> argparse.ArgumentParser:

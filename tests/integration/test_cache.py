@@ -160,7 +160,7 @@ def test_entry_signed_by_an_untrusted_key_is_refused_and_rebuilt(
 ) -> None:
     """A second bucket whose convert entry another key signed (the rest signed by ci)."""
     a = seeded["manifest"]
-    config, client = new_bucket(moto_url, aws)
+    config, _ = new_bucket(moto_url, aws)
     saved = dict(os.environ)
     os.environ.update(aws)
     try:

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import build_py
 
-VERBS = ["list", "render", "validate", "plan", "build", "status", "upload", "launch", "terminate", "audit", "cache"]
+VERBS = ["list", "render", "validate", "plan", "build", "status", "upload", "launch", "terminate", "audit", "cache", "ci"]
 
 
 def test_help_lists_every_verb() -> None:
