@@ -12,9 +12,11 @@ The manifest is {"manifest": {format, kind, step_id, blob, sha256, size, canonic
 both upload their blob; one manifest put wins, the other deletes its blob. A push killed at any
 point leaves no manifest, so nothing is visible (at most an unfinished multipart upload or a
 blob no manifest names). A fetch uses an entry only if a trusted key signed a manifest for
-exactly this kind and id, the blob's sha256 and size are the signed ones, and the unpacked
-files give the output digest the step recorded; else it warns in one line and the step is
-built here.
+exactly this kind and id and the blob's sha256 and size are the signed ones (checked before
+anything is unpacked); else it warns in one line and the step is built here. The unpacked
+files are not hashed again: they are a function of the signed bytes (unpack_entry refuses
+anything but plain members below the entry), and re-hashing an image entry's sparse disk
+(1.1 GB apparent for wsgi) cost 2.4 s of a 7.6 s fetch-only build.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from crust.build.equivalence import adopt_equivalence, digest_output
+from crust.build.equivalence import adopt_equivalence
 from crust.build.gc import human
 from crust.build.store import Entry, Store
 from crust.cache import Say, s3
@@ -172,11 +174,6 @@ class S3Cache:
                         raise Refused(f"its archive: {exc}") from None
                 blob.unlink()
                 meta = read_meta(tmp, kind, step_id)
-                made = digest_output(tmp)
-                if meta.get("output_digest") and made != meta["output_digest"]:
-                    raise Refused(
-                        f"unpacked here, its files differ from the step's output (digest {made[:12]}, recorded {str(meta['output_digest'])[:12]})"
-                    )
                 entry = store.commit(kind, step_id, tmp, meta)
             if meta.get("output_digest"):
                 adopt_equivalence(store.root / "state", kind, step_id, str(meta["output_digest"]), str(manifest.get("canonical") or step_id))

@@ -72,6 +72,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--keep", type=int, default=1, metavar="N", help="keep what the last N builds of each appliance use (default 1)")
     p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    p.add_argument(
+        "--remote",
+        action="store_true",
+        help="also prune the shared cache: its entries none of the last N builds of any appliance uses (as `cache prune --keep N`)",
+    )
+    add_cache_options(p)
     p.set_defaults(run=cmd_clean)
 
     p = sub.add_parser(
@@ -198,10 +204,16 @@ def push_records(remote: S3Cache, store: Store, names: list[str]) -> None:
 def cmd_clean(args: argparse.Namespace) -> int:
     from crust.build.gc import clean, human
     from crust.build.store import Store
+    from crust.cache.config import FILE_NAME, load_cache_config
+    from crust.cli.cache import prune_remote
 
     if args.keep < 0:
         raise UserError(f"--keep {args.keep}: must be 0 or more", hint="use --keep 1 to keep what the last build uses")
-    report = clean(Store(args.store), project_from(args).appliance_names(), args.keep, args.dry_run)
+    project = project_from(args)
+    config = load_cache_config(project.appliances.parent / FILE_NAME, args, use=False)  # bad options stop here, before any removal
+    if args.remote and config is None:
+        raise UserError("clean --remote: no shared cache is set", hint=f"give --cache s3://BUCKET/PREFIX or url in {FILE_NAME}")
+    report = clean(Store(args.store), project.appliance_names(), args.keep, args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for name in report.removed:
         print(f"{verb} {name}")
@@ -209,6 +221,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
         f"{verb} {len(report.removed)} entries, {'would free' if args.dry_run else 'freed'} {human(report.freed_bytes)}; "
         f"kept {report.kept} entries ({human(report.kept_bytes)})"
     )
+    if args.remote:
+        prune_remote(config, args.keep, args.dry_run)
+    elif config is not None:
+        print(f"shared cache {config.url}: left as it is (./build.py clean --remote or ./build.py cache prune --keep N prunes it)")
     return 0
 
 

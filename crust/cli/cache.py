@@ -51,10 +51,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from crust.build.gc import human
     from crust.cache.config import FILE_NAME, load_cache_config
-    from crust.cache.prune import prune
-    from crust.cache.remote import open_cache
 
     if args.keep < 0:
         raise UserError(f"--keep {args.keep}: must be 0 or more", hint="use --keep 1 to keep what the last build of each appliance uses")
@@ -62,12 +59,21 @@ def cmd_prune(args: argparse.Namespace) -> int:
     config = load_cache_config(project.appliances.parent / FILE_NAME, args, use=False)
     if config is None:
         raise UserError("no shared cache to prune", hint=f"give --cache s3://BUCKET/PREFIX or url in {FILE_NAME}")
-    report = prune(open_cache(config), args.keep, args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
+    prune_remote(config, args.keep, args.dry_run)
+    return 0
+
+
+def prune_remote(config: Any, keep: int, dry_run: bool) -> None:
+    """Prune the shared cache and report it (`cache prune`, `clean --remote`)."""
+    from crust.build.gc import human
+    from crust.cache.prune import prune
+    from crust.cache.remote import open_cache
+
+    report = prune(open_cache(config), keep, dry_run)
+    verb = "would remove" if dry_run else "removed"
     for name in report.removed:
         print(f"{verb} {name}")
     print(
-        f"{verb} {len(report.removed)} entries and {report.leftovers} leftovers, {'would free' if args.dry_run else 'freed'} "
+        f"{verb} {len(report.removed)} entries and {report.leftovers} leftovers, {'would free' if dry_run else 'freed'} "
         f"{human(report.freed_bytes)}; kept {report.kept} entries ({human(report.kept_bytes)}) in {config.url}"
     )
-    return 0

@@ -71,3 +71,21 @@ def test_prune_command(cache: S3Cache, tmp_path: Path, capsys: pytest.CaptureFix
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("would remove 0 entries and 0 leftovers, would free 0 B; kept 3 entries (") and out.endswith(f") in {cache.config.url}\n")
+
+
+def test_clean_knows_the_shared_cache(cache: S3Cache, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """clean leaves the shared cache alone and says so; clean --remote prunes it too."""
+    from crust.cli import main
+
+    where = ["--cache", cache.config.url, "--cache-endpoint", cache.config.endpoint or ""]
+    store = ["--store", str(tmp_path / "store")]
+    assert main([*store, "clean", *where]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"shared cache {cache.config.url}: left as it is (./build.py clean --remote or ./build.py cache prune --keep N prunes it)"
+    assert len(objects(cache)) == 6
+    assert main([*store, "clean", "--remote", "--keep", "0", *where]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("removed 0 entries and 0 leftovers, freed 0 B; kept 3 entries (")  # a day's grace for new entries
+    capsys.readouterr()
+    assert main([*store, "clean", "--remote", "--cache", "none"]) == 2
+    assert "clean --remote: no shared cache is set" in capsys.readouterr().err
