@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -56,11 +57,16 @@ def step_lines(stderr: str, word: str) -> list[str]:
     return [line for line in stderr.splitlines() if word in line]
 
 
+def stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--appliance", default="wsgi")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, stop)  # the finally blocks run: moto_server stopped, the stores removed
     if os.geteuid() != 0:
         sys.exit("bench: run as root (the builds need it)")
     from crust.build.equivalence import digest_output
@@ -123,7 +129,11 @@ def main() -> None:
             checks: list[tuple[str, float, float, int]] = []
             for entry in sorted((work / "b" / "steps").iterdir()):
                 blob = work / "blob"
-                client.download_file(bucket, json.loads(client.get_object(Bucket=bucket, Key=f"crust/steps/{entry.name}.json")["Body"].read())["manifest"]["blob"], str(blob))
+                client.download_file(
+                    bucket,
+                    json.loads(client.get_object(Bucket=bucket, Key=f"crust/steps/{entry.name}.json")["Body"].read())["manifest"]["blob"],
+                    str(blob),
+                )
                 started = time.perf_counter()
                 sha256_file(blob)
                 blob_s = time.perf_counter() - started
@@ -137,7 +147,9 @@ def main() -> None:
     print(f"shared cache, {args.appliance}, moto_server S3 on loopback, {os.cpu_count()} cores")
     print(f"  cold build (builder A, empty store, no cache)   {cold:8.1f} s")
     print(f"  seed push (A, every step up to date, pushed)    {seed:8.1f} s   {len(pushed)} entries")
-    print(f"  builder B (empty store, fetch only), median     {median:8.1f} s   {median / cold:.1%} of the cold build; runs {', '.join(f'{t:.1f}' for t in times)}")
+    print(
+        f"  builder B (empty store, fetch only), median     {median:8.1f} s   {median / cold:.1%} of the cold build; runs {', '.join(f'{t:.1f}' for t in times)}"
+    )
     print(f"    fetched {len(fetched)} entries, {len(skipped)} not needed (record only), no step ran; artifacts identical to A's: {same}")
     print(f"  cache bytes: {sum(blobs.values()) / MB:.0f} MB for images of {images / MB:.0f} MB allocated")
     for kind, size in sorted(blobs.items()):

@@ -73,17 +73,3 @@ def record_output(state_dir: Path, kind: str, step_id: str, output: str) -> str:
     canonical = canonical_id(state_dir, kind, first)
     write_atomic(equivalent / f"{kind}-{step_id}", canonical + "\n")
     return canonical
-
-
-def adopt_equivalence(state_dir: Path, kind: str, step_id: str, output: str, canonical: str) -> None:
-    """Take another builder's early cut-off for a fetched step (its signed manifest says the step's
-    output is that of CANONICAL): the steps after it are then planned as that builder planned
-    them, and fetched rather than rebuilt. An output this store already knows keeps its own
-    canonical step (record_output maps the step to it)."""
-    if canonical == step_id or len(canonical) != 64 or not all(c in "0123456789abcdef" for c in canonical):
-        return
-    outputs = state_dir / "outputs"
-    outputs.mkdir(parents=True, exist_ok=True)
-    known = outputs / f"{kind}-{output}"
-    if not known.exists():
-        write_atomic(known, canonical + "\n")

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from crust import __version__
 from crust.build.diskfull import disk_full
-from crust.build.equivalence import adopt_equivalence, canonical_id, digest_output, record_output
+from crust.build.equivalence import canonical_id, digest_output, record_output
 from crust.build.manifest import Artifact, Manifest
 from crust.build.plan import AppliancePlan, Step, plan_appliance
 from crust.build.progress import Progress
 from crust.build.publish import publish
-from crust.build.store import Entry, RemoteEntry, Store
+from crust.build.sharing import adopt_equivalence
+from crust.build.store import Entry, Store
 from crust.define.project import Project
 from crust.errors import CommandError, DiskFull, StepFailed
 from crust.log import logging_to
@@ -35,6 +36,19 @@ class Built:
     cached: bool
     fetched: bool = False  # from the shared cache: not built here, but new to this store
     canonical: str = ""  # the id the steps after it are planned from (early cut-off)
+
+
+@dataclass(frozen=True)
+class RemoteEntry(Entry):
+    """A step in the shared cache that this build needs only the record of (its step.json, from
+    the signed manifest), not the files: nothing here reads them, and no step after it runs.
+    Its path is where the store would hold it; nothing is there."""
+
+    remote_meta: dict[str, Any]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.remote_meta
 
 
 def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], progress: Progress, remote: RemoteCache | None = None) -> Built:

@@ -40,19 +40,6 @@ class Entry:
         return meta
 
 
-@dataclass(frozen=True)
-class RemoteEntry(Entry):
-    """A step in the shared cache that this build needs only the record of (its step.json, from
-    the signed manifest), not the files: nothing here reads them, and no step after it runs.
-    Its path is where the store would hold it; nothing is there."""
-
-    remote_meta: dict[str, Any]
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return self.remote_meta
-
-
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -92,11 +92,22 @@ def copy_checkout(root: Path, dest: Path) -> Path:
 
 
 def prepare_rebuild(root: Path, work: Path, state_dir: Path) -> Path:
-    """Another checkout and an empty store under work/, with the same mirror state; the checkout."""
+    """Another checkout and an empty store under work/, with the same mirror state and the same
+    early cut-off map; the checkout.
+
+    The map (state/outputs, state/equivalent: which output digest was first made by which step)
+    decides the ids steps are planned from, and so the BUILD_ID written into the image. A store
+    that made a base under older code maps today's identical base to that older step; an empty
+    store would not, and the rebuilt image would differ by its /etc/crust-release alone. With
+    the map, a rebuilt step whose output is the same digest plans its successors as this store
+    did; one whose output differs is its own canonical step, and the comparison shows it."""
     checkout = copy_checkout(root, work / "checkout")
     (work / "store" / "state").mkdir(parents=True)
     for mirror in state_dir.glob("mirror-*.json"):  # the same mirror state: the premise of the comparison
         shutil.copy2(mirror, work / "store" / "state" / mirror.name)
+    for folder in ("outputs", "equivalent"):
+        if (state_dir / folder).is_dir():
+            shutil.copytree(state_dir / folder, work / "store" / "state" / folder)
     return checkout
 
 

@@ -30,8 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from crust.build.equivalence import adopt_equivalence
 from crust.build.gc import human
+from crust.build.sharing import adopt_equivalence
 from crust.build.store import Entry, Store
 from crust.cache import Say, s3
 from crust.cache.archive import BadArchive, pack_entry, unpack_entry
