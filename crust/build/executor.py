@@ -4,6 +4,7 @@ artifacts and the manifest are published. Kinds of steps come from crust/steps/.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from crust import __version__
 from crust.build.diskfull import disk_full
 from crust.build.equivalence import canonical_id, digest_output, record_output
+from crust.build.layers import STARTS_FROM, share_files
 from crust.build.manifest import Artifact, Manifest
 from crust.build.plan import AppliancePlan, Step, plan_appliance
 from crust.build.progress import Progress
@@ -131,6 +133,12 @@ def publishes(step: Step) -> bool:
     return KINDS[step.kind].publish is not nothing_published
 
 
+def reads(later: Step, step: Step) -> bool:
+    """A later step reads an earlier one's files only if that step is one of its inputs (its id
+    is part of the later one's: a step reading files its id does not cover would be a bug)."""
+    return step.kind in later.inputs
+
+
 def must_run(store: Store, remote: RemoteCache | None, step: Step) -> bool:
     """The step is neither in the store nor (signed by a trusted key) in the shared cache."""
     return store.get(step.kind, step.id) is None and (remote is None or remote.peek(step.kind, step.id) is None)
@@ -154,11 +162,15 @@ def build_appliance(
             with step_env(command_environment(plan.epoch)):
                 outputs = KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
             clamp_times(tmp, plan.epoch)  # the step's files too (disk.raw, the SBOM): its output is its bytes and times
+            started_from = STARTS_FROM.get(step.kind)
+            if started_from is not None and os.environ.get("CRUST_SHARE_FILES") != "0":  # 0: whole copies (bench/store.py's baseline)
+                # store what the step changed: its unchanged files are links to the earlier entry's
+                share_files(tmp / "tree", entries[plan.step(started_from).key].path / "tree")
             return outputs
 
         state = store.root / "state"
         seen = remote.peek(step.kind, step.id) if remote is not None and store.get(step.kind, step.id) is None else None
-        if seen is not None and seen.get("meta") and not publishes(step) and not any(must_run(store, remote, s) for s in plan.steps[index + 1 :]):
+        if seen is not None and seen.get("meta") and not publishes(step) and not any(reads(s, step) and must_run(store, remote, s) for s in plan.steps[index + 1 :]):
             # In the shared cache, and nothing here reads its files: its record is enough.
             made = str(seen["meta"].get("output_digest") or "")
             if made:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from crust.build.gc import human
+from crust.build.layers import STARTS_FROM, share_files
 from crust.build.sharing import adopt_equivalence
 from crust.build.store import Entry, Store
 from crust.cache import Say, s3
@@ -174,6 +175,10 @@ class S3Cache:
                         raise Refused(f"its archive: {exc}") from None
                 blob.unlink()
                 meta = read_meta(tmp, kind, step_id)
+                started_from = STARTS_FROM.get(kind)
+                parent = store.get(started_from, str(meta.get("inputs", {}).get(started_from))) if started_from else None
+                if parent is not None:  # stored as a built one is: its unchanged files linked to the earlier entry's
+                    share_files(tmp / "tree", parent.path / "tree")
                 entry = store.commit(kind, step_id, tmp, meta)
             if meta.get("output_digest"):
                 adopt_equivalence(store.root / "state", kind, step_id, str(meta["output_digest"]), str(manifest.get("canonical") or step_id))
