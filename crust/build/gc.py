@@ -19,9 +19,10 @@ class CleanReport:
     kept_bytes: int
 
 
-def disk_usage(path: Path) -> int:
-    """Bytes allocated under path (hard links counted once, sparse files as allocated)."""
-    seen: set[tuple[int, int]] = set()
+def disk_usage(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
+    """Bytes allocated under path (hard links counted once, sparse files as allocated); with
+    seen, inodes already counted elsewhere (files entries share) count nothing here."""
+    seen = set() if seen is None else seen
     total = 0
     if path.is_file() or path.is_symlink():
         return path.lstat().st_blocks * 512
@@ -57,14 +58,17 @@ def clean(store: Store, appliances: list[str], keep: int, dry_run: bool = False)
         used, stale_records = referenced(store, appliances, keep)
         removed: list[str] = []
         freed = kept = kept_bytes = 0
-        for entry in sorted((store.root / "steps").iterdir()):
-            size = disk_usage(entry)
+        entries = sorted((store.root / "steps").iterdir())
+        seen: set[tuple[int, int]] = set()  # a file entries share (crust/build/layers.py) is freed only with its last entry
+        for entry in entries:
             if entry.name in used:
                 kept += 1
-                kept_bytes += size
+                kept_bytes += disk_usage(entry, seen)
+        for entry in entries:
+            if entry.name in used:
                 continue
             removed.append(entry.name)
-            freed += size
+            freed += disk_usage(entry, seen)
             if not dry_run:
                 # Out of steps/ by one rename, then removed: a clean killed half-way never leaves
                 # a partial entry that looks complete (tmp/ leftovers go with the next run).
