@@ -10,6 +10,7 @@ import pytest
 
 from crust.build.manifest import Artifact, Manifest
 from crust.build.verify import Difference, check_published, compare, first_difference
+from tests.conftest import ROOT
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:
@@ -90,3 +91,29 @@ def test_a_build_of_other_inputs_is_refused_before_any_rebuild(tmp_path: Path, m
     assert "the published build 000000000000 is not what this checkout builds" in outcome.stderr
     assert "./build.py build wsgi first" in outcome.stderr
     assert not (store / "tmp").exists() or not any((store / "tmp").iterdir())  # nothing was rebuilt
+
+
+def test_rebuild_store_gets_the_mirror_state_and_the_early_cut_off_map(tmp_path: Path) -> None:
+    """The rebuild's empty store plans as this one does: same mirror state, same map of which
+    output digest is which canonical step (else a used store's image and its rebuild differ by
+    BUILD_ID, the tree step's id, in /etc/crust-release)."""
+    from crust.build.equivalence import canonical_id, record_output
+    from crust.build.verify import prepare_rebuild
+
+    state = tmp_path / "store" / "state"
+    state.mkdir(parents=True)
+    (state / "mirror-debian-13.json").write_text("{}\n")
+    older, today, output = "aa" * 32, "bb" * 32, "cc" * 32
+    record_output(state, "base", older, output)
+    assert record_output(state, "base", today, output) == older
+    (state / "facts").mkdir()
+    (state / "facts" / "not-copied").write_text("x")
+
+    checkout = prepare_rebuild(ROOT, tmp_path / "work", state)
+
+    rebuilt = tmp_path / "work" / "store" / "state"
+    assert (checkout / "build.py").is_file()
+    assert sorted(p.name for p in rebuilt.iterdir()) == ["equivalent", "mirror-debian-13.json", "outputs"]
+    assert canonical_id(rebuilt, "base", today) == older
+    assert record_output(rebuilt, "base", today, output) == older  # a rebuilt base with the same output plans from the older id
+    assert record_output(rebuilt, "base", "dd" * 32, "ee" * 32) == "dd" * 32  # one whose output differs is its own
