@@ -169,26 +169,33 @@ def build_appliance(
             return outputs
 
         state = store.root / "state"
-        seen = remote.peek(step.kind, step.id) if remote is not None and store.get(step.kind, step.id) is None else None
-        if seen is not None and seen.get("meta") and not publishes(step) and not any(reads(s, step) and must_run(store, remote, s) for s in plan.steps[index + 1 :]):
-            # In the shared cache, and nothing here reads its files: its record is enough.
-            made = str(seen["meta"].get("output_digest") or "")
-            if made:
-                adopt_equivalence(state, step.kind, step.id, made, str(seen.get("canonical") or step.id))
-            canonical = record_output(state, step.kind, step.id, made) if made else step.id
-            remote_entry = RemoteEntry(step.kind, step.id, store.root / "steps" / f"{step.kind}-{step.id}", seen["meta"])
-            built[step.key] = Built(remote_entry, True, True, canonical)
-            progress.say(step, f"in the shared cache ({step.id[:12]}): not fetched, no step here reads its files")
-        else:
-            built[step.key] = done = ensure(store, step, action, progress, remote)
-            canonical = done.canonical
-        if canonical != step.id and any(later.inputs.get(step.kind, canonical) != canonical for later in plan.steps[index + 1 :]):
+
+        def replan(plan: AppliancePlan, canonical: str, step: Step = step, index: int = index) -> AppliancePlan:
+            if canonical == step.id or all(later.inputs.get(step.kind, canonical) == canonical for later in plan.steps[index + 1 :]):
+                return plan
             # Early cut-off: the same output as an earlier step of its kind. The steps after it
             # are planned from that one (and are reused when the store has them); the plan is
             # made again only when it was made before the equivalence was known.
-            plan = plan_appliance(project, plan.spec.name, state, False, plan.formats)
-            assert plan.steps[index].id == step.id, "planning again changed a step already built"
+            again = plan_appliance(project, plan.spec.name, state, False, plan.formats)
+            assert again.steps[index].id == step.id, "planning again changed a step already built"
             progress.say(step, f"output unchanged (the same as {canonical[:12]}'s): the steps after it start from that one")
+            return again
+
+        seen = remote.peek(step.kind, step.id) if remote is not None and store.get(step.kind, step.id) is None else None
+        made = str(seen["meta"].get("output_digest") or "") if seen is not None and seen.get("meta") else ""
+        if seen is not None and made:
+            # The pusher's early cut-off first: the steps after this one are then looked up in
+            # the cache by the ids it built them under.
+            adopt_equivalence(state, step.kind, step.id, made, str(seen.get("canonical") or step.id))
+            plan = replan(plan, record_output(state, step.kind, step.id, made))
+        if seen is not None and made and not publishes(step) and not any(reads(s, step) and must_run(store, remote, s) for s in plan.steps[index + 1 :]):
+            # In the shared cache, and nothing here reads its files: its record is enough.
+            remote_entry = RemoteEntry(step.kind, step.id, store.root / "steps" / f"{step.kind}-{step.id}", seen["meta"])
+            built[step.key] = Built(remote_entry, True, True, record_output(state, step.kind, step.id, made))
+            progress.say(step, f"in the shared cache ({step.id[:12]}): not fetched, no step here reads its files")
+        else:
+            built[step.key] = done = ensure(store, step, action, progress, remote)
+            plan = replan(plan, done.canonical)
         index += 1
     out_dir = output / plan.spec.name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from crust.build.equivalence import canonical_id
 from crust.build.store import Store
 from crust.cache import s3
 from crust.cache.config import CacheConfig
@@ -170,7 +171,8 @@ def test_entry_signed_by_an_untrusted_key_is_refused_and_rebuilt(
             assert entry is not None
             key = keys["other"] if step["kind"] == "convert" else keys["ci"]
             said: list[str] = []
-            open_cache(CacheConfig(config.bucket, config.prefix, config.endpoint, key, ())).push(entry, said.append)
+            same_as = canonical_id(ROOT / ".crust" / "state", step["kind"], step["id"])  # as `build --cache` pushes it
+            open_cache(CacheConfig(config.bucket, config.prefix, config.endpoint, key, ())).push(entry, said.append, same_as)
             assert said and said[0].startswith("pushed"), said
     finally:
         os.environ.clear()
