@@ -24,41 +24,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from builders import build, fake_s3, prepare
+
 MB = 1_000_000
-
-
-def build(store: Path, out: Path, appliance: str, *cache: str) -> tuple[float, str]:
-    """Wall time and stderr of one `build.py build`, which must succeed."""
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "build.py"), "--store", str(store), "--output", str(out), "build", appliance, *cache],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    took = time.monotonic() - started
-    if done.returncode != 0:
-        sys.exit(f"bench: build failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return took, done.stderr
 
 
 def step_lines(stderr: str, word: str) -> list[str]:
     return [line for line in stderr.splitlines() if word in line]
-
-
-def stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -66,40 +45,31 @@ def main() -> None:
     parser.add_argument("--appliance", default="wsgi")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, stop)  # the finally blocks run: moto_server stopped, the stores removed
-    if os.geteuid() != 0:
-        sys.exit("bench: run as root (the builds need it)")
+    prepare()
     from crust.build.equivalence import digest_output
     from crust.build.store import remove_tree
     from crust.cache import s3
     from crust.cache.config import CacheConfig
     from crust.cache.keys import generate_key, load_signer, load_trusted, verify
     from crust.cache.remote import canonical, sha256_file
-    from tests.integration.aws_fakes import moto_server
 
-    binary = Path(sys.executable).parent / "moto_server"
-    if not binary.exists():
-        sys.exit(f"bench: {binary} not found (./setup.sh installs moto[server])")
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(AWS_ACCESS_KEY_ID="AKIDBENCHCACHE000000", AWS_SECRET_ACCESS_KEY="bench-secret-not-real", AWS_DEFAULT_REGION="us-east-1")
     with tempfile.TemporaryDirectory(prefix="crust-bench-cache-") as tmp:
         work = Path(tmp)
         generate_key(work / "ci.key")
-        with moto_server(binary, work / "moto.log") as url:
+        with fake_s3(work) as url:
             bucket = f"bench-{uuid.uuid4().hex[:8]}"
             config = CacheConfig(bucket, "crust", url, None, ())
             client = s3.make_client(config)
             client.create_bucket(Bucket=bucket)
             where = ["--cache", f"s3://{bucket}/crust", "--cache-endpoint", url]
 
-            cold, _ = build(work / "a", work / "out-a", args.appliance)
-            seed, seeded = build(work / "a", work / "out-a", args.appliance, *where, "--cache-key", str(work / "ci.key"))
+            cold, _ = build(work / "a", work / "out-a", [args.appliance])
+            seed, seeded = build(work / "a", work / "out-a", [args.appliance], *where, "--cache-key", str(work / "ci.key"))
             pushed = step_lines(seeded, "pushed to the shared cache")
             times: list[float] = []
             for _ in range(args.runs):
                 remove_tree(work / "b")
-                took, said = build(work / "b", work / "out-b", args.appliance, *where, "--trust", str(work / "ci.key.pub"))
+                took, said = build(work / "b", work / "out-b", [args.appliance], *where, "--trust", str(work / "ci.key.pub"))
                 ran = step_lines(said, " built in ")
                 if ran:
                     sys.exit("bench: builder B ran steps:\n" + "\n".join(ran))

@@ -20,31 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from builders import build, fake_s3, prepare
+
 MB = 1_000_000
-
-
-def stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def build(store: Path, out: Path, names: list[str], share: bool) -> float:
-    env = {**os.environ, "CRUST_SHARE_FILES": "1" if share else "0"}
-    started = time.monotonic()
-    argv = [sys.executable, str(ROOT / "build.py"), "--store", str(store), "--output", str(out), "build", *names]
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        sys.exit(f"bench: build failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return time.monotonic() - started
 
 
 def step_times(store: Path) -> dict[str, float]:
@@ -65,32 +48,23 @@ def image_bytes(out: Path, names: list[str]) -> int:
 
 def main() -> None:
     names = sys.argv[1:] or ["wsgi", "django", "pyramid"]
-    signal.signal(signal.SIGTERM, stop)
-    if os.geteuid() != 0:
-        sys.exit("bench: run as root (the builds need it)")
+    prepare()
     from crust.build.gc import disk_usage
     from crust.build.store import Store
     from crust.cache import s3
     from crust.cache.config import CacheConfig
     from crust.cache.keys import generate_key
     from crust.cache.remote import open_cache
-    from tests.integration.aws_fakes import moto_server
 
-    binary = Path(sys.executable).parent / "moto_server"
-    if not binary.exists():
-        sys.exit(f"bench: {binary} not found (./setup.sh installs moto[server])")
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(AWS_ACCESS_KEY_ID="AKIDBENCHSTORE000000", AWS_SECRET_ACCESS_KEY="bench-secret-not-real", AWS_DEFAULT_REGION="us-east-1")
     with tempfile.TemporaryDirectory(prefix="crust-bench-store-") as tmp:
         work = Path(tmp)
-        whole = build(work / "whole", work / "out-whole", names, share=False)
-        shared = build(work / "shared", work / "out-shared", names, share=True)
+        whole, _ = build(work / "whole", work / "out-whole", names, env={"CRUST_SHARE_FILES": "0"})
+        shared, _ = build(work / "shared", work / "out-shared", names)
         images = image_bytes(work / "out-shared", names)
         sizes = {label: disk_usage(work / label / "steps") for label in ("whole", "shared")}
         before, after = step_times(work / "whole"), step_times(work / "shared")
         generate_key(work / "ci.key")
-        with moto_server(binary, work / "moto.log") as url:
+        with fake_s3(work) as url:
             bucket = f"bench-{uuid.uuid4().hex[:8]}"
             config = CacheConfig(bucket, "crust", url, work / "ci.key", ())
             cache = open_cache(config)

@@ -53,6 +53,19 @@ def moto_server(binary: Path, log: Path) -> Iterator[str]:
             proc.wait()
 
 
+def venv_moto(folder: Path) -> Iterator[str]:
+    """moto_server from the venv, logging into folder; its URL (a test skips, and fails in CI,
+    when it is not installed)."""
+    import sys
+
+    from tests.conftest import need
+
+    binary = Path(sys.executable).parent / "moto_server"
+    need(binary.exists(), "moto_server is not installed in the venv (./setup.sh installs moto[server])")
+    with moto_server(binary, folder / "moto.log") as url:
+        yield url
+
+
 def reset(url: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()
 

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from crust.define.project import Project
-from tests.conftest import ROOT, build_py, need
-from tests.integration.aws_fakes import BlockProxy, moto_server, reset
+from tests.conftest import ROOT, build_py
+from tests.integration.aws_fakes import BlockProxy, reset, venv_moto
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +46,7 @@ Built = Callable[[str], dict[str, Any]]
 
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = Path(sys.executable).parent / "moto_server"
-    need(binary.exists(), "moto_server is not installed in the venv (./setup.sh installs moto[server])")
-    with moto_server(binary, tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
+    yield from venv_moto(tmp_path_factory.mktemp("moto"))
 
 
 @pytest.fixture

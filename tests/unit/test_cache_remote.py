@@ -23,8 +23,7 @@ from crust.cache import s3
 from crust.cache.config import CacheConfig
 from crust.cache.keys import generate_key
 from crust.cache.remote import S3Cache, open_cache
-from tests.conftest import need
-from tests.integration.aws_fakes import moto_server
+from tests.integration.aws_fakes import venv_moto
 from tests.unit.test_cache_archive import describe
 
 STEP_ID = "ab" * 32
@@ -32,10 +31,7 @@ STEP_ID = "ab" * 32
 
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = Path(sys.executable).parent / "moto_server"
-    need(binary.exists(), "moto_server is not installed in the venv (./setup.sh installs moto[server])")
-    with moto_server(binary, tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
+    yield from venv_moto(tmp_path_factory.mktemp("moto"))
 
 
 @pytest.fixture
