@@ -20,7 +20,7 @@ from crust.build.manifest import Artifact, Manifest
 from crust.build.plan import AppliancePlan, Step, plan_appliance
 from crust.build.progress import Progress
 from crust.build.publish import publish
-from crust.build.sharing import adopt_equivalence
+from crust.build.sharing import adopt_equivalence, forget_equivalence
 from crust.build.store import Entry, Store
 from crust.define.project import Project
 from crust.errors import CommandError, DiskFull, StepFailed
@@ -153,11 +153,10 @@ def build_appliance(
 
     started = time.monotonic()
     built: dict[str, Built] = {}
-    index = 0
-    while index < len(plan.steps):
-        step = plan.steps[index]
 
-        def action(tmp: Path, step: Step = step, plan: AppliancePlan = plan) -> dict[str, Any]:
+    def make_action(step: Step, plan: AppliancePlan) -> Callable[[Path], dict[str, Any]]:
+        def action(tmp: Path) -> dict[str, Any]:
+            materialize(step, plan)
             entries = {key: b.entry for key, b in built.items()}
             with step_env(command_environment(plan.epoch)):
                 outputs = KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
@@ -168,7 +167,31 @@ def build_appliance(
                 share_files(tmp / "tree", entries[plan.step(started_from).key].path / "tree")
             return outputs
 
-        state = store.root / "state"
+        return action
+
+    def materialize(step: Step, plan: AppliancePlan) -> None:
+        """Obtain the entries this step reads that were left in the shared cache (its record
+        only): a fetch planned after them failed, so this step runs here after all."""
+        for earlier in plan.steps[: plan.steps.index(step)]:
+            done = built.get(earlier.key)
+            if done is None or not isinstance(done.entry, RemoteEntry) or not reads(step, earlier):
+                continue
+            recorded = done.entry.meta.get("output_digest")
+            got = ensure(store, earlier, make_action(earlier, plan), progress, remote)
+            if recorded and got.entry.meta.get("output_digest") != recorded:
+                forget_equivalence(store.root / "state", earlier.kind, earlier.id)
+                raise StepFailed(
+                    f"{earlier.kind} step of {earlier.name}: its shared cache entry could not be used, and built here it made "
+                    "other output than the cache's, which the steps after it were planned from (fix: run the build again: "
+                    "it plans from this store's own output now)"
+                )
+            built[earlier.key] = got
+
+    state = store.root / "state"
+    index = 0
+    while index < len(plan.steps):
+        step = plan.steps[index]
+        action = make_action(step, plan)
 
         def replan(plan: AppliancePlan, canonical: str, step: Step = step, index: int = index) -> AppliancePlan:
             if canonical == step.id or all(later.inputs.get(step.kind, canonical) == canonical for later in plan.steps[index + 1 :]):
@@ -188,7 +211,12 @@ def build_appliance(
             # the cache by the ids it built them under.
             adopt_equivalence(state, step.kind, step.id, made, str(seen.get("canonical") or step.id))
             plan = replan(plan, record_output(state, step.kind, step.id, made))
-        if seen is not None and made and not publishes(step) and not any(reads(s, step) and must_run(store, remote, s) for s in plan.steps[index + 1 :]):
+        if (
+            seen is not None
+            and made
+            and not publishes(step)
+            and not any(reads(s, step) and must_run(store, remote, s) for s in plan.steps[index + 1 :])
+        ):
             # In the shared cache, and nothing here reads its files: its record is enough.
             remote_entry = RemoteEntry(step.kind, step.id, store.root / "steps" / f"{step.kind}-{step.id}", seen["meta"])
             built[step.key] = Built(remote_entry, True, True, record_output(state, step.kind, step.id, made))

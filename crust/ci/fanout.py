@@ -75,8 +75,12 @@ def plan_fanout(project: Project, appliances: list[str], cache: CacheConfig | No
             "a CI fan-out needs the shared step cache, and none is set",
             hint=f"write url and trust in {FILE_NAME} beside appliances/, or give --cache s3://BUCKET/PREFIX --trust KEYFILE.pub",
         )
-    if cache.signing_key is not None and not from_file:
-        raise UserError("--cache-key has no place in a CI file", hint="the signing key is a CI secret (CRUST_CACHE_KEY); give --trust KEYFILE.pub")
+    if cache.signing_key is not None:
+        where = f"key in {FILE_NAME}" if from_file else "--cache-key"
+        raise UserError(
+            f"{where} has no place in a CI file: every job, pull requests' too, would sign with it",
+            hint=f"the signing key is a CI secret (CRUST_CACHE_KEY); {'remove key from ' + FILE_NAME if from_file else 'give --trust KEYFILE.pub'}",
+        )
     args: list[str] = []
     if not from_file:
         args += ["--cache", cache.url]

@@ -56,7 +56,7 @@ def render(fanout: Fanout) -> str:
         "name": "crust",
         "on": {"push": {"branches": [fanout.branch]}, "pull_request": {}, "workflow_dispatch": {}},
         "permissions": {"contents": "read"},
-        "concurrency": {"group": "crust-${{ github.ref }}", "cancel-in-progress": True},
+        "concurrency": {"group": "crust-${{ github.ref }}", "cancel-in-progress": "${{ github.event_name == 'pull_request' }}"},  # never an upload
         "defaults": {"run": {"shell": "bash"}},
         "jobs": {one.appliance: job(fanout, one) for one in fanout.jobs},
     }

@@ -48,6 +48,6 @@ def render(fanout: Fanout) -> str:
         },
     }
     for one in fanout.jobs:
-        pipeline[one.appliance] = job(fanout, one)
+        pipeline[f"crust:{one.appliance}"] = job(fanout, one)  # never a top-level keyword (stages, image, pages...)
     body = dump_yaml(pipeline)
     return HEADER.format(system="gitlab", key="CRUST_CACHE_KEY, a protected File variable") + body

@@ -133,10 +133,13 @@ def last_blob(client: Any, config: CacheConfig, kind: str, step_id: str) -> str:
     return str(json.loads(body)["manifest"]["blob"])
 
 
-def test_poisoned_entry_is_refused_and_rebuilt(seeded: dict[str, Any], keys: dict[str, Path], aws: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["convert", "image"])
+def test_poisoned_entry_is_refused_and_rebuilt(seeded: dict[str, Any], keys: dict[str, Path], aws: dict[str, str], tmp_path: Path, kind: str) -> None:
+    """convert: its input (the image) is fetched anyway. image: the tree it reads was left in the
+    cache (nothing was to run), so it is fetched when the image must be built here after all."""
     config, client, a = seeded["config"], seeded["client"], seeded["manifest"]
-    convert = next(s for s in a["steps"] if s["kind"] == "convert")
-    blob = last_blob(client, config, "convert", convert["id"])
+    convert = next(s for s in a["steps"] if s["kind"] == kind)
+    blob = last_blob(client, config, kind, convert["id"])
     original = client.get_object(Bucket=config.bucket, Key=blob)["Body"].read()
     poisoned = bytearray(original)
     poisoned[len(poisoned) // 2] ^= 0xFF
@@ -147,8 +150,8 @@ def test_poisoned_entry_is_refused_and_rebuilt(seeded: dict[str, Any], keys: dic
         client.put_object(Bucket=config.bucket, Key=blob, Body=original)
     assert done.returncode == 0, done.stderr[-3000:]
     refused = [line for line in done.stderr.splitlines() if "warning: shared cache entry" in line]
-    assert len(refused) == 1 and f"convert-{convert['id'][:12]} refused: its content does not match its signed digest" in refused[0], done.stderr
-    assert [line.split()[1] for line in ran(done.stderr)] == ["convert"], done.stderr
+    assert len(refused) == 1 and f"{kind}-{convert['id'][:12]} refused: its content does not match its signed digest" in refused[0], done.stderr
+    assert [line.split()[1] for line in ran(done.stderr)] == [kind], done.stderr
     c = json.loads((tmp_path / "out" / "wsgi" / "manifest.json").read_text())
     assert [x["sha256"] for x in c["artifacts"]] == [x["sha256"] for x in a["artifacts"]]
 

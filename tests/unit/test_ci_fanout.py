@@ -105,8 +105,8 @@ def test_gitlab_pipeline_has_a_job_per_appliance_and_passes_the_schema(checkout:
     pipeline = load(path)
     assert pipeline[".crust"]["tags"] == ["crust", "kvm"]
     names = sorted(p.stem for p in (checkout / "appliances").glob("*.toml"))
-    jobs = {k: v for k, v in pipeline.items() if isinstance(v, dict) and "script" in v}
-    assert sorted(jobs) == names
+    jobs = {k.removeprefix("crust:"): v for k, v in pipeline.items() if isinstance(v, dict) and "script" in v}
+    assert sorted(jobs) == names and all(k.startswith("crust:") for k, v in pipeline.items() if isinstance(v, dict) and "script" in v)
     for name, job in jobs.items():
         build = job["script"][0]
         assert build.startswith('if [ "$CI_COMMIT_BRANCH" = "$CI_DEFAULT_BRANCH" ]') and build.count("--cache-key") == 1
@@ -154,6 +154,7 @@ def test_cache_toml_makes_the_build_options_unneeded(checkout: Path) -> None:
         (("--cache", "s3://team-cache/crust", "--trust", "KEY.pub", "nosuch"), "no appliance named 'nosuch'"),
         (("--cache", "s3://team-cache/crust", "--trust", "KEY.pub", "--runner", ","), "--runner: no label"),
         (("--cache", "s3://team-cache/crust", "--cache-key", "KEY"), "--cache-key has no place in a CI file"),
+        (("--cache", "none"), "needs the shared step cache"),
     ],
 )
 def test_bad_options_are_one_line_errors(checkout: Path, args: tuple[str, ...], words: str) -> None:
@@ -166,3 +167,12 @@ def test_bad_options_are_one_line_errors(checkout: Path, args: tuple[str, ...], 
         assert out.returncode == 2, out.stderr
         assert words in out.stderr and len(out.stderr.strip().splitlines()) <= 2, out.stderr
     assert not (checkout / ".github").exists() and not (checkout / ".gitlab-ci.yml").exists()
+
+
+def test_a_signing_key_in_cache_toml_is_refused(checkout: Path) -> None:
+    """Every job reads cache.toml: a key there would sign pull requests' pushes too."""
+    generate_key(checkout / "keys" / "mine.key")
+    (checkout / "cache.toml").write_text('url = "s3://team-cache/crust"\nkey = "keys/mine.key"\ntrust = ["keys/ci.key.pub"]\n')
+    out = build_py("--appliances", str(checkout / "appliances"), "ci", "gitlab")
+    assert out.returncode == 2 and "key in cache.toml has no place in a CI file" in out.stderr, out.stderr
+    assert not (checkout / ".gitlab-ci.yml").exists()
