@@ -32,7 +32,7 @@ from typing import Any
 
 from crust.build.gc import human
 from crust.build.layers import STARTS_FROM, share_files
-from crust.build.sharing import adopt_equivalence
+from crust.build.sharing import adopt_equivalence, is_digest
 from crust.build.store import Entry, Store
 from crust.cache import Say, s3
 from crust.cache.archive import BadArchive, pack_entry, unpack_entry
@@ -155,8 +155,10 @@ class S3Cache:
             raise Refused("its signed manifest names a blob of another step")
         if not isinstance(digest, str) or len(digest) != 64 or not isinstance(size, int) or isinstance(size, bool):
             raise Refused("its signed manifest has no sha256 or size")
-        if not isinstance(manifest.get("meta", {}), dict) or not isinstance(manifest.get("canonical", step_id), str):
+        meta, canonical_id = manifest.get("meta", {}), manifest.get("canonical", step_id)
+        if not isinstance(meta, dict) or not isinstance(canonical_id, str) or not is_digest(canonical_id):
             raise Refused("its signed manifest's record or canonical id is malformed")
+        check_output_digest(meta)
         return {**manifest, "signed_by": str(envelope["key"])}
 
     def fetch_blob(self, store: Store, kind: str, step_id: str, manifest: dict[str, Any]) -> Entry:
@@ -212,7 +214,16 @@ def read_meta(tmp: Path, kind: str, step_id: str) -> dict[str, Any]:
         raise Refused("its archive has no readable step.json") from None
     if meta.get("kind") != kind or meta.get("id") != step_id:
         raise Refused(f"its step.json is {meta.get('kind')}-{str(meta.get('id'))[:12]}'s")
+    check_output_digest(meta)
     return meta
+
+
+def check_output_digest(meta: dict[str, Any]) -> None:
+    """A step's recorded output digest names a file of the store's state (early cut-off): only
+    a sha256 in hex may, never a path."""
+    made = meta.get("output_digest")
+    if made is not None and not (isinstance(made, str) and is_digest(made)):
+        raise Refused("its record's output digest is not a sha256")
 
 
 def sha256_file(path: Path) -> str:

@@ -443,3 +443,21 @@ def test_fetching_builder_takes_the_pushers_early_cut_off(moto_url: str, bucket:
     assert record_output(other.root / "state", "tree", mine, made) == mine
     assert reader(moto_url, bucket, keys).fetch(other, "tree", STEP_ID, Said()) is not None
     assert record_output(other.root / "state", "tree", STEP_ID, made) == mine
+
+
+def test_record_naming_a_path_is_refused(moto_url: str, bucket: str, keys: dict[str, Path], tmp_path: Path) -> None:
+    """Even a trusted signer's record cannot name a path for the store's early cut-off state:
+    its output digest must be a sha256 (it becomes state/outputs/KIND-DIGEST)."""
+    store = Store(tmp_path / "builder")
+    with store.building("tree", STEP_ID) as tmp:
+        (tmp / "tree").mkdir()
+        (tmp / "tree" / "hostname").write_text("appliance\n")
+        meta = {"kind": "tree", "name": "wsgi", "id": STEP_ID, "duration_s": 1.0, "created": "2026-11-30T00:00:00+00:00", "outputs": {}}
+        meta["output_digest"] = "../../../../escaped"
+        entry = store.commit("tree", STEP_ID, tmp, meta)
+    open_cache(config(moto_url, bucket, keys["ci"])).push(entry, Said())
+    cache, said, pr = reader(moto_url, bucket, keys), Said(), Store(tmp_path / "pull-request")
+    assert cache.peek("tree", STEP_ID) is None
+    assert cache.fetch(pr, "tree", STEP_ID, said) is None
+    assert said.lines == [f"warning: shared cache entry tree-{STEP_ID[:12]} refused: its record's output digest is not a sha256; building it here"]
+    assert pr.get("tree", STEP_ID) is None and not (tmp_path / "escaped").exists() and not list(tmp_path.rglob("*escaped*"))
