@@ -43,8 +43,9 @@ class Built:
 @dataclass(frozen=True)
 class RemoteEntry(Entry):
     """A step in the shared cache that this build needs only the record of (its step.json, from
-    the signed manifest), not the files: nothing here reads them, and no step after it runs.
-    Its path is where the store would hold it; nothing is there."""
+    the signed manifest), not the files: no step that reads them runs here (unless a later
+    fetch fails: build_appliance's materialize then obtains it). Its path is where the store
+    would hold it; nothing is there."""
 
     remote_meta: dict[str, Any]
 

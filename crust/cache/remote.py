@@ -119,10 +119,12 @@ class S3Cache:
 
     def fetch(self, store: Store, kind: str, step_id: str, say: Say) -> Entry | None:
         try:
-            raw = s3.get_small(self.client, self.config.bucket, self.marker_key(kind, step_id))
-            if raw is None:
-                return None
-            manifest = self.check_manifest(raw, kind, step_id)
+            manifest = self.peeked.get(f"{kind}-{step_id}")  # checked already when planning asked
+            if manifest is None:  # not asked, absent or refused: read it (again) to say why
+                raw = s3.get_small(self.client, self.config.bucket, self.marker_key(kind, step_id))
+                if raw is None:
+                    return None
+                manifest = self.check_manifest(raw, kind, step_id)
             entry = self.fetch_blob(store, kind, step_id, manifest)
         except Refused as exc:
             say(f"warning: shared cache entry {kind}-{step_id[:12]} refused: {exc}; building it here")

@@ -239,9 +239,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     used, _ = referenced(store, names, 1)
     by_kind: dict[str, list[int]] = {}
     unused = 0
-    seen: set[tuple[int, int]] = set()  # a file entries share counts in the first: base, then packages, then tree
-    order = {kind: i for i, kind in enumerate(("base", "packages", "tree", "image", "convert"))}
-    for entry in sorted((store.root / "steps").iterdir(), key=lambda p: (order.get(p.name.split("-", 1)[0], 9), p.name)):
+    from crust.steps import KINDS
+
+    seen: set[tuple[int, int]] = set()  # a file entries share counts in the first, in the kinds' order: base, packages, tree...
+    order = {name: kind.order for name, kind in KINDS.items()}
+    for entry in sorted((store.root / "steps").iterdir(), key=lambda p: (order.get(p.name.split("-", 1)[0], 1 << 30), p.name)):
         size = disk_usage(entry, seen)
         kind = entry.name.split("-", 1)[0]
         by_kind.setdefault(kind, [0, 0])
