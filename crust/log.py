@@ -35,3 +35,18 @@ def log_line(text: str) -> None:
     if log is not None:
         log.write(redact(text.rstrip("\n")) + "\n")
         log.flush()
+
+
+@contextlib.contextmanager
+def phase(name: str, into: list[tuple[str, float]]) -> Iterator[None]:
+    """Time a phase of a step: (name, seconds) goes into `into` (the step's record, in the
+    order the phases ran) and a line into the step log."""
+    import time
+
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        took = round(time.monotonic() - started, 2)
+        into.append((name, took))
+        log_line(f"crust: {name} took {took:.2f}s")

@@ -24,7 +24,7 @@ from crust.build.sharing import adopt_equivalence, forget_equivalence
 from crust.build.store import Entry, Store
 from crust.define.project import Project
 from crust.errors import CommandError, DiskFull, StepFailed
-from crust.log import logging_to
+from crust.log import logging_to, phase
 from crust.runner import step_env
 from crust.tree.reproducible import clamp_times
 
@@ -90,7 +90,8 @@ def obtain(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
             with open(log_path, "w", encoding="utf-8") as log, logging_to(log), store.building(step.kind, step.id) as tmp:
                 try:
                     outputs = action(tmp)
-                    output = digest_output(tmp)  # before step.json is written: what the step made
+                    with phase("output digest", outputs.setdefault("phases_s", [])):
+                        output = digest_output(tmp)  # before step.json is written: what the step made
                     duration = time.monotonic() - started
                     meta = {
                         "kind": step.kind,
@@ -161,11 +162,14 @@ def build_appliance(
             entries = {key: b.entry for key, b in built.items()}
             with step_env(command_environment(plan.epoch)):
                 outputs = KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
-            clamp_times(tmp, plan.epoch)  # the step's files too (disk.raw, the SBOM): its output is its bytes and times
+            took = outputs.setdefault("phases_s", [])
+            with phase("clamp times", took):
+                clamp_times(tmp, plan.epoch)  # the step's files too (disk.raw, the SBOM): its output is its bytes and times
             started_from = STARTS_FROM.get(step.kind)
             if started_from is not None and os.environ.get("CRUST_SHARE_FILES") != "0":  # 0: whole copies (bench/store.py's baseline)
-                # store what the step changed: its unchanged files are links to the earlier entry's
-                share_files(tmp / "tree", entries[plan.step(started_from).key].path / "tree")
+                with phase("share unchanged files", took):
+                    # store what the step changed: its unchanged files are links to the earlier entry's
+                    share_files(tmp / "tree", entries[plan.step(started_from).key].path / "tree")
             return outputs
 
         return action

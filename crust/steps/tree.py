@@ -20,6 +20,7 @@ from crust.define.roles import path_inputs, role_files
 from crust.digest import digest_file, digest_json, digest_text, step_id
 from crust.disk.assemble import Layout, derived_uuid
 from crust.distros import backend_for
+from crust.log import phase
 from crust.runner import run as run_command
 from crust.steps.kind import GIB, Job, StepKind
 from crust.tree.paths import inside
@@ -90,32 +91,42 @@ def run(job: Job) -> dict[str, Any]:
     tree = job.tmp / "tree"
     work = job.tmp / "work"
     work.mkdir()
-    run_command(["cp", "-a", "--reflink=auto", str(packages.path / "tree"), str(tree)])
-    configure.set_timezone(tree, ks.timezone)
-    configure.set_lang(tree, ks.lang)
-    configure.generate_locales(tree, ks.lang)
-    configure.set_keyboard(tree, ks.keymap)
-    configure.configure_network(tree, ks.network)
-    configure.set_root_password(tree, ks.root_password_hash)
-    configure.create_users(tree, ks.users)
-    configure.install_ssh_keys(tree, ks.sshkeys)
-    configure.write_fstab(tree, plan.layout.root_uuid, ks.root_grow)
-    if ks.root_grow:
-        configure.write_grow_config(tree)
-    configure.write_kernel_cmdline(tree, plan.layout.cmdline)
-    configure.mask_generators(tree, plan.distro.masked_generators)
+    took: list[tuple[str, float]] = []  # where the step's seconds go (its record and log)
+    with phase("copy the packages tree", took):
+        run_command(["cp", "-a", "--reflink=auto", str(packages.path / "tree"), str(tree)])
+    with phase("kickstart commands", took):
+        configure.set_timezone(tree, ks.timezone)
+        configure.set_lang(tree, ks.lang)
+        configure.generate_locales(tree, ks.lang)
+        configure.set_keyboard(tree, ks.keymap)
+        configure.configure_network(tree, ks.network)
+        configure.set_root_password(tree, ks.root_password_hash)
+        configure.create_users(tree, ks.users)
+        configure.install_ssh_keys(tree, ks.sshkeys)
+        configure.write_fstab(tree, plan.layout.root_uuid, ks.root_grow)
+        if ks.root_grow:
+            configure.write_grow_config(tree)
+        configure.write_kernel_cmdline(tree, plan.layout.cmdline)
+        configure.mask_generators(tree, plan.distro.masked_generators)
     facts = job.store.root / "state" / "facts" / digest_text(packages.path.name + plan.rendered.text)[:24]
     drop_corrupt_facts(facts)
     # What %packages installed (name -> version): the roles check their packages in it.
     variables = {**plan.variables, "crust_packages": packages.meta["outputs"]["packages"]}
-    ansible.apply_roles(tree, plan.roles, variables, job.project.roles, work, facts)
-    configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
-    configure.run_scripts(tree, ks.scripts, work)
+    with phase("roles (ansible-playbook)", took):
+        ansible.apply_roles(tree, plan.roles, variables, job.project.roles, work, facts)
+    with phase("services and %post scripts", took):
+        configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
+        configure.run_scripts(tree, ks.scripts, work)
     faults.point("tree.seal")
-    seal(tree, ks, backend, plan.epoch)
-    check_no_secret_left(tree, job)
+    with phase("seal", took):
+        seal(tree, ks, backend, plan.epoch)
+    with phase("build secret check", took):
+        check_no_secret_left(tree, job)
     shutil.rmtree(work)
-    return {"packages": backend.database(tree).installed(), "kernel": sorted(p.name for p in inside(tree, "/boot", follow=True).glob("vmlinuz-*"))}
+    with phase("package list and kernels", took):
+        installed = backend.database(tree).installed()
+        kernels = sorted(p.name for p in inside(tree, "/boot", follow=True).glob("vmlinuz-*"))
+    return {"packages": installed, "kernel": kernels, "phases_s": took}
 
 
 def check_no_secret_left(tree: Path, job: Job) -> None:

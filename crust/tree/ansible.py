@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from crust.define.roles import secret_options
+from crust.log import log_line
 from crust.runner import check_tools, find_tool, run, sandboxed
 from crust.tree.files import make_dirs
 from crust.tree.sandbox import chroot_wrapper
@@ -82,7 +83,7 @@ def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables:
                     "ansible_host": str(tree),
                     "ansible_connection": "community.general.chroot",
                     "ansible_chroot_exe": str(chroot),
-                    "ansible_python_interpreter": "/usr/bin/python3",
+                    "ansible_python_interpreter": f"{BOOT_DIR}/python3",
                 }
             }
         }
@@ -99,6 +100,10 @@ def write_playbook(workdir: Path, tree: Path, roles: tuple[str, ...], variables:
     return playbook
 
 
+# Modules start through ansible_boot.py, which keeps what they compile in the step's work dir
+# (see its docstring): bound at BOOT_DIR in each task's sandbox, the script read-only.
+BOOT = Path(__file__).with_name("ansible_boot.py")
+BOOT_DIR = "/run/crust-ansible"
 WHEEL_CACHE = Path(os.environ.get("CRUST_WHEEL_CACHE", "/var/cache/crust/wheels"))
 WHEEL_DIR = "/var/tmp/crust-wheels"  # where the host's wheel cache shows inside the tree
 
@@ -116,8 +121,15 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
     paths = {name: f"{secrets.SECRETS_DIR}/{sid}" for name, sid in needed.items()}
     variables = {**variables, "crust_wheel_cache": str(WHEEL_CACHE), "crust_wheel_dir": WHEEL_DIR, **paths}
     secret_dir = workdir / "secrets"  # a tmpfs in the controller's namespace while the playbook runs
-    ro_binds = [(WHEEL_CACHE, WHEEL_DIR), *([(secret_dir, secrets.SECRETS_DIR)] if given else [])]
-    chroot = chroot_wrapper(workdir / "crust-chroot", ro_binds=ro_binds)
+    # Ansible quotes the interpreter as one word: a script that starts the tree's python3 with BOOT.
+    interpreter = workdir / "python3"
+    interpreter.write_text(f'#!/bin/sh\nexec /usr/bin/python3 {BOOT_DIR}/{BOOT.name} "$@"\n')
+    interpreter.chmod(0o755)
+    compiled = workdir / "module-cache"
+    compiled.mkdir()
+    boot = [(BOOT, f"{BOOT_DIR}/{BOOT.name}"), (interpreter, f"{BOOT_DIR}/python3")]
+    ro_binds = [(WHEEL_CACHE, WHEEL_DIR), *boot, *([(secret_dir, secrets.SECRETS_DIR)] if given else [])]
+    chroot = chroot_wrapper(workdir / "crust-chroot", ro_binds=ro_binds, binds=[(compiled, f"{BOOT_DIR}/cache")])
     # No mount point in the tree: the sandbox's /run is a tmpfs, bwrap makes it there.
     playbook = write_playbook(workdir, tree, roles, variables, chroot)
     check_tools(["ansible-playbook"])
@@ -149,6 +161,19 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
         _run_playbook(ansible_playbook, workdir, playbook, secret_dir, env, given)
     finally:
         wheels.rmdir()
+        log_line(module_cache_report(compiled))
+
+
+def module_cache_report(compiled: Path) -> str:
+    """What ansible_boot.py's cache did in the run: module imports served compiled, and compiled."""
+    served = made = 0
+    try:
+        for line in (compiled / "stats").read_text(encoding="ascii").splitlines():
+            a, b = line.split()
+            served, made = served + int(a), made + int(b)
+    except (OSError, ValueError):
+        pass
+    return f"crust: ansible module imports: {served} served compiled, {made} compiled"
 
 
 def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, secret_dir: Path, env: dict[str, str], given: Mapping[str, bytes]) -> None:

@@ -84,10 +84,10 @@ def in_sandbox(
     ]
 
 
-def chroot_wrapper(path: Path, *, ro_binds: Sequence[tuple[Path, str]] = ()) -> Path:
+def chroot_wrapper(path: Path, *, ro_binds: Sequence[tuple[Path, str]] = (), binds: Sequence[tuple[Path, str]] = ()) -> Path:
     """An executable that stands in for chroot(8) (`WRAPPER TREE COMMAND...`), running the
     command in the sandbox: what Ansible's chroot connection runs for each task."""
-    options = shlex.join(bwrap_options(ro_binds=ro_binds))
+    options = shlex.join(bwrap_options(ro_binds=ro_binds, binds=binds))
     path.write_text(
         f'#!/bin/sh\n# Crust: chroot into the build sandbox (crust/tree/sandbox.py).\ntree=$1\nshift\nexec bwrap --bind "$tree" / {options} -- "$@"\n'
     )

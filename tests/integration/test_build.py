@@ -91,6 +91,18 @@ def test_tree_is_sealed(built: Built, name: str) -> None:
     assert private == []
 
 
+def test_roles_modules_import_compiled_code_after_their_first_run(built: Built) -> None:
+    """Issue 21: Ansible's modules import their module_utils from a zip, compiled from source on
+    every run; crust/tree/ansible_boot.py keeps the compiled code, so most imports are served."""
+    manifest = built("wsgi")
+    tree_id = next(s["id"] for s in manifest["steps"] if s["kind"] == "tree")
+    log = (ROOT / ".crust" / "logs" / f"tree-{tree_id}.log").read_text()
+    found = re.search(r"crust: ansible module imports: (\d+) served compiled, (\d+) compiled", log)
+    assert found is not None, "the tree step's log has no module cache report"
+    served, compiled = int(found.group(1)), int(found.group(2))
+    assert compiled > 0 and served > 5 * compiled
+
+
 def test_wsgi_boots_and_serves_its_page(built: Built, tmp_path: Path) -> None:
     """Issue 2: the qcow2 boots under plain qemu (TCG, OVMF) and answers on a forwarded port."""
     need_tool("qemu-system-x86_64")
