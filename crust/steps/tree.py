@@ -1,8 +1,8 @@
 """tree: the packages tree configured by the kickstart and the roles, then sealed.
 
 Its id covers the packages step, the rendered kickstart, the variables, every file of every
-role used, the host files path variables name, and Crust's code for it. Planning it also fixes
-the disk layout (the root file system's UUID derives from the tree's id) and the build id.
+role used (those the appliance names, their dependencies, and the roles they include), the
+host files path variables name, and Crust's code for it. Planning it also fixes the disk layout (the root file system's UUID derives from the tree's id) and the build id.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from crust import faults
 from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.build.store import Entry
-from crust.define.roles import path_inputs, role_files
+from crust.define.roles import path_inputs, role_files, roles_shaping
 from crust.digest import digest_file, digest_json, digest_text, step_id
 from crust.disk.assemble import Layout, derived_uuid
 from crust.distros import backend_for
@@ -39,7 +39,7 @@ def plan(p: Planning) -> tuple[Step, ...]:
         "host-scripts": str(spec.allow_host_scripts),
         **code_inputs("tree"),
     }
-    for role in p.roles:
+    for role in roles_shaping(roles_dir, p.roles):  # the roles the play runs, and those they include
         for path in role_files(roles_dir, role):
             inputs[f"role:{path.relative_to(roles_dir)}"] = digest_file(path)
     for path in path_inputs(p.options, spec.vars):

@@ -58,6 +58,32 @@ def test_role_edit_reruns_from_the_tree(project: Path, tmp_path: Path, offline: 
         assert first[key] != second[key], key
 
 
+def test_a_role_included_by_name_is_part_of_the_tree_step(project: Path, tmp_path: Path, offline: None) -> None:
+    """wsgi's tasks include python_app (include_role, not a meta dependency): an edit of
+    python_app must rebuild wsgi's tree, and plan names the file."""
+    before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
+    tasks = project / "roles/python_app/tasks/main.yml"
+    tasks.write_text(tasks.read_text() + "# edited\n")
+    after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
+    assert before.id != after.id
+    why = explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)})
+    assert why == "role file python_app/tasks/main.yml changed"
+
+
+def test_an_include_is_found_under_ansible_tags_and_a_templated_name_is_not_followed(tmp_path: Path) -> None:
+    from crust.define.roles import roles_shaping
+
+    for name, tasks in {
+        "top": "- ansible.builtin.include_role: {name: middle}\n  vars: {x: !unsafe '{{ y }}'}\n- block:\n    - import_role: {name: '{{ pick }}'}\n",
+        "middle": "- ansible.builtin.debug: {msg: hi}\n- ansible.legacy.import_role:\n    name: last\n",
+        "last": "- ansible.builtin.debug: {msg: hi}\n",
+        "unused": "- ansible.builtin.debug: {msg: hi}\n",
+    }.items():
+        (tmp_path / name / "tasks").mkdir(parents=True)
+        (tmp_path / name / "tasks/main.yml").write_text(tasks)
+    assert roles_shaping(tmp_path, ("top",)) == ("top", "middle", "last")
+
+
 def test_explain_names_the_changed_role_file(project: Path, tmp_path: Path, offline: None) -> None:
     before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
     template = project / "roles/wsgi/templates/nginx-site.conf.j2"
