@@ -127,64 +127,6 @@ def role_closure(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(ordered)
 
 
-INCLUDES = frozenset(f"{prefix}{action}" for prefix in ("", "ansible.builtin.", "ansible.legacy.") for action in ("include_role", "import_role"))
-
-
-class _AnyTagLoader(yaml.SafeLoader):
-    """YAML with Ansible's tags (!unsafe, !vault...) read as the plain values they tag."""
-
-
-def _any_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    return loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-
-
-_AnyTagLoader.add_multi_constructor("!", _any_tag)
-
-
-@functools.cache
-def _included_by_file(path: Path) -> tuple[str, ...]:
-    """The roles a tasks file includes or imports by a fixed name (include_role, import_role)."""
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)  # a SafeLoader
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read it as YAML: {exc}".splitlines()[0], file=path, hint="correct the YAML syntax") from None
-    found: list[str] = []
-    stack = [data]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in INCLUDES and isinstance(value, dict) and isinstance(value.get("name"), str) and "{" not in value["name"]:
-                    found.append(value["name"])
-                stack.append(value)
-        elif isinstance(node, list):
-            stack.extend(node)
-    return tuple(sorted(set(found)))
-
-
-def roles_shaping(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
-    """Every role whose files shape what ROLES (and their dependencies) make: the closure over
-    meta dependencies and over the roles their tasks and handlers include or import by name
-    (wsgi includes python_app), in the order first met."""
-    ordered: list[str] = []
-    todo = list(role_closure(roles_dir, roles))
-    while todo:
-        role = todo.pop(0)
-        if role in ordered:
-            continue
-        ordered.append(role)
-        for folder in ("tasks", "handlers"):
-            for path in sorted((roles_dir / role / folder).rglob("*.y*ml")):
-                for name in _included_by_file(path):
-                    if name not in ordered and (roles_dir / name / "tasks/main.yml").is_file():
-                        todo.extend(role_closure(roles_dir, (name,)))
-    return tuple(ordered)
-
-
 def role_files(roles_dir: Path, role: str) -> list[Path]:
     base = roles_dir / role
     return sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc"))

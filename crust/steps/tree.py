@@ -16,7 +16,8 @@ from typing import Any
 from crust import faults
 from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.build.store import Entry
-from crust.define.roles import path_inputs, role_files, roles_shaping
+from crust.define.role_includes import roles_shaping
+from crust.define.roles import path_inputs, role_files
 from crust.digest import digest_file, digest_json, digest_text, step_id
 from crust.disk.assemble import Layout, derived_uuid
 from crust.distros import backend_for

@@ -71,7 +71,7 @@ def test_a_role_included_by_name_is_part_of_the_tree_step(project: Path, tmp_pat
 
 
 def test_an_include_is_found_under_ansible_tags_and_a_templated_name_is_not_followed(tmp_path: Path) -> None:
-    from crust.define.roles import roles_shaping
+    from crust.define.role_includes import roles_shaping
 
     for name, tasks in {
         "top": "- ansible.builtin.include_role: {name: middle}\n  vars: {x: !unsafe '{{ y }}'}\n- block:\n    - import_role: {name: '{{ pick }}'}\n",
