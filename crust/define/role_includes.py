@@ -4,6 +4,7 @@ role_closure follows them) and the roles their tasks and handlers include or imp
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from crust.define.roles import role_closure
 from crust.errors import UserError
 
 INCLUDES = frozenset(f"{prefix}{action}" for prefix in ("", "ansible.builtin.", "ansible.legacy.") for action in ("include_role", "import_role"))
+
+
+ROLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 class _AnyTagLoader(yaml.SafeLoader):
@@ -65,6 +69,8 @@ def roles_shaping(roles_dir: Path, roles: tuple[str, ...]) -> tuple[str, ...]:
         for folder in ("tasks", "handlers"):
             for path in sorted((roles_dir / role / folder).rglob("*.y*ml")):
                 for name in _included_by_file(path):
-                    if name not in ordered and (roles_dir / name / "tasks/main.yml").is_file():
+                    # Only a plain role name: the name is data from a pull request, and a path
+                    # ("../..") would make the build read (and hash) files outside roles/.
+                    if ROLE_NAME.fullmatch(name) and name not in ordered and (roles_dir / name / "tasks/main.yml").is_file():
                         todo.extend(role_closure(roles_dir, (name,)))
     return tuple(ordered)

@@ -84,6 +84,19 @@ def test_an_include_is_found_under_ansible_tags_and_a_templated_name_is_not_foll
     assert roles_shaping(tmp_path, ("top",)) == ("top", "middle", "last")
 
 
+def test_an_include_naming_a_path_is_not_followed_out_of_the_roles_dir(tmp_path: Path) -> None:
+    """The name is data from a pull request: `name: ../outside` must not make the plan read
+    (and hash) a directory outside roles/, even one shaped like a role."""
+    from crust.define.role_includes import roles_shaping
+
+    roles = tmp_path / "roles"
+    (roles / "top/tasks").mkdir(parents=True)
+    (roles / "top/tasks/main.yml").write_text("- ansible.builtin.include_role: {name: ../outside}\n- include_role: {name: /etc}\n")
+    (tmp_path / "outside/tasks").mkdir(parents=True)
+    (tmp_path / "outside/tasks/main.yml").write_text("- ansible.builtin.debug: {msg: hi}\n")
+    assert roles_shaping(roles, ("top",)) == ("top",)
+
+
 def test_explain_names_the_changed_role_file(project: Path, tmp_path: Path, offline: None) -> None:
     before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
     template = project / "roles/wsgi/templates/nginx-site.conf.j2"
