@@ -22,26 +22,10 @@ import os
 import stat
 from pathlib import Path
 
+from crust.tree.overlay import all_xattrs as xattrs
+from crust.tree.overlay import same_content
+
 STARTS_FROM = {"packages": "base", "tree": "packages"}  # a step kind -> the kind whose tree/ it copies first
-CHUNK = 1 << 20
-
-
-def xattrs(path: str) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names)}
-
-
-def same_content(a: str, b: str) -> bool:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(CHUNK), fb.read(CHUNK)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 def link_groups(tree: str) -> tuple[dict[tuple[int, int], list[str]], dict[str, os.stat_result]]:

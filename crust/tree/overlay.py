@@ -136,12 +136,18 @@ def listing(rel: str, lowers: Sequence[Path]) -> set[str]:
     return names
 
 
-def xattrs(path: Path) -> dict[str, bytes]:
+def all_xattrs(path: str | os.PathLike[str]) -> dict[str, bytes]:
+    """A file's extended attributes (the link's own for a symlink), by name."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return {}
-    return {n: os.getxattr(path, n, follow_symlinks=False) for n in sorted(names) if not n.startswith(OVERLAY_XATTRS)}
+    return {n: os.getxattr(path, n, follow_symlinks=False) for n in sorted(names)}
+
+
+def xattrs(path: Path) -> dict[str, bytes]:
+    """Its extended attributes but overlayfs' own notes."""
+    return {n: v for n, v in all_xattrs(path).items() if not n.startswith(OVERLAY_XATTRS)}
 
 
 def same_entry(a: Path, b: Path) -> bool:
@@ -155,13 +161,14 @@ def same_entry(a: Path, b: Path) -> bool:
     if stat.S_ISLNK(sa.st_mode):
         return os.readlink(a) == os.readlink(b)
     if stat.S_ISREG(sa.st_mode):
-        return sa.st_size == sb.st_size and _same_bytes(a, b)
+        return sa.st_size == sb.st_size and same_content(a, b)
     if stat.S_ISCHR(sa.st_mode) or stat.S_ISBLK(sa.st_mode):
         return sa.st_rdev == sb.st_rdev
     return True
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
+def same_content(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """The same bytes (read side by side, a MiB at a time)."""
     with open(a, "rb") as fa, open(b, "rb") as fb:
         while True:
             x, y = fa.read(1 << 20), fb.read(1 << 20)
