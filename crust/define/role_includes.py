@@ -38,7 +38,10 @@ _AnyTagLoader.add_multi_constructor("!", _any_tag)
 def _included_by_file(path: Path) -> tuple[str, ...]:
     """The roles a tasks file includes or imports by a fixed name (include_role, import_role)."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)  # a SafeLoader
+        text = path.read_text(encoding="utf-8")
+        if "include_role" not in text and "import_role" not in text:
+            return ()  # the key must be written out: no need to parse (a no-op build plans every appliance)
+        data = yaml.load(text, Loader=_AnyTagLoader)  # a SafeLoader
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read it as YAML: {exc}".splitlines()[0], file=path, hint="correct the YAML syntax") from None
     found: list[str] = []
