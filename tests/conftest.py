@@ -37,16 +37,22 @@ def need_root() -> None:
     need(os.geteuid() == 0, "needs root")
 
 
-def build_py(
-    *args: str, check: bool = False, env: dict[str, str | None] | None = None, timeout: float = 3600, umask: int | None = None
-) -> subprocess.CompletedProcess[str]:
-    """./build.py ARGS; env adds variables (None removes one), umask is the caller's umask."""
+def environment(env: dict[str, str | None] | None) -> dict[str, str]:
+    """This process's environment with env's variables added (None removes one)."""
     full_env = dict(os.environ)
     for name, value in (env or {}).items():
         if value is None:
             full_env.pop(name, None)
         else:
             full_env[name] = value
+    return full_env
+
+
+def build_py(
+    *args: str, check: bool = False, env: dict[str, str | None] | None = None, timeout: float = 3600, umask: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """./build.py ARGS; env adds variables (None removes one), umask is the caller's umask."""
+    full_env = environment(env)
     return subprocess.run(
         [sys.executable, str(ROOT / "build.py"), *args],
         capture_output=True,

@@ -81,6 +81,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("test.ports", parse_port_list, (), "Guest TCP ports to forward to the host for checks."),
     Setting("test.boot_timeout", parse_seconds, 180.0, "Seconds for the whole smoke test."),
     Setting("test.memory", parse_memory_mib, 1024, 'Guest memory for the smoke test, e.g. "2GiB" (256MiB to 16GiB).'),
+    Setting(
+        "test.boot_analysis",
+        parse_bool,
+        True,
+        "Record systemd-analyze's times, critical chain and blame in the result (about 12 s more per boot under emulation).",
+    ),
     Setting("test.module", parse_str, "", "Python check module beside the appliance file (optional)."),
     Setting("test.checks", lambda v: v, (), "Smoke checks, run in order ([[test.checks]] tables)."),
 )
@@ -102,6 +108,7 @@ class TestSpec:
     module: Path | None
     checks: tuple[CheckSpec, ...]
     memory_mib: int = 1024
+    boot_analysis: bool = True
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,7 @@ def load_appliance(path: Path, project: Project) -> ApplianceSpec:
             module=module,
             checks=checks,
             memory_mib=values["test.memory"],
+            boot_analysis=values["test.boot_analysis"],
         ),
         source=path,
         origins=origins,

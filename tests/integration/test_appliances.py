@@ -71,24 +71,13 @@ def test_config(built: Built) -> None:
     assert "requested: crust-check-pending" in seen["puppetserver ca list --all shows what was signed"]
 
 
-def test_moksha(built: Built) -> None:
-    manifest = built("moksha")
-    assert "rabbitmq-server" in manifest["packages"]
-    record = smoke("moksha")
-    seen = {c["name"]: c["seen"] for c in record["checks"]}
-    assert seen["AMQP message reaches a WebSocket chat client within 5 s"].startswith("arrived in")
-    assert seen["guest cannot log in from outside"] == "guest/guest refused"
-    # The browsers' public credentials: Web-STOMP only, chat only, bounded queues (issue 15).
-    assert seen["the browsers' user cannot log in over AMQP from outside"].startswith("web over AMQP from outside: refused")
-    assert seen["the browsers' user cannot publish to metrics"].endswith("not delivered")
-    assert seen["subscription queues are bounded"].startswith("1100 published, 1000 kept, the oldest kept is message 100")
-
-
-def test_moksha_in_a_real_browser(built: Built, tmp_path: Path) -> None:
-    """Headless chromium on the live page: AMQP -> DOM, and the page's form -> AMQP."""
+def test_moksha(built: Built, tmp_path: Path) -> None:
+    """Every check of the appliance, and headless chromium on the live page (AMQP -> DOM, the
+    page's form -> AMQP), in one boot: a check of the browser's is added before the last."""
     need_tool("chromium")
     need_tool("chromedriver")
-    built("moksha")
+    manifest = built("moksha")
+    assert "rabbitmq-server" in manifest["packages"]
     folder = tmp_path / "appliances"
     folder.mkdir()
     shutil.copy(ROOT / "appliances" / "moksha_checks.py", folder)
@@ -101,6 +90,13 @@ def test_moksha_in_a_real_browser(built: Built, tmp_path: Path) -> None:
     )
     (folder / "moksha.toml").write_text(text)
     record = smoke("moksha", "--appliances", str(folder))
+    seen = {c["name"]: c["seen"] for c in record["checks"]}
+    assert seen["AMQP message reaches a WebSocket chat client within 5 s"].startswith("arrived in")
+    assert seen["guest cannot log in from outside"] == "guest/guest refused"
+    # The browsers' public credentials: Web-STOMP only, chat only, bounded queues (issue 15).
+    assert seen["the browsers' user cannot log in over AMQP from outside"].startswith("web over AMQP from outside: refused")
+    assert seen["the browsers' user cannot publish to metrics"].endswith("not delivered")
+    assert seen["subscription queues are bounded"].startswith("1100 published, 1000 kept, the oldest kept is message 100")
     browser = next(c for c in record["checks"] if c["name"] == "a real browser chats")
     assert browser["passed"] and "typed message reached AMQP" in browser["seen"]
     print(browser["seen"])

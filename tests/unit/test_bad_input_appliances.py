@@ -168,6 +168,7 @@ WRONG_TYPES = [
     toml("boot-timeout-bool", PORTS, PORTS + "\nboot_timeout = true", "test.boot_timeout: expected a positive number", at="boot_timeout"),
     toml("boot-timeout-huge-int", PORTS, PORTS + f"\nboot_timeout = {10**400}", "test.boot_timeout: expected a positive number", at="boot_timeout"),
     toml("module-int", PORTS, PORTS + "\nmodule = 3", "test.module: expected a string", at="module"),
+    toml("boot-analysis-string", PORTS, PORTS + '\nboot_analysis = "no"', "test.boot_analysis: expected true or false", at="boot_analysis"),
     text("checks-int", BEFORE_CHECKS + "checks = 3\n", "test.checks must be an array of tables", "checks = 3"),
     text("checks-int-element", BEFORE_CHECKS + "checks = [1]\n", "test.checks[0] must be a table", "checks = [1]"),
 ]

@@ -682,3 +682,34 @@ def test_a_choice_is_refused_by_validate(tmp_path: Path) -> None:
     line = text.splitlines().index('cloud_init_datasources = ["NoCloud", "None"]') + 1
     assert out.returncode == 2, out.stderr
     assert f"wsgi.toml:{line}" in out.stderr and "'None' is not a choice of role cloud_init" in out.stderr, out.stderr
+
+
+DEBIAN_PUPPET_CONF = """\
+# This file can be used to override the default puppet settings.
+[server]
+autosign = /usr/local/libexec/crust-puppet-autosign
+"""
+
+
+def test_puppetserver_setup_writes_puppet_conf_as_puppet_config_set_would(tmp_path: Path) -> None:
+    """crust-puppetserver-setup sets the server's certname and the CLI's server in puppet.conf
+    itself (a `puppet config set` is a minute under emulation); what it writes parses to the
+    values, keeps the rest of the file, and replaces a key that is already set."""
+    import configparser
+
+    text = render(ROOT / "roles" / "puppetserver" / "templates" / "setup.py.j2", default_variables(stack_of("config")))
+    namespace: dict[str, Any] = {"__name__": "crust_puppetserver_setup"}
+    exec(compile(text, "setup.py", "exec"), namespace)  # the rendered script's functions, not its main
+    conf = tmp_path / "puppet.conf"
+    conf.write_text(DEBIAN_PUPPET_CONF)
+    namespace["PUPPET_CONF"] = conf
+    namespace["write"] = lambda path, body, mode, group="root": path.write_text(body)
+    namespace["set_puppet_settings"]({("server", "certname"): "cfg.example", ("main", "server"): "cfg.example"})
+    namespace["set_puppet_settings"]({("server", "certname"): "renamed.example"})
+    written = conf.read_text()
+    assert written.startswith(DEBIAN_PUPPET_CONF)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(written)
+    assert dict(parser["server"]) == {"autosign": "/usr/local/libexec/crust-puppet-autosign", "certname": "renamed.example"}
+    assert dict(parser["main"]) == {"server": "cfg.example"}
+    assert '["puppet", "config"' not in text  # no start of Puppet's Ruby left in the script

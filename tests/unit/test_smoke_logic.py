@@ -294,3 +294,44 @@ def test_a_panic_is_seen_as_the_console_grows(tmp_path: Path) -> None:
     quiet = tmp_path / "quiet.log"
     quiet.write_text("[  OK  ] Started nginx.service\nno panic here: Kernel panic is only a phrase without its colon part\n")
     assert PanicWatch(quiet)() is None and kernel_panic(quiet) is None
+
+
+class LocalGuest:
+    """A guest whose agent runs commands here, with a stand-in systemd-analyze first on PATH."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+
+    def exec(self, argv: list[str], timeout: float = 30.0) -> ExecResult:
+        import os
+        import subprocess
+
+        env = {**os.environ, "PATH": f"{self.bin_dir}:{os.environ['PATH']}"}
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        return ExecResult(done.returncode, done.stdout, done.stderr)
+
+
+def test_boot_analysis_runs_the_three_views_at_once_and_keeps_their_order(tmp_path: Path) -> None:
+    from crust.boot.smoke import boot_analysis
+
+    tool = tmp_path / "systemd-analyze"
+    # Each view sleeps so that they finish in the reverse of the order they are printed in;
+    # the blame view also says something on stderr, which is not part of the record.
+    tool.write_text(
+        '#!/bin/sh\ncase "$1" in\n'
+        "  '') sleep 1.0; echo 'Startup finished in 1s';;\n"
+        "  critical-chain) sleep 0.8; echo 'multi-user.target @1s';;\n"
+        "  blame) echo '2.0s wsgi.service'; echo noise >&2;;\n"
+        "esac\n"
+    )
+    tool.chmod(0o755)
+    started = time.monotonic()
+    analysis = boot_analysis(LocalGuest(tmp_path))  # type: ignore[arg-type]
+    assert analysis == "Startup finished in 1s\n\nmulti-user.target @1s\n\n2.0s wsgi.service"
+    assert time.monotonic() - started < 1.0 + 0.6, "the views ran one after another (1.8 s in turn)"
+
+
+def test_boot_analysis_is_empty_when_the_agent_does_not_answer() -> None:
+    from crust.boot.smoke import boot_analysis
+
+    assert boot_analysis(FakeGuest({}, ready_after=100)) == ""  # type: ignore[arg-type]
