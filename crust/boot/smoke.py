@@ -190,7 +190,8 @@ def _boot_and_check(
                                 continue  # leaves both withs: the KVM domain and its run files are gone
                     why = "see above" if announced else decision.reason
                     print(f"{spec.name}: booting build {manifest.build_id} as {run_.name} under {decision.accel} ({why})", file=say)
-                    simulate_guest_fault(guest, started + spec.test.boot_timeout, first=first_panic is None)
+                    if simulate_guest_fault(guest, started + spec.test.boot_timeout, first=first_panic is None):
+                        print(f"{spec.name}: test hook {GUEST_FAULT_ENV}: panic made {time.monotonic() - started:.1f}s after start", file=say)
                     panicked = PanicWatch(run_.serial_log)
                     ctx = CheckContext(forwards, guest, started, module, stopped=functools.partial(guest_stopped, dom, panicked))
                     results: list[CheckResult] = []
@@ -273,19 +274,20 @@ def guest_stopped(dom: Any, panicked: PanicWatch) -> str | None:
 GUEST_FAULT_ENV = "CRUST_FAULT_GUEST"
 
 
-def simulate_guest_fault(guest: Guest, deadline: float, first: bool) -> None:
+def simulate_guest_fault(guest: Guest, deadline: float, first: bool) -> bool:
     """Test hook (not a user feature): CRUST_FAULT_GUEST=panic makes the first boot's guest kernel
     panic as soon as its agent answers (sysrq's crash), =panic-always every boot's, so the second
-    boot and the failure after two panics are tested on any host."""
+    boot and the failure after two panics are tested on any host. True when it made one."""
     mode = os.environ.get(GUEST_FAULT_ENV)
     if not (mode == "panic-always" or (mode == "panic" and first)):
-        return
+        return False
     while not guest.ping():
         if time.monotonic() > deadline:
-            return
+            return False
         time.sleep(0.5)
     with contextlib.suppress(GuestNotReady):
         guest.exec(["/bin/sh", "-c", "echo c > /proc/sysrq-trigger"], timeout=5)
+    return True
 
 
 def failed_units_journal(guest: Guest, most: int = 3, lines: int = 25) -> str:

@@ -10,6 +10,7 @@ verdict an earlier run left.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,10 @@ def test_a_guest_kernel_panic_boots_once_more(built: Built, tmp_path: Path) -> N
     boots = [i for i, line in enumerate(lines) if "booting build" in line]
     said = next(i for i, line in enumerate(lines) if "the guest kernel panicked" in line)
     assert len(boots) == 2 and boots[0] < said < boots[1], out.stderr
-    # Not the whole boot timeout: the console's panic line ends the first boot's waiting.
-    assert panicked["at_s"] < 120, panicked
+    # Not the check's whole timeout: the console's panic line ends the first boot's waiting, soon
+    # after the hook made the panic (when the agent first answered: 60-130 s here, by the host's load).
+    made = float(re.search(r"panic made ([0-9.]+)s after start", out.stderr).group(1))  # type: ignore[union-attr]
+    assert made <= panicked["at_s"] < made + 30, (made, panicked)
     smoke = ROOT / "build" / "wsgi" / "smoke"
     assert SYSRQ_PANIC in (smoke / "serial-panicked.log").read_text(errors="replace")
     assert SYSRQ_PANIC not in (smoke / "serial.log").read_text(errors="replace")
