@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,22 @@ sys.path.insert(0, str(ROOT))
 # wrappers) inherits SIGINT ignored, and so would every build.py it starts: Python then never
 # raises KeyboardInterrupt and the Ctrl-C tests would see builds go on. Restore the default.
 signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scheduling (pyproject's addopts: two workers): the integration tests are one
+    unit of work, run in order by one worker (they share the session's builds and the work behind
+    them); the unit tests go to the other worker a module at a time, and to both once the
+    integration tests are done."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class IntegrationInOrder(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/integration/"):
+                return "tests/integration"
+            return str(super()._split_scope(nodeid))
+
+    return IntegrationInOrder(config, log)
 
 
 def need(condition: bool, why: str) -> None:
@@ -62,6 +79,41 @@ def build_py(
         timeout=timeout,
         preexec_fn=None if umask is None else (lambda: os.umask(umask)),
     )
+
+
+class Started:
+    """./build.py ARGS running in the background (start_build_py), its output going to files."""
+
+    def __init__(self, args: tuple[str, ...], logs: Path, env: dict[str, str | None] | None) -> None:
+        self.args = args
+        self.stdout = logs / "stdout"
+        self.stderr = logs / "stderr"
+        with self.stdout.open("w") as out, self.stderr.open("w") as err:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "build.py"), *args], stdout=out, stderr=err, text=True, env=environment(env))
+
+    def wait(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        """Its outcome, waited for up to timeout seconds (then stopped, and the test fails)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"./build.py {' '.join(self.args)} still ran after {timeout:.0f}s:\n{self.stderr.read_text()[-4000:]}")
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, self.stdout.read_text(), self.stderr.read_text())
+
+    def stop(self) -> None:
+        """SIGTERM (build.py removes what it started), then SIGKILL after 120 s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_build_py(*args: str, logs: Path, env: dict[str, str | None] | None = None) -> Started:
+    """./build.py ARGS started in the background; its stdout and stderr go to files in logs."""
+    return Started(args, logs, env)
 
 
 # Callers whose locale, time zone and umask Crust must not depend on (issue 13): the shared

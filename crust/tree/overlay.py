@@ -180,6 +180,13 @@ def same_content(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 def whiteout(path: Path) -> None:
     os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    untimed(path)
+
+
+def untimed(path: Path) -> None:
+    """A whiteout carries no time (the epoch), whoever made it and when: a layer's digest must
+    not depend on the second a removal happened in."""
+    os.utime(path, ns=(0, 0), follow_symlinks=False)
 
 
 def walk_bottom_up(top: Path) -> Iterator[tuple[str, list[str]]]:
@@ -216,6 +223,8 @@ def normalize(upper: Path, lowers: Sequence[Path]) -> None:
             if is_whiteout(st):
                 if lower is None:
                     os.unlink(path)  # removed something that was not there below
+                else:
+                    untimed(path)
             elif stat.S_ISDIR(st.st_mode):
                 if not os.listdir(path) and lower is not None and stat.S_ISDIR(os.lstat(lower).st_mode) and same_entry(path, lower):
                     os.rmdir(path)

@@ -129,9 +129,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         if not _first_module:
             _first_module.append(item.module.__name__.rsplit(".", 1)[-1] if isinstance(item, pytest.Function) else "")
-        for name in NAMED_BUILD.findall(inspect.getsource(function)):
-            if name not in _named:
-                _named.append(name)
+        # The builds the test names, in the order it asks: its fixtures' (autouse ones first), then its own.
+        definitions = item._fixtureinfo.name2fixturedefs if isinstance(item, pytest.Function) else {}
+        sources = [definitions[name][-1].func for name in fixtures if name in definitions] + [function]
+        for source in sources:
+            for name in NAMED_BUILD.findall(inspect.getsource(inspect.unwrap(source))):
+                if name not in _named:
+                    _named.append(name)
         if "verified" in fixtures and not _reproducible:
             _reproducible.append(True)
 

@@ -154,4 +154,23 @@ def test_without_overlayfs_a_comparison_makes_the_same_layer(layout: dict[str, P
     make_layer(copy, [layout["lower"]], made)
     clamp_root = os.lstat(layout["upper"])
     assert os.lstat(made).st_mode == clamp_root.st_mode
-    assert digest_output(made) == digest_output(layout["upper"])
+    assert digest_output(made) == digest_output(layout["upper"]), entries_that_differ(made, layout["upper"])
+
+
+def entries(top: Path) -> dict[str, tuple[int, int, int, list[str]]]:
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for path in [dirpath] if dirpath == str(top) else []:
+            st = os.lstat(path)
+            found["."] = (st.st_mode, st.st_mtime_ns, st.st_size, sorted(os.listxattr(path, follow_symlinks=False)))
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            found[os.path.relpath(path, top)] = (st.st_mode, st.st_mtime_ns, st.st_size, sorted(os.listxattr(path, follow_symlinks=False)))
+    return found
+
+
+def entries_that_differ(a: Path, b: Path) -> list[tuple[str, object, object]]:
+    """(path, its mode, mtime, size and xattr names in a, the same in b) where the two differ."""
+    ea, eb = entries(a), entries(b)
+    return [(k, ea.get(k), eb.get(k)) for k in sorted(set(ea) | set(eb)) if ea.get(k) != eb.get(k)]
