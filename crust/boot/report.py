@@ -16,13 +16,17 @@ def printable(text: str) -> str:
     return CONTROL.sub("", ANSI.sub("", text))
 
 
-def serial_tail(path: Path, lines: int = 40) -> str:
+def serial_lines(path: Path) -> list[str]:
+    """The serial console's lines so far, printable, without blank ones."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
-        return "(no serial output)"
-    clean = [printable(line).rstrip() for line in text.replace("\r", "\n").splitlines() if printable(line).strip()]
-    return "\n".join(clean[-lines:]) or "(no serial output)"
+        return []
+    return [printable(line).rstrip() for line in text.replace("\r", "\n").splitlines() if printable(line).strip()]
+
+
+def serial_tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(serial_lines(path)[-lines:]) or "(no serial output)"
 
 
 PANIC = re.compile(r"Kernel panic - not syncing: .*")

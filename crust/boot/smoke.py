@@ -28,7 +28,7 @@ from crust.boot import accel
 from crust.boot.guest import Guest
 from crust.boot.machine import connect, domain_config, make_seed, reap_orphans, run_files, running_domain, start_domain
 from crust.boot.ports import reserved_ports
-from crust.boot.report import PanicWatch, serial_tail
+from crust.boot.report import PanicWatch, serial_lines, serial_tail
 from crust.build.manifest import Manifest
 from crust.build.store import write_atomic
 from crust.checks import CheckContext, CheckResult, checks_digest_input, load_module, run_check
@@ -193,7 +193,14 @@ def _boot_and_check(
                     if simulate_guest_fault(guest, started + spec.test.boot_timeout, first=first_panic is None):
                         print(f"{spec.name}: test hook {GUEST_FAULT_ENV}: panic made {time.monotonic() - started:.1f}s after start", file=say)
                     panicked = PanicWatch(run_.serial_log)
-                    ctx = CheckContext(forwards, guest, started, module, stopped=functools.partial(guest_stopped, dom, panicked))
+                    ctx = CheckContext(
+                        forwards,
+                        guest,
+                        started,
+                        module,
+                        stopped=functools.partial(guest_stopped, dom, panicked),
+                        console=functools.partial(serial_lines, run_.serial_log),
+                    )
                     results: list[CheckResult] = []
                     deadline = started + spec.test.boot_timeout
                     for check in spec.test.checks:

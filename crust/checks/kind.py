@@ -51,6 +51,7 @@ class CheckContext:
     notes: list[str] = field(default_factory=list)
     deadline: float = float("inf")  # monotonic time the running check must end by
     stopped: Callable[[], str | None] = lambda: None  # why the guest no longer runs, or None
+    console: Callable[[], list[str]] = lambda: []  # the serial console's lines so far (printable)
 
     def address(self, guest_port: int) -> tuple[str, int]:
         return "127.0.0.1", self.forwards[guest_port]

@@ -335,3 +335,33 @@ def test_boot_analysis_is_empty_when_the_agent_does_not_answer() -> None:
     from crust.boot.smoke import boot_analysis
 
     assert boot_analysis(FakeGuest({}, ready_after=100)) == ""  # type: ignore[arg-type]
+
+
+def test_console_check_waits_for_a_matching_line_as_the_console_grows(tmp_path: Path) -> None:
+    """The console check reads the boot's serial log as it grows (terminal escapes out) and
+    passes on the first line that matches; until then it retries, and fails at its timeout."""
+    from functools import partial
+
+    from crust.boot.report import serial_lines
+
+    log = tmp_path / "serial.log"
+    log.write_bytes(b"\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\r\n")
+    context = CheckContext({}, None, time.monotonic(), console=partial(serial_lines, log))
+    spec = check("console", 5, pattern=r"^Debian GNU/Linux \d+ \S+ ttyS0$")
+
+    def boot_on() -> None:
+        time.sleep(0.8)
+        with log.open("ab") as f:
+            f.write(b"\x1b[!p\r\nDebian GNU/Linux 13 wsgi ttyS0\r\n\r\nwsgi login: ")
+
+    writer = threading.Thread(target=boot_on)
+    writer.start()
+    result = run_check(spec, context, time.monotonic() + 10)
+    writer.join()
+    assert result.passed and result.attempts > 1, result
+    assert result.seen == "console: 'Debian GNU/Linux 13 wsgi ttyS0'"
+    assert result.expected == r"a serial console line matching /^Debian GNU/Linux \d+ \S+ ttyS0$/"
+    missing = run_check(check("console", 0.3, pattern="Kernel panic"), context, time.monotonic() + 10)
+    assert not missing.passed and missing.seen == "no console line matches yet (4 lines so far)"
+    nothing = CheckContext({}, None, time.monotonic(), console=partial(serial_lines, tmp_path / "absent.log"))
+    assert run_check(check("console", 0.1, pattern="."), nothing, time.monotonic() + 10).seen == "no console line matches yet (0 lines so far)"
