@@ -29,6 +29,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadScopeScheduling
 
     class IntegrationInOrder(LoadScopeScheduling):  # type: ignore[misc]
+        def __init__(self, config: pytest.Config, log: Any) -> None:
+            super().__init__(config, log)
+            # In collection order, not largest scope first (xdist's default): the integration
+            # tests, first collected, go first to a worker, before any unit test renices it.
+            config.option.loadscopereorder = False
+
         def _split_scope(self, nodeid: str) -> str:
             if nodeid.startswith("tests/integration/"):
                 return "tests/integration"

@@ -26,6 +26,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crust.checks import CHECK_TYPES
 from tests.conftest import ROOT
 from tests.unit import test_bad_input_appliances, test_bad_input_cli, test_bad_input_templates
 from tests.unit.badinput import (
@@ -291,7 +292,7 @@ APPLIANCE_DATA: st.SearchStrategy[Mutation] = st.one_of(
     with_value("test.boot_timeout", bad_seconds()),
     with_value("test.module", other_than(str) | TEXT.filter(lambda s: s != "" and s not in BESIDE)),
     with_value("test.checks", other_than(list) | st.lists(other_than(dict), min_size=1, max_size=2)),
-    with_check(st.fixed_dictionaries({"type": TEXT.filter(lambda s: s not in {"tcp", "http", "unit", "command", "no_failed_units", "python"})})),
+    with_check(st.fixed_dictionaries({"type": TEXT.filter(lambda s: s not in CHECK_TYPES)})),
     with_check(http_check("port", other_than(int) | st.integers().filter(lambda p: p != 80))),
     with_check(http_check("path", other_than(str) | TEXT.filter(lambda s: not s.startswith("/")))),
     with_check(http_check("status", other_than(int))),
