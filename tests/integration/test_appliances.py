@@ -62,14 +62,14 @@ def test_pyramid(built: Built) -> None:
 SECRET_KEY_ONLY = """
 [test]
 ports = [80]
-boot_timeout = 600
+boot_timeout = 1500
 boot_analysis = false
 module = "django_checks.py"
 
 [[test.checks]]
 type = "unit"
 unit = "crust-django-setup.service"
-timeout = 480
+timeout = 900
 
 [[test.checks]]
 name = "secret key made on this machine"
