@@ -29,31 +29,31 @@ Built = Callable[[str], dict[str, Any]]
 # console's line, some 10 s after start); the panic tests boot the guest until its agent reads
 # the build's identity file (before the services are up). Every other boot of the suite runs
 # through the same accelerator decision to all its checks.
-FIRMWARE_CHECK = """
+TEST = """
 [test]
 ports = [80]
 boot_timeout = 240
 boot_analysis = false
 
 [[test.checks]]
-name = "the firmware starts the image's boot entry"
+"""
+FIRMWARE_CHECK = (
+    TEST
+    + """name = "the firmware starts the image's boot entry"
 type = "console"
 pattern = "^BdsDxe: starting Boot[0-9A-F]{4} "
 timeout = 200
 """
-AGENT_CHECK = """
-[test]
-ports = [80]
-boot_timeout = 240
-boot_analysis = false
-
-[[test.checks]]
-name = "the booted guest reads its build's identity"
+)
+AGENT_CHECK = (
+    TEST
+    + """name = "the booted guest reads its build's identity"
 type = "command"
 argv = ["cat", "/etc/crust-release"]
 output = "APPLIANCE=wsgi"
 timeout = 200
 """
+)
 
 # mode -> what the one line printed and recorded says about the failed KVM attempt
 MODES = {
