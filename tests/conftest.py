@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,27 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return str(super()._split_scope(nodeid))
 
     return IntegrationInOrder(config, log)
+
+
+_SESSION: list[tuple[float, Any]] = []  # (start, terminal reporter)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SESSION.append((time.monotonic(), session.config.pluginmanager.get_plugin("terminalreporter")))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """One line per integration test as it ends, with the time since the session started: a CI
+    log cut off by its time limit still says how far the run got and what took long (the unit
+    tests' dots say neither)."""
+    if not report.nodeid.startswith("tests/integration/") or not _SESSION:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        start, terminal = _SESSION[0]
+        elapsed = int(time.monotonic() - start)
+        line = f"[+{elapsed // 60:3d}m{elapsed % 60:02d}s] {report.outcome.upper():7} {report.nodeid} ({report.duration:.0f}s)"
+        if terminal is not None:
+            terminal.write("\n" + line + "\n")  # after the progress dots
 
 
 def need(condition: bool, why: str) -> None:
