@@ -65,6 +65,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             terminal.write("\n" + line + "\n")  # after the progress dots
 
 
+def without_boot_analysis(toml_text: str) -> str:
+    """An appliance file's text whose smoke boot skips systemd-analyze (some 12 s of the guest's
+    time under TCG): for tests about other things than the boot analysis."""
+    return toml_text.replace("[test]\n", "[test]\nboot_analysis = false\n", 1)
+
+
 def need(condition: bool, why: str) -> None:
     """Skip locally when a precondition is missing; fail in CI, where it must be present."""
     if condition:

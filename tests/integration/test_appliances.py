@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, build_py, need_tool, start_build_py
+from tests.conftest import ROOT, build_py, need_tool, start_build_py, without_boot_analysis
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +22,13 @@ def smoke(name: str, *options: str) -> dict[str, Any]:
     return passed(name, build_py(*options, "test", name, "--force", "--json"))
 
 
-def without_boot_analysis(folder: Path) -> Path:
+def shipped_without_boot_analysis(folder: Path) -> Path:
     """FOLDER (made here) with the shipped appliance files, whose boots skip systemd-analyze: the
     boot analysis (some 12 s of the guest's time under TCG) is test_smoke's, on wsgi; these boots
     are about the appliances' checks, and they share the CPU with the session's other work."""
     shutil.copytree(ROOT / "appliances", folder)
     for path in folder.glob("*.toml"):
-        text = path.read_text()
-        path.write_text(text.replace("[test]\n", "[test]\nboot_analysis = false\n", 1))
+        path.write_text(without_boot_analysis(path.read_text()))
     return folder
 
 
@@ -46,7 +45,7 @@ def config_boot(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Itera
     theirs: Puppet Server's JVM starts on one CPU of its guest for 10-20 minutes under TCG, and
     the other appliances boot on the core it leaves. test_config, the last test, waits for it."""
     manifest = built("config")
-    folder = without_boot_analysis(tmp_path_factory.mktemp("config-appliances") / "appliances")
+    folder = shipped_without_boot_analysis(tmp_path_factory.mktemp("config-appliances") / "appliances")
     run = start_build_py("--appliances", str(folder), "test", "config", "--force", "--json", logs=tmp_path_factory.mktemp("config-boot"))
     yield manifest, run
     run.stop()
@@ -55,7 +54,7 @@ def config_boot(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def test_turbogears2(built: Built, tmp_path: Path) -> None:
     manifest = built("turbogears2")
     assert "postgresql" in manifest["packages"]
-    record = smoke("turbogears2", "--appliances", str(without_boot_analysis(tmp_path / "appliances")))
+    record = smoke("turbogears2", "--appliances", str(shipped_without_boot_analysis(tmp_path / "appliances")))
     seen = {c["name"]: c["seen"] for c in record["checks"]}
     assert "written and read back" in seen["a record created through the API is read back"]
     assert seen["front page from the template"].startswith("HTTP 200")
@@ -64,7 +63,7 @@ def test_turbogears2(built: Built, tmp_path: Path) -> None:
 def test_pyramid(built: Built, tmp_path: Path) -> None:
     manifest = built("pyramid")
     assert "postgresql" in manifest["packages"]
-    record = smoke("pyramid", "--appliances", str(without_boot_analysis(tmp_path / "appliances")))
+    record = smoke("pyramid", "--appliances", str(shipped_without_boot_analysis(tmp_path / "appliances")))
     seen = {c["name"]: c["seen"] for c in record["checks"]}
     assert "written and read back" in seen["a record created through the API is read back"]
     assert seen["front page from the template"].startswith("HTTP 200")
@@ -94,7 +93,7 @@ def test_django(built: Built, tmp_path: Path) -> None:
     """Every check passes, and two boots of the one image make two different secret keys."""
     manifest = built("django")
     assert {"postgresql", "nginx"} <= set(manifest["packages"])
-    first = smoke("django", "--appliances", str(without_boot_analysis(tmp_path / "shipped")))
+    first = smoke("django", "--appliances", str(shipped_without_boot_analysis(tmp_path / "shipped")))
     seen = {c["name"]: c["seen"] for c in first["checks"]}
     assert seen["a note written through the ORM is read back from PostgreSQL"].endswith("read back from PostgreSQL")
     assert seen["a static file comes from nginx, with cache headers"].startswith("Cache-Control: max-age=")
@@ -127,7 +126,7 @@ def test_moksha(built: Built, tmp_path: Path) -> None:
         '[[test.checks]]\nname = "a real browser chats"\ntype = "python"\nfunction = "browser_chat"\ntimeout = 120\n\n'
         '[[test.checks]]\ntype = "no_failed_units"',
     )
-    (folder / "moksha.toml").write_text(text.replace("[test]\n", "[test]\nboot_analysis = false\n", 1))
+    (folder / "moksha.toml").write_text(without_boot_analysis(text))
     record = smoke("moksha", "--appliances", str(folder))
     seen = {c["name"]: c["seen"] for c in record["checks"]}
     assert seen["AMQP message reaches a WebSocket chat client within 5 s"].startswith("arrived in")
@@ -144,7 +143,7 @@ def test_moksha(built: Built, tmp_path: Path) -> None:
 def test_ids(built: Built, tmp_path: Path) -> None:
     manifest = built("ids")
     assert "suricata" in manifest["packages"] and "suricata-update" in manifest["packages"]
-    record = smoke("ids", "--appliances", str(without_boot_analysis(tmp_path / "appliances")))
+    record = smoke("ids", "--appliances", str(shipped_without_boot_analysis(tmp_path / "appliances")))
     seen = {c["name"]: c["seen"] for c in record["checks"]}
     assert "visible" in seen["test traffic raises the test signature's alert within 15 s"]
     assert "until in an hour: " in seen["the alerts API filters with until="]

@@ -44,7 +44,7 @@ from typing import Any
 import pytest
 
 from crust.boot import machine, ports
-from tests.conftest import ROOT, need, need_root, need_tool
+from tests.conftest import ROOT, need, need_root, need_tool, without_boot_analysis
 from tests.integration.conftest import crust_domains
 
 pytestmark = pytest.mark.integration
@@ -573,7 +573,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     appliances.mkdir()
     # The smoke boot after kills runs every check of the appliance, without the boot analysis (12 s).
     text = (ROOT / "appliances" / f"{NAME}.toml").read_text()
-    (appliances / f"{NAME}.toml").write_text(text.replace("[test]\n", "[test]\nboot_analysis = false\n", 1))
+    (appliances / f"{NAME}.toml").write_text(without_boot_analysis(text))
     shutil.copy(ROOT / "appliances" / f"{NAME}_checks.py", appliances)
     the_lab = Lab(root, fs, fs / "store", fs / "out", appliances)
     done = threading.Event()
