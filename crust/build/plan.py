@@ -120,7 +120,6 @@ def plan_appliance(project: Project, name: str, state_dir: Path, refresh: bool =
         "crust_version": spec.version,
         "crust_description": spec.description,
         "crust_distribution": distro.name,
-        "crust_build_id": planning.build_id,
         # Where the roles are on the build host: lets a role hand a sibling role's files
         # (say, a sample application) to a role it depends on.
         "crust_roles_dir": str(project.roles),

@@ -33,7 +33,6 @@ from crust.trust.secrets import ID_RE, SECRETS_DIR
 CRUST_VARS = (
     "crust_appliance",
     "crust_version",
-    "crust_build_id",
     "crust_distribution",
     "crust_description",
     "crust_roles_dir",
@@ -93,6 +92,12 @@ def _dependencies(meta: Path) -> list[dict[str, Any]]:
             raise UserError(f"dependency {dep!r} names no role", file=meta, hint="write `- role: NAME`")
         found.append({**entry, "role": entry.get("role") or entry.get("name")})
     return found
+
+
+def dependencies(roles_dir: Path, role: str) -> list[dict[str, Any]]:
+    """The role's meta dependencies (each a mapping, its role's name under "role")."""
+    meta = roles_dir / role / "meta/main.yml"
+    return _dependencies(meta) if meta.is_file() else []
 
 
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")  # Debian Policy 5.6.1

@@ -1,23 +1,24 @@
-"""tree: the packages tree configured by the kickstart and the roles, then sealed.
+"""tree: the packages tree with the role steps' layers applied and the kickstart, then sealed.
 
-Its id covers the packages step, the rendered kickstart, the variables, every file of every
-role used (those the appliance names, their dependencies, and the roles they include), the
-host files path variables name, and Crust's code for it. Planning it also fixes the disk layout (the root file system's UUID derives from the tree's id) and the build id.
-"""
+Its id covers the packages step, the last role step (whose id covers the roles before it,
+their files, the variables and the host files path variables name), the rendered kickstart
+and Crust's code for it. It applies the kickstart's layout commands (fstab, kernel command
+line), the layers, the build id (into the identity file), services and %post, then seals.
+Planning it also fixes the disk layout (the root file system's UUID derives from the tree's id) and the build id."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from crust import faults
+from crust.build.equivalence import canonical_id
 from crust.build.plan import AppliancePlan, Planning, Step, code_inputs
 from crust.build.store import Entry
-from crust.define.role_includes import roles_shaping
-from crust.define.roles import path_inputs, role_files
 from crust.digest import digest_file, digest_json, digest_text, step_id
 from crust.disk.assemble import Layout, derived_uuid
 from crust.distros import backend_for
@@ -26,31 +27,36 @@ from crust.runner import run as run_command
 from crust.steps.kind import GIB, Job, StepKind
 from crust.tree.paths import inside
 
+DEFAULT_RELEASE_FILE = "/etc/crust-release"
+
 
 def plan(p: Planning) -> tuple[Step, ...]:
-    spec, roles_dir = p.spec, p.project.roles
+    spec = p.spec
     inputs = {
         "packages": p.start_id("packages"),
         "epoch": str(p.epoch),  # the sealed tree's times
         "generators": digest_json(list(p.distro.masked_generators)),
         "kickstart": digest_text(p.rendered.text),
-        "vars": digest_json(dict(spec.vars)),
-        "roles": digest_json(list(spec.roles)),
         "plaintext-passwords": str(spec.allow_plaintext_passwords),
         "host-scripts": str(spec.allow_host_scripts),
+        "release-file": release_file(p),
         **code_inputs("tree"),
     }
-    for role in roles_shaping(roles_dir, p.roles):  # the roles the play runs, and those they include
-        for path in role_files(roles_dir, role):
-            inputs[f"role:{path.relative_to(roles_dir)}"] = digest_file(path)
-    for path in path_inputs(p.options, spec.vars):
-        inputs[f"file:{path}"] = digest_file(path)
+    roles = [s for s in p.steps if s.kind == "role"]
+    if roles:  # the last role step's id covers the roles, their files and variables, and every step before it
+        inputs["role"] = canonical_id(p.state_dir, "role", roles[-1].id)
     explain = {f"template:{t.relative_to(p.project.root)}": digest_file(t) for t in p.rendered.sources}
-    explain.update({f"var:{k}": digest_json(v) for k, v in spec.vars.items()})
     step = Step("tree", spec.name, step_id("tree", inputs), MappingProxyType(inputs), MappingProxyType(explain))
     p.layout = layout_for(p, step)
     p.build_id = step.id[:12]
     return (step,)
+
+
+def release_file(p: Planning | AppliancePlan) -> str:
+    """The identity file the common role writes (its common_release_file variable): the tree
+    step stamps the build id into it."""
+    value = p.spec.vars.get("common_release_file", DEFAULT_RELEASE_FILE)
+    return value if isinstance(value, str) else DEFAULT_RELEASE_FILE
 
 
 def layout_for(p: Planning, tree: Step) -> Layout:
@@ -70,6 +76,17 @@ def layout_for(p: Planning, tree: Step) -> Layout:
     return Layout(ks.esp_size_mib, ks.root_size_mib, root_uuid, cmdline, p.distro.uki)
 
 
+def stamp_build_id(tree: Path, release: str, build_id: str) -> None:
+    """BUILD_ID=ID as the identity file's last line, if a role wrote that file (the common role)."""
+    path = inside(tree, release)
+    if path.is_symlink() or not path.is_file():
+        return
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("BUILD_ID=")]
+    stat = path.stat()
+    path.write_text("\n".join([*lines, f"BUILD_ID={build_id}"]) + "\n", encoding="utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def drop_corrupt_facts(facts: Path) -> None:
     """Ansible's fact cache writes in place: a build killed during that write leaves a file
     that would fail the next run ("the cache file was corrupt ... re-run"). Drop such files."""
@@ -83,7 +100,9 @@ def drop_corrupt_facts(facts: Path) -> None:
 
 
 def run(job: Job) -> dict[str, Any]:
-    from crust.tree import ansible, configure
+    from crust.steps.role import apply_early_kickstart
+    from crust.tree import configure
+    from crust.tree.overlay import apply_layer
     from crust.tree.seal import seal
 
     plan, ks = job.plan, job.plan.ks
@@ -96,25 +115,17 @@ def run(job: Job) -> dict[str, Any]:
     with phase("copy the packages tree", took):
         run_command(["cp", "-a", "--reflink=auto", str(packages.path / "tree"), str(tree)])
     with phase("kickstart commands", took):
-        configure.set_timezone(tree, ks.timezone)
-        configure.set_lang(tree, ks.lang)
-        configure.generate_locales(tree, ks.lang)
-        configure.set_keyboard(tree, ks.keymap)
-        configure.configure_network(tree, ks.network)
-        configure.set_root_password(tree, ks.root_password_hash)
-        configure.create_users(tree, ks.users)
-        configure.install_ssh_keys(tree, ks.sshkeys)
+        if not plan.steps_of("role"):  # else the first role step applied these
+            apply_early_kickstart(tree, plan)
         configure.write_fstab(tree, plan.layout.root_uuid, ks.root_grow)
         if ks.root_grow:
             configure.write_grow_config(tree)
         configure.write_kernel_cmdline(tree, plan.layout.cmdline)
         configure.mask_generators(tree, plan.distro.masked_generators)
-    facts = job.store.root / "state" / "facts" / digest_text(packages.path.name + plan.rendered.text)[:24]
-    drop_corrupt_facts(facts)
-    # What %packages installed (name -> version): the roles check their packages in it.
-    variables = {**plan.variables, "crust_packages": packages.meta["outputs"]["packages"]}
-    with phase("roles (ansible-playbook)", took):
-        ansible.apply_roles(tree, plan.roles, variables, job.project.roles, work, facts)
+    with phase("apply the role layers", took):
+        for step in plan.steps_of("role"):
+            apply_layer(job.entries[step.key].path / "layer", tree)
+        stamp_build_id(tree, release_file(plan), plan.build_id)
     with phase("services and %post scripts", took):
         configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
         configure.run_scripts(tree, ks.scripts, work)
@@ -164,8 +175,7 @@ def disk_bytes(plan: AppliancePlan, step: Step) -> int:
 KIND = StepKind(
     name="tree",
     order=30,
-    tools=("unshare", "bwrap", "systemctl", "useradd", "ansible-playbook", "cp", "grep"),
-    shaping=("ansible-playbook",),
+    tools=("unshare", "bwrap", "systemctl", "useradd", "cp", "grep"),
     plan=plan,
     run=run,
     disk_bytes=disk_bytes,

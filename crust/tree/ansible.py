@@ -108,10 +108,21 @@ WHEEL_CACHE = Path(os.environ.get("CRUST_WHEEL_CACHE", "/var/cache/crust/wheels"
 WHEEL_DIR = "/var/tmp/crust-wheels"  # where the host's wheel cache shows inside the tree
 
 
-def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any], roles_dir: Path, workdir: Path, facts_dir: Path) -> None:
+def apply_roles(
+    tree: Path,
+    roles: tuple[str, ...],
+    variables: Mapping[str, Any],
+    roles_dir: Path,
+    workdir: Path,
+    facts_dir: Path,
+    applied: tuple[str, ...] = (),
+) -> None:
     """Run the roles against tree, each task in the build sandbox with the host's wheel cache
     read-only at WHEEL_DIR (roles fetch into it on the host, delegated to localhost). facts_dir
-    caches the tree's facts: give each tree-before-roles (packages step + kickstart) its own."""
+    caches the tree's facts: give each tree-before-roles (packages step + kickstart) its own.
+    applied: roles an earlier play already ran on this tree, that Ansible would skip as run
+    had they been in this play (crust/steps/role.py): they run as stubs, tasks and handlers
+    empty (their defaults, variables, plugins and argument specs as they are)."""
     if not roles:
         return
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
@@ -135,7 +146,7 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
     check_tools(["ansible-playbook"])
     ansible_playbook = str(find_tool("ansible-playbook"))
     env = {
-        "ANSIBLE_ROLES_PATH": str(roles_dir),
+        "ANSIBLE_ROLES_PATH": f"{stub_roles(roles_dir, applied, workdir / 'applied-roles')}:{roles_dir}" if applied else str(roles_dir),
         "ANSIBLE_HOME": str(workdir / "ansible-home"),
         "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
         "ANSIBLE_REMOTE_TMP": "/tmp/.ansible-crust",
@@ -162,6 +173,20 @@ def apply_roles(tree: Path, roles: tuple[str, ...], variables: Mapping[str, Any]
     finally:
         wheels.rmdir()
         log_line(module_cache_report(compiled))
+
+
+def stub_roles(roles_dir: Path, names: tuple[str, ...], into: Path) -> Path:
+    """A roles folder searched before roles_dir in which each of NAMES is its role without
+    tasks or handlers (its other folders linked): the role counts as applied and runs nothing."""
+    for name in names:
+        stub = into / name
+        stub.mkdir(parents=True)
+        for part in sorted((roles_dir / name).iterdir()):
+            if part.name not in ("tasks", "handlers"):
+                (stub / part.name).symlink_to(part.resolve())
+        (stub / "tasks").mkdir()
+        (stub / "tasks" / "main.yml").write_text("[]\n", encoding="utf-8")
+    return into
 
 
 def module_cache_report(compiled: Path) -> str:

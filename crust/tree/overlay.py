@@ -1,7 +1,7 @@
 """Layers: what a step changed on top of the tree it started from, stored as overlayfs stores it.
 
-The first piece of issue 21's per-role steps (not used by a step yet). A role step is to run on
-an overlay of the trees below it and keep only its upper directory, a *layer*: the files and
+Role steps (crust/steps/role.py) run on an overlay of the trees below them and keep only its
+upper directory, a *layer*: the files and
 directories it made or changed, whole, with their metadata, and a whiteout (a character device
 0/0, as overlayfs writes one) for each path it removed. A layer is normalised (normalize()):
 what is the same as below is dropped, and an opaque directory (a directory removed and made
@@ -16,6 +16,7 @@ its commands only, and goes with the thread, whatever ends the process.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import os
 import shutil
@@ -51,13 +52,16 @@ def in_private_mounts(fn: Callable[[], T]) -> T:
     """fn() on a thread in a mount namespace of its own (private: nothing mounted there shows
     anywhere else); what it returns or raises."""
     outcome: dict[str, Any] = {}
+    # The caller's context variables (the step's log, its command environment): a new thread
+    # would start without them.
+    context = contextvars.copy_context()
 
     def target() -> None:
         try:
             libc = _libc()
             _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
             _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-            outcome["value"] = fn()
+            outcome["value"] = context.run(fn)
         except BaseException as exc:
             outcome["error"] = exc
 
@@ -250,7 +254,9 @@ def apply_layer(layer: Path, tree: Path) -> None:
             st, there = os.lstat(source), lstat_or_none(target)
             if is_whiteout(st):
                 removed.append(target)
-            if there is not None and (is_whiteout(st) or stat.S_ISDIR(st.st_mode) != stat.S_ISDIR(there.st_mode)):
+            # Only a directory over a directory merges: anything else replaces what was there
+            # (cp would write a file through a symlink it finds at the path).
+            if there is not None and not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(there.st_mode)):
                 _remove(target)
     # cp -a merges directories (their metadata too) and replaces files: it keeps owners, modes,
     # times, extended attributes, hard links within the layer and sparse files.

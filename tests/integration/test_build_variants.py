@@ -74,7 +74,7 @@ def test_failed_step_leaves_nothing(built: Built, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     out = build_py("--appliances", str(folder), "--output", str(out_dir), "build", "wsgi-broken")
     assert out.returncode == 1, out.stderr
-    assert "tree step of wsgi-broken failed" in out.stderr and "full log:" in out.stderr
+    assert "role step of wsgi-broken+wsgi failed" in out.stderr and "full log:" in out.stderr
     assert "gunicorn is not pinned" in out.stderr
     assert len(out.stderr.strip().splitlines()[-1]) < 1000
     assert not (out_dir / "wsgi-broken").exists()

@@ -503,8 +503,8 @@ def apt_in_packages(lab: Lab) -> int | None:
 
 
 def ansible_module_in_tree(lab: Lab) -> int | None:
-    """A module's Python in the chroot, once the play gathered (and cached) the tree's facts."""
-    under = in_tmp(lab, "tree")
+    """A module's Python in a role step's view of the tree, once the play gathered (and cached) its facts."""
+    under = in_tmp(lab, "role")
     if not any(p.is_file() for p in (lab.store / "state" / "facts").glob("*/*")):
         return None
     if find_process(lambda comm, _root, cmd: "ansible-playbook" in cmd and str(lab.store) in cmd) is None:
@@ -533,12 +533,12 @@ def qemu_img_writing(lab: Lab) -> int | None:
 
 
 def two_trees_building(lab: Lab) -> int | None:
-    """Two tree steps at once (build -j 2): two Ansible controllers working in the lab's store,
-    each with a module of its play running in its tree's sandbox."""
+    """Two role steps at once (build -j 2): two Ansible controllers working in the lab's store,
+    each with a module of its play running in its view's sandbox."""
     controllers = [
         pid for pid, entry in proc_entries() if "ansible-playbook" in read(entry / "cmdline") and str(lab.store) in read(entry / "cmdline")
     ]
-    under = in_tmp(lab, "tree")
+    under = in_tmp(lab, "role")
     modules = {tree_root(pid, entry) for pid, entry in proc_entries() if read(entry / "comm").startswith("python3") and under(tree_root(pid, entry))}
     return controllers[-1] if len(controllers) >= 2 and len(modules) >= 2 else None
 
@@ -655,7 +655,7 @@ def test_kills_in_the_base_step(lab: Lab) -> None:
 def test_kills_in_the_packages_and_tree_steps(lab: Lab) -> None:
     kill(lab, "packages: apt installing inside the chroot", signal.SIGINT, watch=apt_in_packages)
     kill(lab, "packages: cp copying the base tree", signal.SIGKILL, stop_at="run:cp", then=cp_copying)
-    kill(lab, "tree: an Ansible module running in the chroot", signal.SIGKILL, watch=ansible_module_in_tree)
+    kill(lab, "role: an Ansible module running in the chroot", signal.SIGKILL, watch=ansible_module_in_tree)
     # Ansible's fact cache is written in place: stand in for a kill in the middle of that
     # write by cutting the file in half; the next run must not fail on it.
     facts = [p for p in (lab.store / "state" / "facts").glob("*/*") if p.is_file()]
@@ -747,9 +747,9 @@ def test_sigterm_and_kills_of_a_parallel_build_an_audit_and_a_clean(lab: Lab) ->
             .replace("wsgi_workers = 2", f"wsgi_workers = {workers}")
         )
     both = ("build", *extra, "-j", "2")
-    kill(lab, "build -j 2: two tree steps at work", signal.SIGTERM, watch=two_trees_building, verb=both)
-    kill(lab, "build -j 2: two tree steps at work", signal.SIGKILL, watch=two_trees_building, verb=both)
-    kill(lab, "tree: an Ansible module running in the sandbox", signal.SIGTERM, watch=ansible_module_in_tree, verb=("build", "wsgi-two"))
+    kill(lab, "build -j 2: two role steps at work", signal.SIGTERM, watch=two_trees_building, verb=both)
+    kill(lab, "build -j 2: two role steps at work", signal.SIGKILL, watch=two_trees_building, verb=both)
+    kill(lab, "role: an Ansible module running in the sandbox", signal.SIGTERM, watch=ansible_module_in_tree, verb=("build", "wsgi-two"))
     run = Run(lab, None, "build", "wsgi-two")
     assert run.finish() == 0, run.stderr[-3000:]  # the next build after the SIGTERMs completes
     kill(lab, "audit: debugfs copying the image's root", signal.SIGTERM, watch=debugfs_copying, verb=("audit", NAME))

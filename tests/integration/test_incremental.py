@@ -48,7 +48,7 @@ def plan_rows(work: Path, *names: str) -> dict[tuple[str, str], str]:
     rows = {}
     for line in out.stdout.splitlines():
         parts = line.split()
-        rows[(parts[0], parts[1])] = line
+        rows[(parts[0], parts[2] if parts[1] == "role" else parts[1])] = line  # a role step by its name (APPLIANCE+ROLE)
     return rows
 
 
@@ -67,15 +67,17 @@ def test_plan_names_what_changed(copy: Path) -> None:
         os.utime(path, (later, later))
     (copy / "NOTES.md").write_text("not an input of any step")
     assert not (rows := stale(copy)), rows
-    # Editing one role template reruns the steps from the configured tree onward, of the
-    # appliances that use the role; the shared base trees stay.
+    # Editing one role template reruns that role's step and the steps after it, of the
+    # appliances that use the role; the shared base trees and the roles before it stay.
     (copy / EDITED).write_text((copy / EDITED).read_text() + "# edited\n")
     rows = plan_rows(copy)
     for name in ("wsgi", "wsgi-debian12"):
-        assert "up to date" in rows[(name, "base")] and "up to date" in rows[(name, "packages")]
-        for kind in ("tree", "image", "convert"):
+        for kind in ("base", "packages", f"{name}+common", f"{name}+cloud_init"):
+            assert "up to date" in rows[(name, kind)], rows[(name, kind)]
+        for kind in (f"{name}+wsgi", "tree", "image", "convert"):
             assert "will run" in rows[(name, kind)], rows[(name, kind)]
-        assert "because: role file wsgi/templates/nginx-site.conf.j2 changed" in rows[(name, "tree")]
+        assert "because: role file wsgi/templates/nginx-site.conf.j2 changed" in rows[(name, f"{name}+wsgi")]
+        assert "role step" in rows[(name, "tree")].split("because:")[1]
         assert "tree step" in rows[(name, "image")].split("because:")[1]
 
 

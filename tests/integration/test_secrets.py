@@ -321,7 +321,7 @@ def step(manifest: dict[str, Any], kind: str) -> dict[str, Any]:
     return found
 
 
-OWN_KINDS = ("tree", "image", "convert")  # what a probe build makes; base and packages are wsgi's
+OWN_KINDS = ("role", "tree", "image", "convert")  # what a probe build makes; base and packages are wsgi's
 
 
 def names(folder: Path) -> set[str]:

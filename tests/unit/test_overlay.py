@@ -31,6 +31,7 @@ def make_tree(top: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     os.symlink("keep", top / "etc/link")
+    os.symlink("keep", top / "etc/alias")  # a link a step replaces with a file
     clamp(top)
 
 
@@ -53,6 +54,8 @@ def change(merged: Path) -> None:
     (merged / "opt/new/file").write_text("added\n")
     os.unlink(merged / "etc/link")
     os.symlink("change", merged / "etc/link")
+    os.unlink(merged / "etc/alias")
+    (merged / "etc/alias").write_text("a file now\n")  # applied, it must not go through the link below
 
 
 @pytest.fixture
@@ -124,6 +127,15 @@ def test_a_layer_over_a_layer_gives_the_tree_both_steps_left(layout: dict[str, P
     apply_layer(layout["upper"], tree)
     apply_layer(second["upper"], tree)
     assert digest_output(tree) == digest_output(second["seen"])
+
+
+def test_the_thread_sees_the_callers_context() -> None:
+    """The step's log and command environment are context variables: the thread must see them."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("test_var", default="unset")
+    var.set("the caller's")
+    assert in_private_mounts(var.get) == "the caller's"
 
 
 def test_paths_overlayfs_would_split_are_refused(tmp_path: Path) -> None:

@@ -58,13 +58,17 @@ def test_role_edit_reruns_from_the_tree(project: Path, tmp_path: Path, offline: 
         assert first[key] != second[key], key
 
 
-def test_a_role_included_by_name_is_part_of_the_tree_step(project: Path, tmp_path: Path, offline: None) -> None:
+def role_step(project: Path, state: Path, name: str) -> Step:
+    return next(s for s in plan_appliance(Project.at(project), "wsgi", state).steps if s.name == name)
+
+
+def test_a_role_included_by_name_is_part_of_the_role_step(project: Path, tmp_path: Path, offline: None) -> None:
     """wsgi's tasks include python_app (include_role, not a meta dependency): an edit of
-    python_app must rebuild wsgi's tree, and plan names the file."""
-    before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
+    python_app must rebuild wsgi's role step, and plan names the file."""
+    before = role_step(project, tmp_path / "state", "wsgi+wsgi")
     tasks = project / "roles/python_app/tasks/main.yml"
     tasks.write_text(tasks.read_text() + "# edited\n")
-    after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
+    after = role_step(project, tmp_path / "state", "wsgi+wsgi")
     assert before.id != after.id
     why = explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)})
     assert why == "role file python_app/tasks/main.yml changed"
@@ -98,16 +102,32 @@ def test_an_include_naming_a_path_is_not_followed_out_of_the_roles_dir(tmp_path:
 
 
 def test_explain_names_the_changed_role_file(project: Path, tmp_path: Path, offline: None) -> None:
-    before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
+    before = role_step(project, tmp_path / "state", "wsgi+wsgi")
     template = project / "roles/wsgi/templates/nginx-site.conf.j2"
     template.write_text(template.read_text() + "# edited\n")
-    after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
+    after = role_step(project, tmp_path / "state", "wsgi+wsgi")
     why = explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)})
     assert why == "role file wsgi/templates/nginx-site.conf.j2 changed"
 
 
+def test_editing_the_last_role_keeps_the_role_steps_before_it(project: Path, tmp_path: Path, offline: None) -> None:
+    """Issue 21: a step per role, each id covering the one before it."""
+    before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state")
+    assert [s.name for s in before.steps_of("role")] == ["wsgi+common", "wsgi+cloud_init", "wsgi+wsgi"]
+    template = project / "roles/wsgi/templates/nginx-site.conf.j2"
+    template.write_text(template.read_text() + "# edited\n")
+    after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state")
+    changed = [a.name for a, b in zip(after.steps, before.steps, strict=True) if a.id != b.id]
+    assert changed == ["wsgi+wsgi", "wsgi", "wsgi", "wsgi.qcow2"]  # that role, the tree, the image, the qcow2
+    template = project / "roles/common/templates/crust-release.j2"
+    template.write_text(template.read_text() + "# edited\n")
+    first = plan_appliance(Project.at(project), "wsgi", tmp_path / "state")
+    assert [a.kind for a, b in zip(first.steps, after.steps, strict=True) if a.id != b.id] == ["role"] * 3 + ["tree", "image", "convert"]
+
+
 def test_explain_names_template_and_variable(project: Path, tmp_path: Path, offline: None) -> None:
     before = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
+    first_role = role_step(project, tmp_path / "state", "wsgi+common")
     ks = project / "kickstarts/wsgi.ks.j2"
     ks.write_text(ks.read_text().replace("{% block post %}", "{% block packages %}\n{{ super() }}\njq\n{% endblock %}\n{% block post %}"))
     app = project / "appliances/wsgi.toml"
@@ -115,7 +135,8 @@ def test_explain_names_template_and_variable(project: Path, tmp_path: Path, offl
     after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("tree")
     why = explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)})
     assert "rendered kickstart (kickstarts/wsgi.ks.j2)" in why
-    assert "variables (wsgi_workers)" in why
+    role = role_step(project, tmp_path / "state", "wsgi+common")
+    assert "variables (wsgi_workers)" in explain_change(role, {"inputs": dict(first_role.inputs), "explain": dict(first_role.explain)})
 
 
 def test_explain_first_build() -> None:
