@@ -17,7 +17,6 @@ The tree step stamps it into the identity file instead (crust/steps/tree.py).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from types import MappingProxyType
@@ -35,7 +34,6 @@ from crust.steps.kind import GIB, Job, StepKind
 
 # The kickstart commands applied before the first role (the rest are the tree step's).
 EARLY_KICKSTART = ("timezone", "lang", "keymap", "network", "root_password_hash", "users", "sshkeys")
-OVERLAY_ENV = "CRUST_OVERLAY"  # "0": make layers by comparing a whole copy (the fallback), not with overlayfs
 
 
 def early_kickstart(p: Planning | AppliancePlan) -> dict[str, Any]:
@@ -102,7 +100,7 @@ def run(job: Job) -> dict[str, Any]:
         with phase(f"role {role_of(job.step)} (ansible-playbook)", took):
             apply_role(view, job, work, facts)
 
-    if os.environ.get(OVERLAY_ENV) != "0" and overlay_usable(job.tmp, lowers):
+    if overlay.usable(job.tmp, lowers):
         merged, scratch = job.tmp / "merged", job.tmp / "overlay-work"
         merged.mkdir()
         scratch.mkdir()
@@ -128,26 +126,6 @@ def run(job: Job) -> dict[str, Any]:
         how = "copy"
     shutil.rmtree(work)
     return {"layer": how, "phases_s": took}
-
-
-def overlay_usable(tmp: Path, lowers: list[Path]) -> bool:
-    """overlayfs can stack these layers: a test mount of them on a thread of its own."""
-    from crust.tree import overlay
-
-    probe = tmp / "probe"
-    upper, scratch, merged = probe / "upper", probe / "work", probe / "merged"
-    for d in (upper, scratch, merged):
-        d.mkdir(parents=True)
-    try:
-        overlay.in_private_mounts(lambda: overlay.mount_overlay(lowers, upper, scratch, merged))
-        return True
-    except (OSError, ValueError) as exc:
-        from crust.log import log_line
-
-        log_line(f"crust: overlayfs unusable here ({exc}): the layer is made from a whole copy instead")
-        return False
-    finally:
-        shutil.rmtree(probe, ignore_errors=True)
 
 
 def compose(tree: Path, lowers: list[Path]) -> None:

@@ -101,8 +101,7 @@ def drop_corrupt_facts(facts: Path) -> None:
 
 def run(job: Job) -> dict[str, Any]:
     from crust.steps.role import apply_early_kickstart
-    from crust.tree import configure
-    from crust.tree.overlay import apply_layer
+    from crust.tree import configure, overlay
     from crust.tree.seal import seal
 
     plan, ks = job.plan, job.plan.ks
@@ -112,26 +111,49 @@ def run(job: Job) -> dict[str, Any]:
     work = job.tmp / "work"
     work.mkdir()
     took: list[tuple[str, float]] = []  # where the step's seconds go (its record and log)
-    with phase("copy the packages tree", took):
-        run_command(["cp", "-a", "--reflink=auto", str(packages.path / "tree"), str(tree)])
-    with phase("kickstart commands", took):
-        if not plan.steps_of("role"):  # else the first role step applied these
-            apply_early_kickstart(tree, plan)
-        configure.write_fstab(tree, plan.layout.root_uuid, ks.root_grow)
-        if ks.root_grow:
-            configure.write_grow_config(tree)
-        configure.write_kernel_cmdline(tree, plan.layout.cmdline)
-        configure.mask_generators(tree, plan.distro.masked_generators)
+    # Where overlayfs works, the packages tree is linked, not copied: nothing below writes a
+    # file of it in place (the layers replace files; everything else runs on an overlay of it).
+    linked = overlay.usable(job.tmp, [packages.path / "tree"])
+    with phase("link the packages tree" if linked else "copy the packages tree", took):
+        run_command(["cp", "-a", "--link" if linked else "--reflink=auto", str(packages.path / "tree"), str(tree)])
     with phase("apply the role layers", took):
         for step in plan.steps_of("role"):
-            apply_layer(job.entries[step.key].path / "layer", tree)
-        stamp_build_id(tree, release_file(plan), plan.build_id)
-    with phase("services and %post scripts", took):
-        configure.set_services(tree, configure.network_services(tree) + ks.services_enabled, ks.services_disabled)
-        configure.run_scripts(tree, ks.scripts, work)
-    faults.point("tree.seal")
-    with phase("seal", took):
-        seal(tree, ks, backend, plan.epoch)
+            overlay.apply_layer(job.entries[step.key].path / "layer", tree)
+
+    def configure_tree(view: Path) -> None:
+        with phase("kickstart commands", took):
+            if not plan.steps_of("role"):  # else the first role step applied these
+                apply_early_kickstart(view, plan)
+            configure.write_fstab(view, plan.layout.root_uuid, ks.root_grow)
+            if ks.root_grow:
+                configure.write_grow_config(view)
+            configure.write_kernel_cmdline(view, plan.layout.cmdline)
+            configure.mask_generators(view, plan.distro.masked_generators)
+            stamp_build_id(view, release_file(plan), plan.build_id)
+        with phase("services and %post scripts", took):
+            configure.set_services(view, configure.network_services(view) + ks.services_enabled, ks.services_disabled)
+            configure.run_scripts(view, ks.scripts, work)
+        faults.point("tree.seal")
+        with phase("seal", took):
+            seal(view, ks, backend, plan.epoch)
+
+    if linked:
+        upper, scratch, merged = job.tmp / "upper", job.tmp / "overlay-work", job.tmp / "merged"
+        for folder in (upper, scratch, merged):
+            folder.mkdir()
+
+        def mounted() -> None:
+            overlay.mount_overlay([tree], upper, scratch, merged)
+            configure_tree(merged)
+
+        overlay.in_private_mounts(mounted)
+        with phase("apply the changes", took):
+            overlay.normalize(upper, [tree])
+            overlay.apply_layer(upper, tree)
+        for folder in (upper, scratch, merged):
+            shutil.rmtree(folder)
+    else:
+        configure_tree(tree)
     with phase("build secret check", took):
         check_no_secret_left(tree, job)
     shutil.rmtree(work)

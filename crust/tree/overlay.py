@@ -35,6 +35,7 @@ OPAQUE = OVERLAY_XATTRS + "opaque"
 # Plain overlayfs: no index, no redirects or metadata-only copies (whose upper files would not
 # be whole), no inode number translation.
 OPTIONS = "redirect_dir=off,metacopy=off,index=off,xino=off"
+ENV = "CRUST_OVERLAY"  # "0": work on whole copies, as where overlayfs cannot be mounted (to test that path)
 UNSAFE = frozenset(",:\\\n")  # characters of a path overlayfs' options would split or escape
 
 
@@ -86,6 +87,27 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, merged: Path)
     os.utime(upper, ns=(root.st_atime_ns, root.st_mtime_ns))
     options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work},{OPTIONS}"
     _check(_libc().mount(b"overlay", os.fsencode(merged), b"overlay", 0, options.encode()), f"mount overlay at {merged}")
+
+
+def usable(tmp: Path, lowers: Sequence[Path]) -> bool:
+    """overlayfs can stack LOWERS here: a test mount of them, on a thread of its own, under TMP
+    (a scratch folder, left as it was). False with CRUST_OVERLAY=0."""
+    if os.environ.get(ENV) == "0":
+        return False
+    probe = tmp / ".overlay-probe"
+    upper, scratch, merged = probe / "upper", probe / "work", probe / "merged"
+    for folder in (upper, scratch, merged):
+        folder.mkdir(parents=True)
+    try:
+        in_private_mounts(lambda: mount_overlay(lowers, upper, scratch, merged))
+        return True
+    except (OSError, ValueError) as exc:
+        from crust.log import log_line
+
+        log_line(f"crust: overlayfs unusable here ({exc}): working on a whole copy instead")
+        return False
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 def is_whiteout(st: os.stat_result) -> bool:

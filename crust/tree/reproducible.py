@@ -54,15 +54,18 @@ def remove_host_fact_caches(tree: Path) -> None:
 
 
 def clamp_times(tree: Path, epoch: int) -> int:
-    """Set every time newer than the epoch to the epoch (links themselves, never what they point
-    at); the number of entries changed. Directories last, since changing a file inside one
-    changes nothing of its time but a removal above would."""
+    """Set every modification time newer than the epoch to the epoch, with its access time
+    (links themselves, never what they point at); the number of entries changed. Directories
+    last, since changing a file inside one changes nothing of its time but a removal above would.
+    A file only read keeps its access time: access times are no output (digests leave them out,
+    the image pins them, crust/disk/assemble.py), and clamping a view whose files are shared
+    (an overlay of the store's, crust/steps/tree.py) must write none of them."""
     changed = 0
     for dirpath, dirnames, filenames in os.walk(tree, topdown=False):
         for name in (*filenames, *dirnames):
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
-            if st.st_mtime > epoch or st.st_atime > epoch:
+            if st.st_mtime > epoch:
                 os.utime(path, (min(st.st_atime, epoch), min(st.st_mtime, epoch)), follow_symlinks=False)
                 changed += 1
     st = os.lstat(tree)

@@ -92,6 +92,51 @@ def test_tree_is_sealed(built: Built, name: str) -> None:
     assert private == []
 
 
+def test_every_entry_still_holds_what_its_step_made(built: Built) -> None:
+    """Issue 21: the tree step links the packages tree's files instead of copying them, and role
+    steps mount it under overlayfs. Nothing may write a stored file through such a link: each
+    entry of wsgi's build still digests to the output its step recorded."""
+    from crust.build.equivalence import digest_output
+
+    manifest = built("wsgi")
+    for step in manifest["steps"]:
+        entry = store_entry(step["kind"], step["id"])
+        recorded = json.loads((entry / "step.json").read_text())["output_digest"]
+        assert digest_output(entry) == recorded, f"{step['kind']} {step['name']}: its entry changed after its commit"
+
+
+def test_without_overlayfs_the_same_image(built: Built, tmp_path: Path) -> None:
+    """Where overlayfs cannot be mounted (CRUST_OVERLAY=0 takes that path on any host), role
+    layers come from comparing whole copies and the tree step copies the packages tree: the
+    same steps make the same image, bit for bit. A store holding wsgi's base and packages
+    entries (linked: entries are never written) and the main store's state."""
+    import subprocess
+
+    manifest = built("wsgi")
+    store = tmp_path / "store"
+    (store / "steps").mkdir(parents=True)
+    for step in manifest["steps"]:
+        if step["kind"] in ("base", "packages"):
+            subprocess.run(["cp", "-al", str(store_entry(step["kind"], step["id"])), str(store / "steps")], check=True)
+    subprocess.run(["cp", "-a", str(ROOT / ".crust" / "state"), str(store / "state")], check=True)
+    out_dir = tmp_path / "out"
+    out = build_py("--store", str(store), "--output", str(out_dir), "build", "wsgi", env={"CRUST_OVERLAY": "0"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    again = json.loads((out_dir / "wsgi" / "manifest.json").read_text())
+    assert [(s["kind"], s["id"]) for s in again["steps"]] == [(s["kind"], s["id"]) for s in manifest["steps"]]
+    assert [s["reused"] for s in again["steps"]] == [s["kind"] in ("base", "packages") for s in again["steps"]]
+    for step in again["steps"]:
+        phases = [
+            name
+            for name, _ in json.loads((store / "steps" / f"{step['kind']}-{step['id']}" / "step.json").read_text())["outputs"].get("phases_s", [])
+        ]
+        if step["kind"] == "role":
+            assert "copy the view" in phases and "compare into a layer" in phases, phases
+        if step["kind"] == "tree":
+            assert "copy the packages tree" in phases, phases
+    assert {a["format"]: a["sha256"] for a in again["artifacts"]} == {a["format"]: a["sha256"] for a in manifest["artifacts"]}
+
+
 def test_roles_modules_import_compiled_code_after_their_first_run(built: Built) -> None:
     """Issue 21: Ansible's modules import their module_utils from a zip, compiled from source on
     every run; crust/tree/ansible_boot.py keeps the compiled code, so most imports are served."""

@@ -67,3 +67,17 @@ def test_intermediate_trees_keep_no_key_a_package_made(tmp_path: Path) -> None:
     settle_intermediate(tmp_path, 1_700_000_000)
     assert [rel for rel in made if (tmp_path / rel).exists()] == []
     assert (tmp_path / "etc/ssh/sshd_config").exists() and (tmp_path / "etc/ssl/certs/ca-certificates.crt").exists()
+
+
+def test_a_file_only_read_since_the_epoch_is_not_written(tmp_path: Path) -> None:
+    """Access times are no output: clamping must not touch a file whose content and mtime are
+    old (the tree step clamps an overlay of stored files: a write would copy each one up)."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    read = tree / "read-only-lately"
+    read.write_text("shipped")
+    os.utime(read, (EPOCH + 1000, EPOCH - 5000))
+    os.utime(tree, (EPOCH, EPOCH))
+    before = read.stat().st_ctime_ns
+    assert clamp_times(tree, EPOCH) == 0
+    assert read.stat().st_ctime_ns == before and read.stat().st_atime == EPOCH + 1000
