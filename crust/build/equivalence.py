@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from crust.build.store import write_atomic
@@ -21,8 +22,11 @@ from crust.build.store import write_atomic
 META = "step.json"  # the entry's own record (timings, names): not output
 
 
-def digest_output(entry: Path) -> str:
-    """A digest of what a step made: every entry under the directory but its record, sorted."""
+def digest_output(entry: Path, known: Mapping[str, str] | None = None) -> str:
+    """A digest of what a step made: every entry under the directory but its record, sorted.
+    known: sha256 (hex) of files the step already hashed, by path relative to ENTRY (a disk
+    image is read once, not twice): used as the file's content digest, as it would be computed."""
+    known = known or {}
     h = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(entry):
         dirnames.sort()
@@ -38,6 +42,8 @@ def digest_output(entry: Path) -> str:
             h.update(f"{rel}\0{st.st_mode:o}\0{st.st_uid}\0{st.st_gid}\0{int(st.st_mtime)}\0".encode("utf-8", "surrogateescape"))
             if stat.S_ISLNK(st.st_mode):
                 h.update(os.readlink(path).encode("utf-8", "surrogateescape"))
+            elif stat.S_ISREG(st.st_mode) and rel in known:
+                h.update(bytes.fromhex(known[rel]))
             elif stat.S_ISREG(st.st_mode):
                 with open(path, "rb") as fh:
                     h.update(hashlib.file_digest(fh, "sha256").digest())

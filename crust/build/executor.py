@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,18 @@ def ensure(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
     return Built(built.entry, built.cached, built.fetched, canonical)
 
 
+def hashed_files(tmp: Path, outputs: Mapping[str, Any]) -> dict[str, str]:
+    """The files of a step's directory whose sha256 its outputs record (file_facts: disk.raw,
+    a converted image), if still of the recorded size: the output digest need not read them again."""
+    known = {}
+    for name, facts in outputs.items():
+        if isinstance(facts, Mapping) and isinstance(facts.get("sha256"), str) and "/" not in name:
+            path = tmp / name
+            if path.is_file() and not path.is_symlink() and path.stat().st_size == facts.get("size"):
+                known[name] = facts["sha256"]
+    return known
+
+
 def obtain(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], progress: Progress, remote: RemoteCache | None) -> Built:
     entry = store.get(step.kind, step.id)
     if entry is not None:
@@ -91,7 +103,7 @@ def obtain(store: Store, step: Step, action: Callable[[Path], dict[str, Any]], p
                 try:
                     outputs = action(tmp)
                     with phase("output digest", outputs.setdefault("phases_s", [])):
-                        output = digest_output(tmp)  # before step.json is written: what the step made
+                        output = digest_output(tmp, hashed_files(tmp, outputs))  # before step.json is written: what the step made
                     duration = time.monotonic() - started
                     meta = {
                         "kind": step.kind,

@@ -54,6 +54,23 @@ def test_the_output_digest_sees_what_the_step_made_not_its_record(tmp_path: Path
         assert digest_output(one) != digest_output(other), edit.__name__
 
 
+def test_a_file_the_step_hashed_is_not_read_again_and_digests_the_same(tmp_path: Path) -> None:
+    """The executor hands digest_output the sha256 a step recorded of its files (disk.raw): the
+    digest is the same as reading them, and a digest given is what counts (it is not read)."""
+    from crust.build.executor import hashed_files
+    from crust.digest import digest_file
+
+    one = entry(tmp_path / "one")
+    disk = one / "disk.raw"
+    disk.write_bytes(b"\0" * 4096 + b"data")
+    facts = {"disk.raw": {"sha256": digest_file(disk), "size": 4100}, "phases_s": []}
+    known = hashed_files(one, facts)
+    assert known == {"disk.raw": digest_file(disk)}
+    assert digest_output(one, known) == digest_output(one)
+    assert digest_output(one, {"disk.raw": "00" * 32}) != digest_output(one)
+    assert hashed_files(one, {"disk.raw": {"sha256": "00" * 32, "size": 1}}) == {}  # another size: read it
+
+
 def test_the_first_step_with_an_output_is_canonical(tmp_path: Path) -> None:
     assert record_output(tmp_path, "tree", A, "out1") == A
     assert record_output(tmp_path, "tree", A, "out1") == A
