@@ -56,6 +56,7 @@ def in_private_mounts(fn: Callable[[], T]) -> T:
     # The caller's context variables (the step's log, its command environment): a new thread
     # would start without them.
     context = contextvars.copy_context()
+    done = threading.Event()
 
     def target() -> None:
         try:
@@ -65,9 +66,22 @@ def in_private_mounts(fn: Callable[[], T]) -> T:
             outcome["value"] = context.run(fn)
         except BaseException as exc:
             outcome["error"] = exc
+        finally:
+            done.set()
 
     thread = threading.Thread(target=target, name="crust-private-mounts")
     thread.start()
+    try:
+        done.wait()  # not join(): Python 3.11's join, interrupted, takes the thread for ended
+    except BaseException:
+        # Ctrl-C or SIGTERM (a KeyboardInterrupt here): the thread's commands do not see it.
+        # Stop them as run() stops the caller's own, and let the thread end before the
+        # caller removes what it works in.
+        from crust.runner import stop_all
+
+        stop_all()
+        done.wait()
+        raise
     thread.join()
     if "error" in outcome:
         raise outcome["error"]

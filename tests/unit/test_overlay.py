@@ -186,3 +186,35 @@ def entries_that_differ(a: Path, b: Path) -> list[tuple[str, object, object]]:
     """(path, its mode, mtime, size and xattr names in a, the same in b) where the two differ."""
     ea, eb = entries(a), entries(b)
     return [(k, ea.get(k), eb.get(k)) for k in sorted(set(ea) | set(eb)) if ea.get(k) != eb.get(k)]
+
+
+def test_ctrl_c_during_the_thread_stops_its_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyboardInterrupt (Ctrl-C, or SIGTERM as Crust maps it) reaches the caller, not the
+    thread: the thread's command must be stopped and the thread over before it propagates."""
+    import signal
+    import threading
+    import time
+
+    from crust import runner
+
+    monkeypatch.setattr(runner, "_stopping", threading.Event())  # stop_all() sets it for the process
+    started: list[float] = []
+
+    def long_command() -> None:
+        started.append(time.monotonic())
+        run(["sleep", "60"])
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(KeyboardInterrupt):
+            in_private_mounts(long_command)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert started and time.monotonic() - started[0] < 30, "the thread's sleep ran on"
+    assert not [t for t in threading.enumerate() if t.name == "crust-private-mounts" and t.is_alive()]
+    assert not runner._live, "a command of the thread is still running"
