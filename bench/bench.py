@@ -7,7 +7,8 @@ store is untouched. Prints, for the WSGI appliance:
   mmdebstrap floor           mmdebstrap alone installing the image's full package set
   no-op rebuild (all)        every appliance already built, nothing changed
   one-role rebuild           after a one-line edit of one template of the first role of wsgi
-                             (common) and of its last (wsgi): median of 3 edits each
+                             (common: every role step reruns) and of its last (wsgi: its role
+                             step alone, then the tree, image and qcow2): median of 3 edits each
   sandbox cost               bubblewrap entries during the cold build (counted by a PATH shim)
                              times the cost of one entry over a plain chroot, side by side
                              in the base tree (target: under 2 s a build)
@@ -207,7 +208,8 @@ def main() -> int:
         rows.append(("cold build, wsgi (empty store)", f"{cold:7.1f} s"))
         manifest = json.loads((work / "out" / "wsgi" / "manifest.json").read_text())
         for step in manifest["steps"]:
-            rows.append((f"  {step['kind']} step", f"{step['duration_s']:7.1f} s"))
+            named = f" ({step['name'].partition('+')[2]})" if step["kind"] == "role" else ""  # one role step per role
+            rows.append((f"  {step['kind']} step{named}", f"{step['duration_s']:7.1f} s"))
             record = json.loads((work / ".store" / "steps" / f"{step['kind']}-{step['id']}" / "step.json").read_text())
             for name, took in record["outputs"].get("phases_s", []):  # where the step's seconds went, in order
                 rows.append((f"    {name}", f"{took:7.1f} s"))
@@ -239,6 +241,10 @@ def main() -> int:
             base = floor(work, manifest)
             rows.append(("mmdebstrap alone, same package set (floor)", f"{base:7.1f} s"))
             rows.append(("cold build / floor", f"{cold / base:7.2f}"))
+            # The floor installs packages only: the base and packages steps are the part of the
+            # build that does the same work (the rest is roles, the image and its conversions).
+            installing = sum(s["duration_s"] for s in manifest["steps"] if s["kind"] in ("base", "packages"))
+            rows.append(("  base + packages steps / floor (the same work)", f"{installing / base:7.2f}"))
             verdicts.append(TARGETS["floor"].row(cold / base))
 
         crust(work, "build", "--all")  # the other appliances, so that the no-op covers all

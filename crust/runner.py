@@ -146,6 +146,8 @@ def run(
     full_env.update(_step_env.get())
     full_env.update(env or {})
     started = time.monotonic()
+    if _stopping.is_set():  # stopped (Ctrl-C, SIGTERM): start nothing more, in any thread
+        raise KeyboardInterrupt
     proc = subprocess.Popen(
         [exe, *args[1:]],
         stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
@@ -162,6 +164,8 @@ def run(
     with _live_lock:
         _live.add(proc)
     try:
+        if _stopping.is_set():  # stop_all() ran between the start and the line above
+            raise KeyboardInterrupt
         faults.point(f"run:{command_name(args)}", child=proc.pid)  # its own session: pgid = pid
         if capture:
             out, err = proc.communicate(input_text, timeout=timeout)

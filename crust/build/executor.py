@@ -21,7 +21,7 @@ from crust.build.plan import AppliancePlan, Step, plan_appliance
 from crust.build.progress import Progress
 from crust.build.publish import publish
 from crust.build.sharing import adopt_equivalence, forget_equivalence
-from crust.build.store import Entry, Store
+from crust.build.store import Entry, Store, remove_tree
 from crust.define.project import Project
 from crust.errors import CommandError, DiskFull, StepFailed
 from crust.log import logging_to, phase
@@ -161,6 +161,19 @@ def must_run(store: Store, remote: RemoteCache | None, step: Step) -> bool:
 def build_appliance(
     plan: AppliancePlan, store: Store, output: Path, project: Project, progress: Progress, remote: RemoteCache | None = None
 ) -> Manifest:
+    """Build the appliance's steps that are missing, publish its artifacts, write its manifest."""
+    # The steps' scratch folder for this build (Job.scratch): in tmp/ with this process's id, so
+    # a killed build's is removed by the next (Store.remove_stale_tmp).
+    scratch = store.root / "tmp" / f"scratch-{plan.spec.name}-{plan.build_id}.{os.getpid()}"
+    try:
+        return _build_appliance(plan, store, output, project, progress, remote, scratch)
+    finally:
+        remove_tree(scratch)
+
+
+def _build_appliance(
+    plan: AppliancePlan, store: Store, output: Path, project: Project, progress: Progress, remote: RemoteCache | None, scratch: Path
+) -> Manifest:
     from crust.formats import FORMATS
     from crust.steps import KINDS, Job
     from crust.steps.kind import command_environment
@@ -173,7 +186,7 @@ def build_appliance(
             materialize(step, plan)
             entries = {key: b.entry for key, b in built.items()}
             with step_env(command_environment(plan.epoch)):
-                outputs = KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries))
+                outputs = KINDS[step.kind].run(Job(plan, step, tmp, store, project, entries, scratch))
             took = outputs.setdefault("phases_s", [])
             with phase("clamp times", took):
                 clamp_times(tmp, plan.epoch)  # the step's files too (disk.raw, the SBOM): its output is its bytes and times

@@ -33,6 +33,9 @@ class Job:
     store: Store
     project: Project
     entries: Mapping[str, Entry]  # step key -> entry, for the appliance's steps built before this one
+    # Shared by the steps of this build of this appliance, removed when it ends (made by whoever
+    # needs it): for what one step may hand the next within one build, never an output.
+    scratch: Path | None = None
 
     def entry(self, kind: str) -> Entry:
         """The entry of the appliance's (one) step of this kind."""

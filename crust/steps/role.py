@@ -17,6 +17,7 @@ The tree step stamps it into the identity file instead (crust/steps/tree.py).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from types import MappingProxyType
@@ -32,6 +33,7 @@ from crust.log import phase
 from crust.runner import run as run_command
 from crust.steps.kind import GIB, Job, StepKind
 
+BELOW = "below.json"  # in a role step's entry: the canonical ids of the view its layer lies on
 # The kickstart commands applied before the first role (the rest are the tree step's).
 EARLY_KICKSTART = ("timezone", "lang", "keymap", "network", "root_password_hash", "users", "sshkeys")
 
@@ -91,7 +93,13 @@ def run(job: Job) -> dict[str, Any]:
     work.mkdir()
     took: list[tuple[str, float]] = []
     first = not job.plan.steps_of("role").index(job.step)
-    facts = job.store.root / "state" / "facts" / digest_text(packages.path.name + plan.rendered.text)[:24]
+    # What the layer lies on, in the entry: a layer means nothing without the view below it, so
+    # the output digest (early cut-off) must tell two equal layers on different views apart.
+    below = {"packages": job.step.inputs["packages"], "role": job.step.inputs.get("role", "")}
+    (job.tmp / BELOW).write_text(json.dumps(below, sort_keys=True) + "\n", encoding="utf-8")
+    # The facts of this step's view (gathered once for it: a rerun after an edit of its role
+    # finds them): the packages tree, the kickstart, and the role steps below.
+    facts = job.store.root / "state" / "facts" / digest_text(packages.path.name + plan.rendered.text + below["role"])[:24]
 
     def configure(view: Path) -> None:
         if first:
@@ -160,17 +168,42 @@ def apply_role(view: Path, job: Job, work: Path, facts: Path) -> None:
     variables = {**job.plan.variables, "crust_packages": job.entry("packages").meta["outputs"]["packages"]}
     roles_dir, earlier = job.project.roles, job.plan.spec.roles[: job.plan.steps_of("role").index(job.step)]
     applied = already_applied(roles_dir, role_of(job.step), earlier)
-    ansible.apply_roles(view, (role_of(job.step),), variables, roles_dir, work, facts, applied)
+    # The role steps of this build share compiled module code (the same roles' trust: one
+    # appliance, one build): each would compile the same 140 or so module imports again.
+    cache = job.scratch / "ansible-modules" if job.scratch is not None else None
+    ansible.apply_roles(view, (role_of(job.step),), variables, roles_dir, work, facts, applied, cache)
 
 
 def already_applied(roles_dir: Path, role: str, earlier: tuple[str, ...]) -> tuple[str, ...]:
-    """The roles ROLE depends on that the steps before it ran (EARLIER: their roles), and that
-    Ansible, in one play, would not run again: those its dependency tree names without
-    parameters only (a dependency with its own variables runs again, as in one play)."""
-    done = set(role_closure(roles_dir, earlier)) if earlier else set()
+    """The roles of ROLE's play (it and its dependencies) that the steps before it ran as one
+    play would have (EARLIER: their roles) and that Ansible, in one play, would not run again:
+    those run without parameters before, and named without parameters here (a role with
+    variables of its own runs again, in one play too)."""
+    done = plain_runs(roles_dir, earlier)
     mine = role_closure(roles_dir, (role,))
     with_params = {dep["role"] for name in mine for dep in dependencies(roles_dir, name) if set(dep) - {"role"}}
-    return tuple(r for r in mine if r != role and r in done and r not in with_params)
+    return tuple(r for r in mine if r in done and r not in with_params)
+
+
+def plain_runs(roles_dir: Path, roots: tuple[str, ...]) -> set[str]:
+    """The roles a play of ROOTS runs without parameters: the roots, and the dependencies met
+    through them named without parameters (a role run with variables still runs its own
+    dependencies; those named plainly run plainly)."""
+    plain: set[str] = set()
+    seen: set[tuple[str, bool]] = set()
+
+    def visit(name: str, with_params: bool) -> None:
+        if (name, with_params) in seen:
+            return
+        seen.add((name, with_params))
+        if not with_params:
+            plain.add(name)
+        for dep in dependencies(roles_dir, name):
+            visit(dep["role"], bool(set(dep) - {"role"}))
+
+    for root in roots:
+        visit(root, False)
+    return plain
 
 
 def disk_bytes(plan: AppliancePlan, step: Step) -> int:

@@ -116,13 +116,16 @@ def apply_roles(
     workdir: Path,
     facts_dir: Path,
     applied: tuple[str, ...] = (),
+    module_cache: Path | None = None,
 ) -> None:
     """Run the roles against tree, each task in the build sandbox with the host's wheel cache
     read-only at WHEEL_DIR (roles fetch into it on the host, delegated to localhost). facts_dir
-    caches the tree's facts: give each tree-before-roles (packages step + kickstart) its own.
+    caches the tree's facts: give each view the roles start from its own.
     applied: roles an earlier play already ran on this tree, that Ansible would skip as run
-    had they been in this play (crust/steps/role.py): they run as stubs, tasks and handlers
-    empty (their defaults, variables, plugins and argument specs as they are)."""
+    had they been in this play (crust/steps/role.py): they run as stubs, without tasks.
+    module_cache: where ansible_boot.py keeps the module code it compiled (default: in
+    workdir, for this run only). Only runs whose roles are trusted alike may share one: a
+    tree's tasks can write into it (the role steps of one build of one appliance)."""
     if not roles:
         return
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
@@ -136,8 +139,9 @@ def apply_roles(
     interpreter = workdir / "python3"
     interpreter.write_text(f'#!/bin/sh\nexec /usr/bin/python3 {BOOT_DIR}/{BOOT.name} "$@"\n')
     interpreter.chmod(0o755)
-    compiled = workdir / "module-cache"
-    compiled.mkdir()
+    compiled = module_cache or workdir / "module-cache"
+    compiled.mkdir(parents=True, exist_ok=True)
+    (compiled / "stats").unlink(missing_ok=True)  # this run's report only
     boot = [(BOOT, f"{BOOT_DIR}/{BOOT.name}"), (interpreter, f"{BOOT_DIR}/python3")]
     ro_binds = [(WHEEL_CACHE, WHEEL_DIR), *boot, *([(secret_dir, secrets.SECRETS_DIR)] if given else [])]
     chroot = chroot_wrapper(workdir / "crust-chroot", ro_binds=ro_binds, binds=[(compiled, f"{BOOT_DIR}/cache")])
@@ -177,12 +181,13 @@ def apply_roles(
 
 def stub_roles(roles_dir: Path, names: tuple[str, ...], into: Path) -> Path:
     """A roles folder searched before roles_dir in which each of NAMES is its role without
-    tasks or handlers (its other folders linked): the role counts as applied and runs nothing."""
+    tasks (its other folders linked: defaults, variables, plugins, argument specs, and handlers,
+    which other roles may notify): the role counts as applied and runs nothing."""
     for name in names:
         stub = into / name
         stub.mkdir(parents=True)
         for part in sorted((roles_dir / name).iterdir()):
-            if part.name not in ("tasks", "handlers"):
+            if part.name != "tasks":
                 (stub / part.name).symlink_to(part.resolve())
         (stub / "tasks").mkdir()
         (stub / "tasks" / "main.yml").write_text("[]\n", encoding="utf-8")

@@ -6,7 +6,8 @@ Runs in the tree's own Python, not Crust's: the standard library only, nothing o
 Each module Ansible runs is a zip (AnsiballZ) of the module and the module_utils it imports,
 imported from that zip, which Python compiles from source on every run: 0.3 s of a 0.42 s stat
 module under Debian 13's Python 3.13 here, some 30 times a wsgi build. This keeps each compiled
-module in CACHE (a directory of the tree step's own work dir, bound read-write beside this file),
+module in CACHE (a directory of the role step's work dir, or of its build's scratch folder shared by the
+role steps of one build of one appliance; bound read-write beside this file),
 keyed by the Python version, the module's name and its source: code of another source is never
 served, and a missing, unreadable or corrupt entry is compiled again. Nothing else changes: the
 module runs as `/usr/bin/python3` would run it (from stdin, as pipelining sends it, or from the

@@ -16,6 +16,7 @@ its commands only, and goes with the thread, whatever ends the process.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import ctypes
 import os
@@ -75,12 +76,14 @@ def in_private_mounts(fn: Callable[[], T]) -> T:
         done.wait()  # not join(): Python 3.11's join, interrupted, takes the thread for ended
     except BaseException:
         # Ctrl-C or SIGTERM (a KeyboardInterrupt here): the thread's commands do not see it.
-        # Stop them as run() stops the caller's own, and let the thread end before the
-        # caller removes what it works in.
+        # Stop them as run() stops the caller's own (and any it would start), and let the
+        # thread end before the caller removes what it works in, however often interrupted.
         from crust.runner import stop_all
 
         stop_all()
-        done.wait()
+        while not done.is_set():
+            with contextlib.suppress(BaseException):
+                done.wait()
         raise
     thread.join()
     if "error" in outcome:

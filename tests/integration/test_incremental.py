@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -95,4 +96,21 @@ def test_concurrent_builds_share_the_store(copy: Path) -> None:
     assert "waiting: another build is making this step" in stderr or "built by another build" in stderr
     assert not list((ROOT / ".crust" / "tmp").glob("tree-*"))
     again = crust(copy, "build", "wsgi")
-    assert again.returncode == 0 and again.stderr.count("up to date") == 5
+    assert again.returncode == 0 and again.stderr.count("up to date") == 8  # base, packages, 3 roles, tree, image, qcow2
+
+
+def test_an_edit_of_the_first_role_reaches_the_image(copy: Path, built: Built) -> None:
+    """Issue 21: a role step stores a layer, which means nothing without the view below it. An
+    edit of the first role (common's identity file) leaves the later role steps' layers as
+    they were; it must still make a new tree: each role step's output (hence early cut-off)
+    covers the view its layer lies on, so the later steps are not taken for their old selves."""
+    before = built("wsgi")
+    template = copy / "roles/common/templates/crust-release.j2"
+    marker = f"# an edit of the first role {time.time_ns()}"  # new each run: the store is shared
+    template.write_text(template.read_text() + marker + "\n")
+    out = crust(copy, "build", "wsgi")
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = json.loads((copy / "out" / "wsgi" / "manifest.json").read_text())
+    tree_id = next(s["id"] for s in after["steps"] if s["kind"] == "tree")
+    assert tree_id != next(s["id"] for s in before["steps"] if s["kind"] == "tree")
+    assert marker in (ROOT / ".crust" / "steps" / f"tree-{tree_id}" / "tree" / "etc/crust-release").read_text()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crust.build.explain import explain_change
 from crust.build.plan import Step, plan_appliance
@@ -151,3 +152,27 @@ def test_package_edit_names_the_package(project: Path, tmp_path: Path, offline: 
     ks.write_text(ks.read_text().replace("{% block post %}", "{% block packages %}\n{{ super() }}\njq\n{% endblock %}\n{% block post %}"))
     after = plan_appliance(Project.at(project), "wsgi", tmp_path / "state").step("packages")
     assert explain_change(after, {"inputs": dict(before.inputs), "explain": dict(before.explain)}) == "package set (+jq)"
+
+
+def test_a_dependency_an_earlier_role_step_ran_plainly_is_a_stub(tmp_path: Path) -> None:
+    """As Ansible in one play: a role already run without parameters is not run again; one
+    run only with variables of its own (or named here with variables) runs again."""
+    from crust.steps.role import already_applied
+
+    metas = {
+        "common": [],
+        "nginx": [],
+        "wsgi": ["common", "nginx"],
+        "django": [{"role": "wsgi", "vars": {"title": "x"}}],
+        "cloud_init": ["common"],
+    }
+    for name, deps in metas.items():
+        (tmp_path / name / "tasks").mkdir(parents=True)
+        (tmp_path / name / "tasks/main.yml").write_text("[]\n")
+        (tmp_path / name / "meta").mkdir()
+        (tmp_path / name / "meta/main.yml").write_text(yaml.safe_dump({"dependencies": deps}))
+    assert already_applied(tmp_path, "common", ()) == ()
+    assert already_applied(tmp_path, "cloud_init", ("common",)) == ("common",)
+    assert already_applied(tmp_path, "django", ("common", "cloud_init")) == ("common",)  # wsgi: with variables
+    assert already_applied(tmp_path, "wsgi", ("django",)) == ("common", "nginx")  # wsgi ran with variables only
+    assert already_applied(tmp_path, "common", ("wsgi",)) == ("common",)  # listed after a role that ran it
