@@ -207,7 +207,11 @@ def plain_runs(roles_dir: Path, roots: tuple[str, ...]) -> set[str]:
 
 
 def disk_bytes(plan: AppliancePlan, step: Step) -> int:
-    return GIB  # a layer (wsgi's largest: a venv, tens of MB); the copy fallback holds a whole view
+    # What the step stores is a layer (wsgi's largest: a venv, a few MB; a Django stack tens of
+    # MB). Where overlayfs cannot be mounted it holds a whole view (0.3-0.7 GiB) while it runs,
+    # one step at a time: the preflight sums every step of a build, so the peak is not counted
+    # once per role.
+    return GIB // 4
 
 
 KIND = StepKind(
