@@ -151,3 +151,20 @@ def test_failing_post_fails_the_build(tree: Path, tmp_path: Path) -> None:
 def test_mask_generators(tree: Path) -> None:
     configure.mask_generators(tree, ("systemd-ssh-generator",))
     assert os.readlink(tree / "etc/systemd/system-generators/systemd-ssh-generator") == "/dev/null"
+
+
+def test_the_build_id_stamp_stays_in_the_tree(tmp_path: Path) -> None:
+    """common_release_file comes from an appliance file: the tree step's BUILD_ID stamp must
+    write inside the tree only, never through a link or a '..' to a host file."""
+    from crust.steps.tree import stamp_build_id
+
+    tree, host = tmp_path / "tree", tmp_path / "host-file"
+    (tree / "etc").mkdir(parents=True)
+    host.write_text("APPLIANCE=host\n")
+    (tree / "etc/linked").symlink_to(host)
+    for hostile in ("../host-file", "/../../host-file", "/etc/linked"):
+        stamp_build_id(tree, hostile, "0123456789ab")
+    assert host.read_text() == "APPLIANCE=host\n"
+    (tree / "etc/crust-release").write_text("APPLIANCE=wsgi\nBUILD_ID=old\n")
+    stamp_build_id(tree, "/etc/crust-release", "0123456789ab")
+    assert (tree / "etc/crust-release").read_text() == "APPLIANCE=wsgi\nBUILD_ID=0123456789ab\n"
