@@ -28,6 +28,28 @@ def parse_uki(value: Any) -> str:
     return text
 
 
+UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|mount|automount|path|swap|target)$")
+
+
+def parse_unit_list(value: Any) -> tuple[str, ...]:
+    names = parse_str_list(value)
+    for name in names:
+        if not UNIT_NAME.match(name):
+            raise Invalid(f"{name!r} is not a systemd unit name: use NAME.service, NAME@INSTANCE.service, NAME.mount ...")
+    return names
+
+
+MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def parse_module_list(value: Any) -> tuple[str, ...]:
+    names = parse_str_list(value)
+    for name in names:
+        if not MODULE_NAME.match(name):
+            raise Invalid(f"{name!r} is not a kernel module name: letters, digits, '_' and '-' only")
+    return names
+
+
 def parse_backend(value: Any) -> str:
     from crust.distros import backends
 
@@ -47,7 +69,8 @@ DISTRO_SETTINGS: tuple[Setting, ...] = (
     Setting("base_packages", parse_str_list, REQUIRED, "Packages of the shared base tree."),
     Setting("grow_packages", parse_str_list, (), "Extra packages that grow the root at first boot."),
     Setting("masked_generators", parse_str_list, (), "systemd generators masked in every image (boot time)."),
-    Setting("initramfs_modules", parse_str_list, (), "Kernel modules in the initramfs (MODULES=list); empty keeps Debian's MODULES=most."),
+    Setting("masked_units", parse_unit_list, (), "systemd units masked in every image: boot work no appliance needs."),
+    Setting("initramfs_modules", parse_module_list, (), "Kernel modules in the initramfs (MODULES=list); empty keeps Debian's MODULES=most."),
     Setting("sources", lambda v: v, REQUIRED, "[[sources]] tables: uri, suites, components."),
 )
 
@@ -71,6 +94,7 @@ class Distribution:
     grow_packages: tuple[str, ...]
     initramfs_modules: tuple[str, ...]
     masked_generators: tuple[str, ...]
+    masked_units: tuple[str, ...]
     sources: tuple[Source, ...]
 
     @property
@@ -148,5 +172,6 @@ def load_distribution(project: Project, name: str, mirrors: dict[str, str] | Non
         grow_packages=values["grow_packages"],
         initramfs_modules=values["initramfs_modules"],
         masked_generators=values["masked_generators"],
+        masked_units=values["masked_units"],
         sources=tuple(sources),
     )

@@ -36,6 +36,7 @@ def plan(p: Planning) -> tuple[Step, ...]:
         "packages": p.start_id("packages"),
         "epoch": str(p.epoch),  # the sealed tree's times
         "generators": digest_json(list(p.distro.masked_generators)),
+        "masked-units": digest_json(list(p.distro.masked_units)),
         "kickstart": digest_text(p.rendered.text),
         "plaintext-passwords": str(spec.allow_plaintext_passwords),
         "host-scripts": str(spec.allow_host_scripts),
@@ -129,6 +130,7 @@ def run(job: Job) -> dict[str, Any]:
                 configure.write_grow_config(view)
             configure.write_kernel_cmdline(view, plan.layout.cmdline)
             configure.mask_generators(view, plan.distro.masked_generators)
+            configure.mask_units(view, plan.distro.masked_units)
             stamp_build_id(view, release_file(plan), plan.build_id)
         with phase("services and %post scripts", took):
             configure.set_services(view, configure.network_services(view) + ks.services_enabled, ks.services_disabled)

@@ -173,6 +173,12 @@ def mask_generators(tree: Path, names: tuple[str, ...]) -> None:
         symlink(tree, f"/etc/systemd/system-generators/{name}", "/dev/null")
 
 
+def mask_units(tree: Path, names: tuple[str, ...]) -> None:
+    """As `systemctl mask`: a /dev/null link in /etc/systemd/system wins over any unit file."""
+    for name in names:
+        symlink(tree, f"/etc/systemd/system/{name}", "/dev/null")
+
+
 def write_kernel_cmdline(tree: Path, cmdline: str) -> None:
     write_file(tree, "/etc/kernel/cmdline", cmdline + "\n")
 

@@ -243,6 +243,30 @@ MISSING_FILES = [
         "mirrors",
         RENDER_VERBS,
     ),
+    FileCase(
+        "distribution-masked-unit-path",
+        {
+            "distributions/debian-13.toml": (Path(__file__).parents[2] / "distributions/debian-13.toml")
+            .read_text()
+            .replace("masked_units = [", 'masked_units = ["../../../../etc/passwd.service", ', 1)
+        },
+        "is not a systemd unit name",
+        "distributions/debian-13.toml",
+        "masked_units",
+        RENDER_VERBS,
+    ),
+    FileCase(
+        "distribution-initramfs-module-shell",
+        {
+            "distributions/debian-13.toml": (Path(__file__).parents[2] / "distributions/debian-13.toml")
+            .read_text()
+            .replace("initramfs_modules = [", 'initramfs_modules = ["virtio_blk; touch /tmp/x", ', 1)
+        },
+        "is not a kernel module name",
+        "distributions/debian-13.toml",
+        "initramfs_modules",
+        RENDER_VERBS,
+    ),
 ]
 
 FORMATS_AND_SIZES = [

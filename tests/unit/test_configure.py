@@ -153,6 +153,12 @@ def test_mask_generators(tree: Path) -> None:
     assert os.readlink(tree / "etc/systemd/system-generators/systemd-ssh-generator") == "/dev/null"
 
 
+def test_mask_units_wins_over_the_unit_files(tree: Path) -> None:
+    configure.mask_units(tree, ("modprobe@drm.service", "sys-kernel-debug.mount"))
+    assert os.readlink(tree / "etc/systemd/system/modprobe@drm.service") == "/dev/null"
+    assert os.readlink(tree / "etc/systemd/system/sys-kernel-debug.mount") == "/dev/null"
+
+
 def test_the_build_id_stamp_stays_in_the_tree(tmp_path: Path) -> None:
     """common_release_file comes from an appliance file: the tree step's BUILD_ID stamp must
     write inside the tree only, never through a link or a '..' to a host file."""

@@ -25,18 +25,28 @@ def write_initramfs_config(distro: Distribution, workdir: Path) -> list[str]:
 
     MODULES=most (Debian's default) packs every storage and file system driver (35 MB, and
     seconds of boot under emulation); an appliance needs its root disk's drivers, listed per
-    distribution (virtio, NVMe, Xen, Hyper-V, SCSI/ATA for the clouds). Copied in after the
-    essential packages, before the kernel and initramfs-tools are installed.
+    distribution (virtio, NVMe, Xen, Hyper-V, SCSI/ATA for the clouds). They go in through a
+    hook (manual_add_modules), not a modules list: initramfs-tools loads every listed module at
+    every boot, while udev in the initramfs loads a hook's modules only for the devices found
+    (virtio_blk on KVM, nvme on Nitro; under TCG the kernel and initramfs took 4.8 s instead of 5.8 s, 3 boots each). Copied in
+    after the essential packages, before the kernel and initramfs-tools are installed.
     """
     if not distro.initramfs_modules:
         return []
     conf = workdir / "etc" / "initramfs-tools"
     (conf / "conf.d").mkdir(parents=True)
-    (conf / "conf.d" / "crust.conf").write_text("# Crust: only the modules listed in modules.d/crust\nMODULES=list\n", encoding="utf-8")
-    mods = workdir / "share" / "initramfs-tools"
-    (mods / "modules.d").mkdir(parents=True)
-    (mods / "modules.d" / "crust").write_text("\n".join(distro.initramfs_modules) + "\n", encoding="utf-8")
-    return [f"--essential-hook=copy-in {conf} /etc/", f"--essential-hook=copy-in {mods} /usr/share/"]
+    (conf / "conf.d" / "crust.conf").write_text("# Crust: only the modules its hook adds (hooks/crust)\nMODULES=list\n", encoding="utf-8")
+    (conf / "hooks").mkdir()
+    hook = conf / "hooks" / "crust"
+    hook.write_text(
+        "#!/bin/sh\n# Crust: the root disk's drivers, loaded by udev for the devices present.\n"
+        'case "$1" in prereqs) exit 0 ;; esac\n'
+        ". /usr/share/initramfs-tools/hook-functions\n"
+        f"manual_add_modules {' '.join(distro.initramfs_modules)}\n",
+        encoding="utf-8",
+    )
+    hook.chmod(0o755)
+    return [f"--essential-hook=copy-in {conf} /etc/"]
 
 
 def mmdebstrap_argv(distro: Distribution, target: Path, sources: Path, hooks: list[str]) -> list[str]:
