@@ -47,6 +47,14 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return el
 
 
+def on_root_bus(device: ET.Element, slot: int) -> None:
+    """An explicit slot on pcie.0 (an integrated endpoint): else libvirt puts each device
+    behind a PCIe root port of its own and adds a spare one, four bridges more for the firmware
+    and the kernel to walk under TCG (all checks passed in 25.7 s against 26.3 s, 3 boots each:
+    within the noise, but fewer devices to set up)."""
+    _sub(device, "address", type="pci", domain="0x0000", bus="0x00", slot=f"0x{slot:02x}", function="0x0")
+
+
 def domain_xml(cfg: DomainConfig) -> str:
     ET.register_namespace("qemu", QEMU_NS)
     dom = ET.Element("domain", {"type": "kvm" if cfg.accel == "kvm" else "qemu"})
@@ -79,12 +87,14 @@ def domain_xml(cfg: DomainConfig) -> str:
     _sub(disk, "driver", name="qemu", type="qcow2", discard="unmap")
     _sub(disk, "source", file=str(cfg.disk))
     _sub(disk, "target", dev="vda", bus="virtio")
+    on_root_bus(disk, 0x02)
     if cfg.seed is not None:
         seed = _sub(devices, "disk", type="file", device="disk")
         _sub(seed, "driver", name="qemu", type="raw")
         _sub(seed, "source", file=str(cfg.seed))
         _sub(seed, "target", dev="vdb", bus="virtio")
         _sub(seed, "readonly")
+        on_root_bus(seed, 0x03)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=str(cfg.serial_log))
     _sub(serial, "target", port="0")
@@ -93,6 +103,9 @@ def domain_xml(cfg: DomainConfig) -> str:
         _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
     rng = _sub(devices, "rng", model="virtio")
     _sub(rng, "backend", "/dev/urandom", model="random")
+    on_root_bus(rng, 0x05)
+    if cfg.agent:
+        on_root_bus(_sub(devices, "controller", type="virtio-serial", index="0"), 0x04)
     _sub(devices, "memballoon", model="none")
     # Nothing the appliance does not use: every extra device is udev work at boot under TCG.
     _sub(devices, "controller", type="usb", model="none")

@@ -52,6 +52,7 @@ class CheckContext:
     deadline: float = float("inf")  # monotonic time the running check must end by
     stopped: Callable[[], str | None] = lambda: None  # why the guest no longer runs, or None
     console: Callable[[], list[str]] = lambda: []  # the serial console's lines so far (printable)
+    state: dict[Any, Any] = field(default_factory=dict)  # what a check type keeps between attempts
 
     def address(self, guest_port: int) -> tuple[str, int]:
         return "127.0.0.1", self.forwards[guest_port]

@@ -133,6 +133,58 @@ def test_http_check(web: int, options: dict[str, Any], passed: bool) -> None:
         assert result.attempts >= 2  # retried until its own timeout
 
 
+def serve(handle: Any) -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            handle(self)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield int(server.server_address[1])
+    server.shutdown()
+
+
+def answer(handler: http.server.BaseHTTPRequestHandler, body: bytes = b"hello crust") -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_http_check_sees_the_page_soon_after_requests_that_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As through qemu's forward before the guest's network is up: the connection is accepted
+    and nothing answers. A request sent once the page is up is answered, whatever the earlier
+    ones still wait for."""
+    from crust.checks import http as http_check
+
+    monkeypatch.setattr(http_check, "REQUEST_TIMEOUT", 30.0)
+    up_at = time.monotonic() + 1.5
+
+    def handle(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if time.monotonic() < up_at:
+            time.sleep(30)  # held open, never answered
+            return
+        answer(handler)
+
+    for port in serve(handle):
+        result = run_check(check("http", 20), ctx(port), time.monotonic() + 20)
+        assert result.passed, result.seen
+        assert result.at_s < 1.5 + 2.0, f"seen {result.at_s:.1f} s after start; the page was up at 1.5 s"
+
+
+def test_http_check_waits_for_a_slow_answer() -> None:
+    def handle(handler: http.server.BaseHTTPRequestHandler) -> None:
+        time.sleep(2.0)  # longer than an attempt's wait and the retry interval
+        answer(handler)
+
+    for port in serve(handle):
+        result = run_check(check("http", 10), ctx(port), time.monotonic() + 10)
+        assert result.passed, result.seen
+
+
 PROC_NET_TCP = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
