@@ -8,6 +8,7 @@ configured apt mirror for the same archive (matched by the last path component, 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,26 +29,27 @@ def parse_uki(value: Any) -> str:
     return text
 
 
-UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|mount|automount|path|swap|target)$")
+def names_matching(pattern: str, what: str, fix: str) -> Callable[[Any], tuple[str, ...]]:
+    """A parser of a list of names, each of which must match pattern (they reach file names
+    and shell scripts in the tree)."""
+    compiled = re.compile(pattern)
+
+    def parse(value: Any) -> tuple[str, ...]:
+        names = parse_str_list(value)
+        for name in names:
+            if not compiled.match(name):
+                raise Invalid(f"{name!r} is not {what}: {fix}")
+        return names
+
+    return parse
 
 
-def parse_unit_list(value: Any) -> tuple[str, ...]:
-    names = parse_str_list(value)
-    for name in names:
-        if not UNIT_NAME.match(name):
-            raise Invalid(f"{name!r} is not a systemd unit name: use NAME.service, NAME@INSTANCE.service, NAME.mount ...")
-    return names
-
-
-MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def parse_module_list(value: Any) -> tuple[str, ...]:
-    names = parse_str_list(value)
-    for name in names:
-        if not MODULE_NAME.match(name):
-            raise Invalid(f"{name!r} is not a kernel module name: letters, digits, '_' and '-' only")
-    return names
+parse_unit_list = names_matching(
+    r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|mount|automount|path|swap|target)$",
+    "a systemd unit name",
+    "use NAME.service, NAME@INSTANCE.service, NAME.mount ...",
+)
+parse_module_list = names_matching(r"^[A-Za-z0-9_-]+$", "a kernel module name", "letters, digits, '_' and '-' only")
 
 
 def parse_backend(value: Any) -> str:

@@ -66,6 +66,12 @@ def target(case_id: str, table: str, words: str, at: str = AUTO) -> FileCase:
     return text(case_id, GOOD + "\n" + table + "\n", words, table.splitlines()[-1] if at == AUTO else at, TARGET_VERBS)
 
 
+def distribution_with(old: str, new: str) -> dict[str, str]:
+    """debian-13.toml with its first `old` replaced by `new` ("" for old: new goes first)."""
+    content = (Path(__file__).parents[2] / "distributions/debian-13.toml").read_text()
+    return {"distributions/debian-13.toml": content.replace(old, new, 1)}
+
+
 def aws(case_id: str, line: str, words: str) -> FileCase:
     return target(case_id, "[targets.aws]\n" + line, words)
 
@@ -237,7 +243,7 @@ MISSING_FILES = [
     ),
     FileCase(
         "distribution-file-unknown-key",
-        {"distributions/debian-13.toml": 'mirrors = "x"\n' + (Path(__file__).parents[2] / "distributions/debian-13.toml").read_text()},
+        distribution_with("", 'mirrors = "x"\n'),
         "unknown key 'mirrors'",
         "distributions/debian-13.toml",
         "mirrors",
@@ -245,11 +251,7 @@ MISSING_FILES = [
     ),
     FileCase(
         "distribution-masked-unit-path",
-        {
-            "distributions/debian-13.toml": (Path(__file__).parents[2] / "distributions/debian-13.toml")
-            .read_text()
-            .replace("masked_units = [", 'masked_units = ["../../../../etc/passwd.service", ', 1)
-        },
+        distribution_with("masked_units = [", 'masked_units = ["../../../../etc/passwd.service", '),
         "is not a systemd unit name",
         "distributions/debian-13.toml",
         "masked_units",
@@ -257,11 +259,7 @@ MISSING_FILES = [
     ),
     FileCase(
         "distribution-initramfs-module-shell",
-        {
-            "distributions/debian-13.toml": (Path(__file__).parents[2] / "distributions/debian-13.toml")
-            .read_text()
-            .replace("initramfs_modules = [", 'initramfs_modules = ["virtio_blk; touch /tmp/x", ', 1)
-        },
+        distribution_with("initramfs_modules = [", 'initramfs_modules = ["virtio_blk; touch /tmp/x", '),
         "is not a kernel module name",
         "distributions/debian-13.toml",
         "initramfs_modules",
