@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ import yaml
 from crust.define.roles import secret_options
 from crust.log import log_line
 from crust.runner import check_tools, find_tool, run, sandboxed
+from crust.tree.ansible_boot import SERVE
 from crust.tree.files import make_dirs
-from crust.tree.sandbox import chroot_wrapper
+from crust.tree.sandbox import chroot_wrapper, in_sandbox
 from crust.trust import secrets
 
 
@@ -144,7 +146,14 @@ def apply_roles(
     (compiled / "stats").unlink(missing_ok=True)  # this run's report only
     boot = [(BOOT, f"{BOOT_DIR}/{BOOT.name}"), (interpreter, f"{BOOT_DIR}/python3")]
     ro_binds = [(WHEEL_CACHE, WHEEL_DIR), *boot, *([(secret_dir, secrets.SECRETS_DIR)] if given else [])]
-    chroot = chroot_wrapper(workdir / "crust-chroot", ro_binds=ro_binds, binds=[(compiled, f"{BOOT_DIR}/cache")])
+    server_dir = workdir / "module-server"  # the server's socket: written by it, only connected to by the tasks
+    server_dir.mkdir(exist_ok=True)
+    chroot = chroot_wrapper(
+        workdir / "crust-chroot", ro_binds=[*ro_binds, (server_dir, f"{BOOT_DIR}/server")], binds=[(compiled, f"{BOOT_DIR}/cache")]
+    )
+    server = module_server(
+        workdir / "module-server.sh", tree, ro_binds=ro_binds, binds=[(compiled, f"{BOOT_DIR}/cache"), (server_dir, f"{BOOT_DIR}/server")]
+    )
     # No mount point in the tree: the sandbox's /run is a tmpfs, bwrap makes it there.
     playbook = write_playbook(workdir, tree, roles, variables, chroot)
     check_tools(["ansible-playbook"])
@@ -173,7 +182,7 @@ def apply_roles(
         "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
     }
     try:
-        _run_playbook(ansible_playbook, workdir, playbook, secret_dir, env, given)
+        _run_playbook(ansible_playbook, workdir, playbook, secret_dir, env, given, server)
     finally:
         wheels.rmdir()
         log_line(module_cache_report(compiled))
@@ -195,19 +204,39 @@ def stub_roles(roles_dir: Path, names: tuple[str, ...], into: Path) -> Path:
 
 
 def module_cache_report(compiled: Path) -> str:
-    """What ansible_boot.py's cache did in the run: module imports served compiled, and compiled."""
+    """What ansible_boot.py did in the run: module imports served compiled, and compiled; module
+    runs forked by the module server with its imports, forked with their own, and run alone."""
     served = made = 0
+    runs = {"forked": 0, "fresh": 0, "alone": 0, "server": 0}
     try:
         for line in (compiled / "stats").read_text(encoding="ascii").splitlines():
-            a, b = line.split()
+            a, b, how = line.split()
             served, made = served + int(a), made + int(b)
-    except (OSError, ValueError):
+            runs[how] += 1
+    except (OSError, ValueError, KeyError):
         pass
-    return f"crust: ansible module imports: {served} served compiled, {made} compiled"
+    return (
+        f"crust: ansible module imports: {served} served compiled, {made} compiled; module runs: "
+        f"{runs['forked']} forked with the server's imports, {runs['fresh']} forked with their own, {runs['alone']} alone"
+    )
 
 
-def _run_playbook(ansible_playbook: str, workdir: Path, playbook: Path, secret_dir: Path, env: dict[str, str], given: Mapping[str, bytes]) -> None:
-    argv = [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.yml'}", str(playbook)]
+def module_server(path: Path, tree: Path, *, ro_binds: Sequence[tuple[Path, str]], binds: Sequence[tuple[Path, str]]) -> Path:
+    """A script that runs ansible_boot.py's module server on tree, in the build sandbox (the
+    same as each task's): its modules' children run there as the tasks' own would."""
+    argv = in_sandbox(tree, ["/usr/bin/python3", f"{BOOT_DIR}/{BOOT.name}", SERVE], ro_binds=ro_binds, binds=binds)
+    path.write_text(f"#!/bin/sh\n# Crust: Ansible's module server for one playbook (crust/tree/ansible_boot.py).\nexec {shlex.join(argv)}\n")
+    path.chmod(0o700)
+    return path
+
+
+def _run_playbook(
+    ansible_playbook: str, workdir: Path, playbook: Path, secret_dir: Path, env: dict[str, str], given: Mapping[str, bytes], server: Path
+) -> None:
+    # The module server starts beside the controller, in its PID namespace (sandboxed): when the
+    # controller (its init) exits, the kernel kills the server with everything else there.
+    argv = ["/bin/sh", "-c", '"$0" & exec "$@"', str(server)]
+    argv += [ansible_playbook, "-i", str(workdir / "inventory.yml"), "-e", f"@{workdir / 'vars.yml'}", str(playbook)]
     payload = None
     if given:
         argv = [sys.executable, str(secrets.SECRETFS), str(secret_dir), "--", *argv]
