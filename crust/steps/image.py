@@ -42,7 +42,7 @@ def plan(p: Planning) -> tuple[Step, ...]:
 
 def run(job: Job) -> dict[str, Any]:
     from crust.disk import assemble as disk
-    from crust.log import log_line
+    from crust.log import log_line, phase
     from crust.trust.audit import audit_tree, findings_json, policy_from_kickstart, summarize
     from crust.trust.sbom import Subject, write_sbom
 
@@ -51,13 +51,17 @@ def run(job: Job) -> dict[str, Any]:
     database = backend_for(plan.distro).database(tree)
     faults.point("image.start")
     raw = job.tmp / "disk.raw"
+    took: list[tuple[str, float]] = []
     with ThreadPoolExecutor(1, thread_name_prefix="audit") as pool:
         baseline = job.entry("packages").meta["outputs"].get("privileged")
         policy = dataclasses.replace(policy_from_kickstart(plan.ks), privileged=baseline)
         audit = pool.submit(audit_tree, tree, policy, database)
-        disk.assemble(tree, plan.layout, job.tmp, raw, job.step.inputs["tree"], plan.epoch)
-        facts = file_facts(raw)  # hashed while the audit may still run: hashlib lets go of the GIL
-        findings = audit.result()
+        with phase("assemble the disk", took):
+            disk.assemble(tree, plan.layout, job.tmp, raw, job.step.inputs["tree"], plan.epoch)
+        with phase("disk digest", took):
+            facts = file_facts(raw)  # hashed while the audit may still run: hashlib lets go of the GIL
+        with phase("wait for the audit", took):
+            findings = audit.result()
     for finding in findings:
         log_line(f"audit: {finding}")
     if findings:
@@ -65,11 +69,12 @@ def run(job: Job) -> dict[str, Any]:
     os.chmod(raw, 0o444)
     sbom = job.tmp / SBOM
     subject = Subject(plan.spec.name, plan.spec.version, plan.spec.description, facts["sha256"], {"distribution": plan.distro.name}, plan.epoch)
-    counts = write_sbom(tree, subject, sbom, database)
+    with phase("SBOM", took):
+        counts = write_sbom(tree, subject, sbom, database)
     os.chmod(sbom, 0o444)
     uki = job.tmp / UKI
     os.chmod(uki, 0o444)
-    return {"disk.raw": facts, "audit": findings_json(findings), SBOM: {**file_facts(sbom), **counts}, UKI: file_facts(uki)}
+    return {"disk.raw": facts, "audit": findings_json(findings), SBOM: {**file_facts(sbom), **counts}, UKI: file_facts(uki), "phases_s": took}
 
 
 def publish(plan: AppliancePlan, step: Step, entry: Entry) -> list[Published]:
