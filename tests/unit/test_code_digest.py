@@ -130,3 +130,27 @@ def test_crust_imports_its_own_modules_by_name_only_in_the_registry() -> None:
         if "import_module(" in p.read_text(encoding="utf-8") or "__import__(" in p.read_text(encoding="utf-8")
     )
     assert dynamic == ["registry.py", "tree/ansible_boot.py"]
+
+
+def test_module_scans_are_kept_between_runs_and_an_edited_module_is_scanned_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan cache (crust/build/code.py) saves parsing Crust's modules at every plan; a
+    module's entry is its name and source, so an edit is never served a stale scan."""
+    from crust.build import code as scan
+
+    monkeypatch.setattr(scan, "SCAN_CACHE", tmp_path / "__pycache__" / "scan.json")
+    monkeypatch.setattr(scan._Scans, "entries", None)
+    monkeypatch.setattr(scan._Scans, "added", False)
+    source = "import crust.a\nfrom . import b\nHELPER = 'helper.py'\n"
+    imports, strings = scan.scanned("crust.x.y", "crust.x", source, "y.py")
+    assert (sorted(imports), strings) == (["crust.a", "crust.x", "crust.x.b"], ["helper.py"])
+    scan.save_scans()
+    assert (tmp_path / "__pycache__" / "scan.json").is_file()
+    monkeypatch.setattr(scan._Scans, "entries", None)  # a new run: loaded from the file
+
+    def no_parse(*_: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(scan.ast, "parse", no_parse)
+    assert scan.scanned("crust.x.y", "crust.x", source, "y.py") == (imports, strings)
+    with pytest.raises(AssertionError, match="parsed again"):
+        scan.scanned("crust.x.y", "crust.x", source + "import crust.c\n", "y.py")
